@@ -1,0 +1,3 @@
+//! Empty on purpose: lets `decnet-agent` name this crate as a build dependency. The program lives
+//! in `main.rs` and only builds for `bpfel-unknown-none`.
+#![no_std]
