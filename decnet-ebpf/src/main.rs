@@ -164,12 +164,6 @@ fn be16(f: &Frame, off: usize) -> Option<u16> {
 }
 
 #[inline(always)]
-fn byte(f: &Frame, off: usize) -> Option<u8> {
-    // SAFETY: ptr_at checked the bounds.
-    ptr_at::<u8>(f, off).map(|p| unsafe { *p })
-}
-
-#[inline(always)]
 fn parse(f: &Frame, key: &mut FlowKey) -> Result<Parsed, u32> {
     let mut ethertype = be16(f, 12).ok_or(C_TRUNCATED)?;
     let mut off = ETH_HLEN;
@@ -273,15 +267,20 @@ fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Resu
             if ip_payload < 8 {
                 return Err(C_TRUNCATED);
             }
-            byte(f, off + 7).ok_or(C_TRUNCATED)?;
-            (be16(f, off).ok_or(C_TRUNCATED)?, be16(f, off + 2).ok_or(C_TRUNCATED)?, 0, 8)
+            // One bounds check on one pointer: the verifier tracks ranges per pointer.
+            let h = ptr_at::<[u8; 8]>(f, off).ok_or(C_TRUNCATED)?;
+            // SAFETY: 8 bytes at `h` are inside the packet.
+            let (sport, dport) = unsafe { (u16::from_be_bytes([(*h)[0], (*h)[1]]), u16::from_be_bytes([(*h)[2], (*h)[3]])) };
+            (sport, dport, 0, 8)
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             if ip_payload < 4 {
                 return Err(C_TRUNCATED);
             }
-            byte(f, off + 3).ok_or(C_TRUNCATED)?;
-            (be16(f, off).ok_or(C_TRUNCATED)?, 0, 0, 4)
+            let h = ptr_at::<[u8; 4]>(f, off).ok_or(C_TRUNCATED)?;
+            // SAFETY: 4 bytes at `h` are inside the packet.
+            let type_code = unsafe { u16::from_be_bytes([(*h)[0], (*h)[1]]) };
+            (type_code, 0, 0, 4)
         }
         _ => (0, 0, 0, 0),
     };

@@ -1,0 +1,7 @@
+//! The `decnet` binary's workers. Each worker is a module with its config type (the clap args of
+//! its subcommand), a `run` function, and its own tests; [`cli`] assembles them.
+//!
+//! - [`sniffer`]: loads the eBPF flow sensor onto every port of the decoy bridge and writes flows
+//!   to the repository.
+pub mod cli;
+pub mod sniffer;

@@ -1,0 +1,199 @@
+//! Loads the eBPF object and attaches/detaches its program on bridge ports.
+//!
+//! The object is compiled by `build.rs` and embedded in the binary. XDP mode tries native
+//! (driver) mode first and falls back to generic; TC mode uses TCX on kernels ≥ 6.6 and the
+//! netlink clsact path before that.
+use std::collections::HashMap;
+
+use anyhow::{Context as _, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode, tc,
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+        xdp::XdpLinkId,
+    },
+};
+use decnet_common::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, TC_PROGRAM, XDP_PROGRAM};
+
+/// Where the program hooks each bridge port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// TC classifier on ingress (TCX). Cheapest on veth ports; sees GSO super-packets, which are
+    /// counted as their wire segments.
+    Tc,
+    /// XDP, native where the driver supports it, else generic.
+    Xdp,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Tc => "tc",
+            Mode::Xdp => "xdp",
+        })
+    }
+}
+
+enum LinkId {
+    Xdp(XdpLinkId),
+    Tc(SchedClassifierLinkId),
+}
+
+/// The loaded program and the ports it is attached to.
+pub struct Sensor {
+    ebpf: Ebpf,
+    mode: Mode,
+    links: HashMap<u32, (String, LinkId)>,
+}
+
+/// The maps userspace works with, taken out of the loaded object.
+pub struct SensorMaps {
+    pub flows: Map,
+    pub events: Map,
+    pub counters: Map,
+}
+
+impl Sensor {
+    pub fn load(mode: Mode, flow_entries: u32, ring_bytes: u32) -> anyhow::Result<(Self, SensorMaps)> {
+        raise_memlock();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(FLOWS_MAP, flow_entries)
+            .map_max_entries(EVENTS_MAP, ring_bytes)
+            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decnet-ebpf")))
+            .context(
+                "loading the eBPF object failed (decnet sniffer needs root, or CAP_BPF + \
+                 CAP_NET_ADMIN + CAP_PERFMON; --ring-bytes must be a power of two multiple of \
+                 the page size)",
+            )?;
+        match mode {
+            Mode::Xdp => {
+                let prog: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?.try_into()?;
+                prog.load().context("the kernel rejected the XDP program")?;
+            }
+            Mode::Tc => {
+                let prog: &mut SchedClassifier = program(&mut ebpf, TC_PROGRAM)?.try_into()?;
+                prog.load().context("the kernel rejected the TC program")?;
+            }
+        }
+        let mut take = |name: &str| {
+            ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
+        };
+        let maps = SensorMaps { flows: take(FLOWS_MAP)?, events: take(EVENTS_MAP)?, counters: take(COUNTERS_MAP)? };
+        Ok((Self { ebpf, mode, links: HashMap::new() }, maps))
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn is_attached(&self, ifindex: u32) -> bool {
+        self.links.contains_key(&ifindex)
+    }
+
+    pub fn attached_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.links.values().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Attaches to the ingress of `name`. Returns a description of how (for the log).
+    pub fn attach(&mut self, ifindex: u32, name: &str) -> anyhow::Result<&'static str> {
+        if self.links.contains_key(&ifindex) {
+            return Ok("already attached");
+        }
+        let (id, how) = match self.mode {
+            Mode::Xdp => {
+                let prog: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
+                match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+                    Ok(id) => (LinkId::Xdp(id), "xdp native"),
+                    Err(native) => {
+                        let id = prog.attach_to_if_index(ifindex, XdpMode::Skb).with_context(|| {
+                            format!("attaching XDP to {name} failed (native: {native})")
+                        })?;
+                        (LinkId::Xdp(id), "xdp generic")
+                    }
+                }
+            }
+            Mode::Tc => {
+                let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?.try_into()?;
+                match prog.attach(name, TcAttachType::Ingress) {
+                    Ok(id) => (LinkId::Tc(id), "tc ingress"),
+                    Err(first) => {
+                        // Older kernels: netlink TC needs a clsact qdisc.
+                        let _ = tc::qdisc_add_clsact(name);
+                        let id = prog
+                            .attach_with_options(
+                                name,
+                                TcAttachType::Ingress,
+                                TcAttachOptions::Netlink(NlOptions::default()),
+                            )
+                            .with_context(|| format!("attaching TC to {name} failed (tcx: {first})"))?;
+                        (LinkId::Tc(id), "tc ingress (netlink clsact)")
+                    }
+                }
+            }
+        };
+        self.links.insert(ifindex, (name.to_string(), id));
+        Ok(how)
+    }
+
+    /// Forgets a port that left the bridge or vanished; detaches if it still exists.
+    pub fn forget(&mut self, ifindex: u32) -> Option<String> {
+        let (name, id) = self.links.remove(&ifindex)?;
+        // A deleted device takes its hooks with it; detaching then fails harmlessly.
+        let _ = self.detach_link(id);
+        Some(name)
+    }
+
+    pub fn detach_all(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (_, (name, id)) in std::mem::take(&mut self.links) {
+            if let Err(e) = self.detach_link(id) {
+                tracing::debug!(port = %name, "detach: {e:#}");
+            }
+            names.push(name);
+        }
+        names.sort();
+        names
+    }
+
+    fn detach_link(&mut self, id: LinkId) -> anyhow::Result<()> {
+        match id {
+            LinkId::Xdp(id) => {
+                let prog: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
+                prog.detach(id)?;
+            }
+            LinkId::Tc(id) => {
+                let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?.try_into()?;
+                prog.detach(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For tests: the loaded program, to drive it with `BPF_PROG_TEST_RUN`.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
+    match ebpf.program_mut(name) {
+        Some(p) => Ok(p),
+        None => bail!("program {name} missing from the eBPF object"),
+    }
+}
+
+/// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones to the memory cgroup.
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid pointer to an rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK ({}); fine on kernels that account BPF memory to cgroups",
+            std::io::Error::last_os_error()
+        );
+    }
+}
