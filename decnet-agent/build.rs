@@ -7,7 +7,11 @@ fn main() -> anyhow::Result<()> {
     let meta = cargo_metadata_root()?;
     let root_dir = format!("{meta}/decnet-ebpf");
     aya_build::build_ebpf(
-        [Package { name: "decnet-ebpf", root_dir: &root_dir, ..Default::default() }],
+        [Package {
+            name: "decnet-ebpf",
+            root_dir: &root_dir,
+            ..Default::default()
+        }],
         Toolchain::Custom("/usr"),
     )
     .context(
@@ -18,6 +22,8 @@ fn main() -> anyhow::Result<()> {
 
 fn cargo_metadata_root() -> anyhow::Result<String> {
     let dir = std::env::var("CARGO_MANIFEST_DIR")?;
-    let parent = std::path::Path::new(&dir).parent().ok_or_else(|| anyhow!("no workspace root"))?;
+    let parent = std::path::Path::new(&dir)
+        .parent()
+        .ok_or_else(|| anyhow!("no workspace root"))?;
     Ok(parent.display().to_string())
 }

@@ -33,8 +33,14 @@ struct Harness {
 impl Harness {
     fn new(mode: Mode) -> Self {
         require_root();
-        let (sensor, SensorMaps { flows, events, counters }) =
-            Sensor::load(mode, 1024, 1 << 16).expect("load the eBPF object");
+        let (
+            sensor,
+            SensorMaps {
+                flows,
+                events,
+                counters,
+            },
+        ) = Sensor::load(mode, 1024, 1 << 16).expect("load the eBPF object");
         Self {
             sensor,
             mode,
@@ -51,20 +57,43 @@ impl Harness {
 
     fn try_run(&mut self, frame: &[u8]) -> Result<(), aya::programs::ProgramError> {
         let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
         let (ret, pass) = match self.mode {
             Mode::Xdp => {
-                let p: &mut Xdp = self.sensor.ebpf_mut().program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
+                let p: &mut Xdp = self
+                    .sensor
+                    .ebpf_mut()
+                    .program_mut(XDP_PROGRAM)
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
                 (p.test_run(opts)?, XDP_PASS)
             }
             Mode::Tc => {
-                let p: &mut SchedClassifier =
-                    self.sensor.ebpf_mut().program_mut(TC_PROGRAM).unwrap().try_into().unwrap();
+                let p: &mut SchedClassifier = self
+                    .sensor
+                    .ebpf_mut()
+                    .program_mut(TC_PROGRAM)
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
                 (p.test_run(opts)?, TC_ACT_OK)
             }
         };
-        assert_eq!(ret.return_value, pass, "{:?} must always pass the packet", self.mode);
-        assert_eq!(&out[..ret.data_size_out as usize], frame, "the packet must not be altered");
+        assert_eq!(
+            ret.return_value, pass,
+            "{:?} must always pass the packet",
+            self.mode
+        );
+        assert_eq!(
+            &out[..ret.data_size_out as usize],
+            frame,
+            "the packet must not be altered"
+        );
         Ok(())
     }
 
@@ -162,44 +191,108 @@ fn hostile_frames(mode: Mode) {
     let mut h = Harness::new(mode);
     let cases: Vec<(&str, Vec<u8>, u32)> = vec![
         // (BPF_PROG_TEST_RUN builds no skb from a bare 14-byte header, so one byte more.)
-        ("one byte after the Ethernet header, claims IPv4", eth(0x0800, &[0x45]), C_TRUNCATED),
-        ("IPv4 header cut short", eth(0x0800, &ipv4(17, A, B, &udp(1, 2, 0))[..12]), C_TRUNCATED),
-        ("IHL = 3", {
-            let mut ip = ipv4(17, A, B, &udp(1, 2, 4));
-            ip[0] = 0x43;
-            eth(0x0800, &ip)
-        }, C_BAD_HEADER),
-        ("zero-length IP (total length 0)", {
-            let mut ip = ipv4(17, A, B, &udp(1, 2, 4));
-            ip[2] = 0;
-            ip[3] = 0;
-            eth(0x0800, &ip)
-        }, C_BAD_HEADER),
-        ("IPv6 version in an IPv4 frame", {
-            let mut ip = ipv4(17, A, B, &udp(1, 2, 4));
-            ip[0] = 0x65;
-            eth(0x0800, &ip)
-        }, C_BAD_HEADER),
+        (
+            "one byte after the Ethernet header, claims IPv4",
+            eth(0x0800, &[0x45]),
+            C_TRUNCATED,
+        ),
+        (
+            "IPv4 header cut short",
+            eth(0x0800, &ipv4(17, A, B, &udp(1, 2, 0))[..12]),
+            C_TRUNCATED,
+        ),
+        (
+            "IHL = 3",
+            {
+                let mut ip = ipv4(17, A, B, &udp(1, 2, 4));
+                ip[0] = 0x43;
+                eth(0x0800, &ip)
+            },
+            C_BAD_HEADER,
+        ),
+        (
+            "zero-length IP (total length 0)",
+            {
+                let mut ip = ipv4(17, A, B, &udp(1, 2, 4));
+                ip[2] = 0;
+                ip[3] = 0;
+                eth(0x0800, &ip)
+            },
+            C_BAD_HEADER,
+        ),
+        (
+            "IPv6 version in an IPv4 frame",
+            {
+                let mut ip = ipv4(17, A, B, &udp(1, 2, 4));
+                ip[0] = 0x65;
+                eth(0x0800, &ip)
+            },
+            C_BAD_HEADER,
+        ),
         ("ARP", eth(0x0806, &[0u8; 28]), C_NON_IP),
         ("LLDP", eth(0x88cc, &[0u8; 30]), C_NON_IP),
-        ("non-first IPv4 fragment", {
-            let mut ip = ipv4(17, A, B, &[0u8; 16]);
-            ip[6] = 0x00;
-            ip[7] = 0xb9; // offset 185 * 8
-            eth(0x0800, &ip)
-        }, C_FRAGMENT),
-        ("TCP data offset 2", eth(0x0800, &ipv4(6, A, B, &tcp(1000, 80, TCP_SYN, 2))), C_BAD_HEADER),
-        ("TCP header cut by the IP total length", {
-            let mut ip = ipv4(6, A, B, &tcp(1000, 80, TCP_SYN, 5));
-            ip[3] = 30; // total length 30: 10 bytes of TCP
-            eth(0x0800, &ip)
-        }, C_TRUNCATED),
-        ("UDP header past the end of the frame", eth(0x0800, &ipv4(17, A, B, &udp(1, 2, 0))[..24]), C_TRUNCATED),
-        ("IPv6 hop-by-hop extension header", eth(0x86dd, &ipv6(0, v6(1), v6(2), &[17, 0, 0, 0, 0, 0, 0, 0])), C_IPV6_EXT),
-        ("IPv6 fragment header", eth(0x86dd, &ipv6(44, v6(1), v6(2), &[17, 0, 0, 8, 0, 0, 0, 1])), C_IPV6_EXT),
-        ("IPv6 header cut short", eth(0x86dd, &ipv6(17, v6(1), v6(2), &[])[..30]), C_TRUNCATED),
-        ("three VLAN tags", vlan_eth(&[(0x88a8, 1), (0x8100, 2), (0x8100, 3)], 0x0800, &ipv4(17, A, B, &udp(1, 2, 4))), C_UNSUPPORTED),
-        ("VLAN tag cut short", { let mut f = MAC.to_vec(); f.extend_from_slice(&[0x81, 0x00, 0x00]); f }, C_TRUNCATED),
+        (
+            "non-first IPv4 fragment",
+            {
+                let mut ip = ipv4(17, A, B, &[0u8; 16]);
+                ip[6] = 0x00;
+                ip[7] = 0xb9; // offset 185 * 8
+                eth(0x0800, &ip)
+            },
+            C_FRAGMENT,
+        ),
+        (
+            "TCP data offset 2",
+            eth(0x0800, &ipv4(6, A, B, &tcp(1000, 80, TCP_SYN, 2))),
+            C_BAD_HEADER,
+        ),
+        (
+            "TCP header cut by the IP total length",
+            {
+                let mut ip = ipv4(6, A, B, &tcp(1000, 80, TCP_SYN, 5));
+                ip[3] = 30; // total length 30: 10 bytes of TCP
+                eth(0x0800, &ip)
+            },
+            C_TRUNCATED,
+        ),
+        (
+            "UDP header past the end of the frame",
+            eth(0x0800, &ipv4(17, A, B, &udp(1, 2, 0))[..24]),
+            C_TRUNCATED,
+        ),
+        (
+            "IPv6 hop-by-hop extension header",
+            eth(0x86dd, &ipv6(0, v6(1), v6(2), &[17, 0, 0, 0, 0, 0, 0, 0])),
+            C_IPV6_EXT,
+        ),
+        (
+            "IPv6 fragment header",
+            eth(0x86dd, &ipv6(44, v6(1), v6(2), &[17, 0, 0, 8, 0, 0, 0, 1])),
+            C_IPV6_EXT,
+        ),
+        (
+            "IPv6 header cut short",
+            eth(0x86dd, &ipv6(17, v6(1), v6(2), &[])[..30]),
+            C_TRUNCATED,
+        ),
+        (
+            "three VLAN tags",
+            vlan_eth(
+                &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
+                0x0800,
+                &ipv4(17, A, B, &udp(1, 2, 4)),
+            ),
+            C_UNSUPPORTED,
+        ),
+        (
+            "VLAN tag cut short",
+            {
+                let mut f = MAC.to_vec();
+                f.extend_from_slice(&[0x81, 0x00, 0x00]);
+                f
+            },
+            C_TRUNCATED,
+        ),
     ];
     for (name, frame, reason) in &cases {
         let before = h.counters();
@@ -223,7 +316,11 @@ fn hostile_frames(mode: Mode) {
                 i if i == *reason => 1,
                 _ => 0,
             };
-            assert_eq!(delta, want, "{mode}: {name}: counter {} moved by {delta}, expected {want}", COUNTER_NAMES[i as usize]);
+            assert_eq!(
+                delta, want,
+                "{mode}: {name}: counter {} moved by {delta}, expected {want}",
+                COUNTER_NAMES[i as usize]
+            );
         }
     }
     assert!(h.flows().is_empty(), "no hostile frame may create a flow");
@@ -250,10 +347,18 @@ fn flows(mode: Mode) {
     for _ in 0..3 {
         h.run(&req);
     }
-    let rep = vlan_eth(&[(0x8100, 42)], 0x0800, &ipv4(17, A, B, &udp(53, 5353, 100)));
+    let rep = vlan_eth(
+        &[(0x8100, 42)],
+        0x0800,
+        &ipv4(17, A, B, &udp(53, 5353, 100)),
+    );
     h.run(&rep);
     // QinQ: the inner VLAN id is kept.
-    h.run(&vlan_eth(&[(0x88a8, 7), (0x8100, 9)], 0x0800, &ipv4(17, A, B, &udp(1, 2, 0))));
+    h.run(&vlan_eth(
+        &[(0x88a8, 7), (0x8100, 9)],
+        0x0800,
+        &ipv4(17, A, B, &udp(1, 2, 0)),
+    ));
     // ICMP echo request.
     h.run(&eth(0x0800, &ipv4(1, A, B, &[8, 0, 0, 0, 0, 1, 0, 1])));
     // IPv6 UDP.
@@ -263,11 +368,20 @@ fn flows(mode: Mode) {
 
     let flows = h.flows();
     assert_eq!(flows.len(), 5, "{mode}: {flows:#?}");
-    let find = |pred: &dyn Fn(&FlowKey) -> bool| flows.iter().find(|(k, _)| pred(k)).cloned().expect("flow present");
+    let find = |pred: &dyn Fn(&FlowKey) -> bool| {
+        flows
+            .iter()
+            .find(|(k, _)| pred(k))
+            .cloned()
+            .expect("flow present")
+    };
 
     let (k, v) = find(&|k| k.vlan == 42);
     // Endpoint a is the lower address: 10.1.0.1 (A) port 53.
-    assert_eq!((&k.addr_a[..4], k.port_a, &k.addr_b[..4], k.port_b), (&A[..], 53, &B[..], 5353));
+    assert_eq!(
+        (&k.addr_a[..4], k.port_a, &k.addr_b[..4], k.port_b),
+        (&A[..], 53, &B[..], 5353)
+    );
     assert_eq!((k.proto, k.family), (IPPROTO_UDP, FAMILY_V4));
     assert_eq!(v.dir[1].packets, 3, "B → A direction");
     assert_eq!(v.dir[1].bytes, 3 * req.len() as u64);
@@ -277,10 +391,17 @@ fn flows(mode: Mode) {
     let (k, _) = find(&|k| k.vlan == 9);
     assert_eq!((k.port_a, k.port_b), (1, 2));
     let (k, v) = find(&|k| k.proto == IPPROTO_ICMP);
-    assert_eq!((k.port_a, k.port_b), (0x0800, 0), "ICMP type/code on the sender's side");
+    assert_eq!(
+        (k.port_a, k.port_b),
+        (0x0800, 0),
+        "ICMP type/code on the sender's side"
+    );
     assert_eq!(v.dir[0].packets, 1);
     let (k, v) = find(&|k| k.family == FAMILY_V6);
-    assert_eq!((k.addr_a, k.addr_b, k.port_a, k.port_b), (v6(1), v6(2), 4000, 4001));
+    assert_eq!(
+        (k.addr_a, k.addr_b, k.port_a, k.port_b),
+        (v6(1), v6(2), 4000, 4001)
+    );
     assert_eq!(v.dir[0].bytes, 14 + 40 + 18);
     let (k, _) = find(&|k| k.proto == 47);
     assert_eq!((k.port_a, k.port_b), (0, 0));
@@ -318,8 +439,15 @@ fn tcp_lifecycle(mode: Mode) {
     h.run(&s2c(TCP_FIN | TCP_ACK));
     h.run(&c2s(TCP_ACK)); // trailing ACK stays in the same flow
     let ev = h.events();
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EVENT_START, EVENT_END]);
-    assert_eq!(ev[1].value.packets(), 5, "END snapshot taken at the second FIN");
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EVENT_START, EVENT_END]
+    );
+    assert_eq!(
+        ev[1].value.packets(),
+        5,
+        "END snapshot taken at the second FIN"
+    );
     let flows = h.flows();
     assert_eq!(flows.len(), 1);
     let v = flows[0].1;
@@ -331,16 +459,32 @@ fn tcp_lifecycle(mode: Mode) {
     // Port reuse: a new SYN starts a new flow; the old one's final counts go out first.
     h.run(&c2s(TCP_SYN));
     let ev = h.events();
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EVENT_END, EVENT_START]);
-    assert_eq!(ev[0].value.packets(), 6, "final counts include the trailing ACK");
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EVENT_END, EVENT_START]
+    );
+    assert_eq!(
+        ev[0].value.packets(),
+        6,
+        "final counts include the trailing ACK"
+    );
     assert_eq!(ev[1].value.packets(), 1);
-    assert!(ev[1].value.dir[1].first_ns > ev[0].value.dir[1].first_ns, "new identity");
+    assert!(
+        ev[1].value.dir[1].first_ns > ev[0].value.dir[1].first_ns,
+        "new identity"
+    );
 
     // A lone RST to another port.
     h.run(&eth(0x0800, &ipv4(6, B, A, &tcp(40001, 23, TCP_RST, 5))));
     let ev = h.events();
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EVENT_START, EVENT_END]);
-    assert_eq!(ev[1].value.state & (STATE_RST | STATE_ENDED), STATE_RST | STATE_ENDED);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![EVENT_START, EVENT_END]
+    );
+    assert_eq!(
+        ev[1].value.state & (STATE_RST | STATE_ENDED),
+        STATE_RST | STATE_ENDED
+    );
 
     let c = h.counters();
     assert_eq!(c.get(C_FLOWS_STARTED), 3);
@@ -364,15 +508,29 @@ fn tcp_lifecycle_tc() {
 #[test]
 fn full_table_and_full_ring_are_counted() {
     require_root();
-    let (mut sensor, SensorMaps { flows, events: _events, counters }) =
-        Sensor::load(Mode::Xdp, 4, 4096).expect("load");
+    let (
+        mut sensor,
+        SensorMaps {
+            flows,
+            events: _events,
+            counters,
+        },
+    ) = Sensor::load(Mode::Xdp, 4, 4096).expect("load");
     let counters = PerCpuArray::<MapData, u64>::try_from(counters).unwrap();
     let flows = BpfHashMap::<MapData, FlowKey, FlowValue>::try_from(flows).unwrap();
-    let p: &mut Xdp = sensor.ebpf_mut().program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
+    let p: &mut Xdp = sensor
+        .ebpf_mut()
+        .program_mut(XDP_PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
     // 4096-byte ring, 136-byte events (+8 header each): about 28 fit; nobody reads them.
     for port in 0..40u16 {
         let frame = eth(0x0800, &ipv4(17, A, B, &udp(1000 + port, 53, 0)));
-        let opts = TestRunOptions { data_in: Some(&frame), ..Default::default() };
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ..Default::default()
+        };
         assert_eq!(p.test_run(opts).unwrap().return_value, XDP_PASS);
     }
     let c = KernelCounters::read(&counters).unwrap();
@@ -382,19 +540,40 @@ fn full_table_and_full_ring_are_counted() {
     assert_eq!(c.get(C_FLOW_PACKETS), 4);
     assert!(c.balanced());
 
-    let (mut sensor, SensorMaps { flows, events: _events, counters }) =
-        Sensor::load(Mode::Xdp, 1024, 4096).expect("load");
+    let (
+        mut sensor,
+        SensorMaps {
+            flows,
+            events: _events,
+            counters,
+        },
+    ) = Sensor::load(Mode::Xdp, 1024, 4096).expect("load");
     let counters = PerCpuArray::<MapData, u64>::try_from(counters).unwrap();
     let flows = BpfHashMap::<MapData, FlowKey, FlowValue>::try_from(flows).unwrap();
-    let p: &mut Xdp = sensor.ebpf_mut().program_mut(XDP_PROGRAM).unwrap().try_into().unwrap();
+    let p: &mut Xdp = sensor
+        .ebpf_mut()
+        .program_mut(XDP_PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
     for port in 0..100u16 {
         let frame = eth(0x0800, &ipv4(17, A, B, &udp(1000 + port, 53, 0)));
-        let opts = TestRunOptions { data_in: Some(&frame), ..Default::default() };
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ..Default::default()
+        };
         p.test_run(opts).unwrap();
     }
     let c = KernelCounters::read(&counters).unwrap();
-    assert_eq!(flows.iter().count(), 100, "every flow is in the table even when events are lost");
+    assert_eq!(
+        flows.iter().count(),
+        100,
+        "every flow is in the table even when events are lost"
+    );
     let lost = c.get(C_EVENTS_LOST);
-    assert!(lost > 0 && lost < 100, "a 4 KiB ring cannot hold 100 events; lost={lost}");
+    assert!(
+        lost > 0 && lost < 100,
+        "a 4 KiB ring cannot hold 100 events; lost={lost}"
+    );
     assert_eq!(c.get(C_FLOWS_STARTED), 100);
 }

@@ -180,14 +180,21 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 2 + 2 + 2 + 1 + 1);
         assert_eq!(size_of::<DirStats>(), 8 * 4 + 4 + 1 + 3);
         assert_eq!(size_of::<FlowValue>(), 2 * size_of::<DirStats>() + 8);
-        assert_eq!(size_of::<FlowEvent>(), 8 + size_of::<FlowKey>() + size_of::<FlowValue>());
+        assert_eq!(
+            size_of::<FlowEvent>(),
+            8 + size_of::<FlowKey>() + size_of::<FlowValue>()
+        );
     }
 
     #[test]
     fn counter_names_cover_every_index() {
         assert_eq!(COUNTER_NAMES.len(), COUNTER_COUNT as usize);
         assert_eq!(COUNTER_NAMES[C_EVENTS_LOST as usize], "events_lost");
-        assert!(DROP_REASONS.clone().all(|i| COUNTER_NAMES[i as usize].starts_with("drop_")));
+        assert!(
+            DROP_REASONS
+                .clone()
+                .all(|i| COUNTER_NAMES[i as usize].starts_with("drop_"))
+        );
     }
 
     #[test]

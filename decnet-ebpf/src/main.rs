@@ -194,7 +194,12 @@ fn parse_ipv4(f: &Frame, off: usize, key: &mut FlowKey) -> Result<Parsed, u32> {
     let h = ptr_at::<[u8; 20]>(f, off).ok_or(C_TRUNCATED)?;
     // SAFETY: 20 bytes at `h` are inside the packet.
     let (vihl, total, frag, proto) = unsafe {
-        ((*h)[0], u16::from_be_bytes([(*h)[2], (*h)[3]]), u16::from_be_bytes([(*h)[6], (*h)[7]]), (*h)[9])
+        (
+            (*h)[0],
+            u16::from_be_bytes([(*h)[2], (*h)[3]]),
+            u16::from_be_bytes([(*h)[6], (*h)[7]]),
+            (*h)[9],
+        )
     };
     if vihl >> 4 != 4 {
         return Err(C_BAD_HEADER);
@@ -226,7 +231,13 @@ fn parse_ipv4(f: &Frame, off: usize, key: &mut FlowKey) -> Result<Parsed, u32> {
 fn parse_ipv6(f: &Frame, off: usize, key: &mut FlowKey) -> Result<Parsed, u32> {
     let h = ptr_at::<[u8; 40]>(f, off).ok_or(C_TRUNCATED)?;
     // SAFETY: 40 bytes at `h` are inside the packet.
-    let (ver, payload, next) = unsafe { ((*h)[0] >> 4, u16::from_be_bytes([(*h)[4], (*h)[5]]), (*h)[6]) };
+    let (ver, payload, next) = unsafe {
+        (
+            (*h)[0] >> 4,
+            u16::from_be_bytes([(*h)[4], (*h)[5]]),
+            (*h)[6],
+        )
+    };
     if ver != 6 {
         return Err(C_BAD_HEADER);
     }
@@ -256,7 +267,12 @@ fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Resu
             let h = ptr_at::<[u8; 20]>(f, off).ok_or(C_TRUNCATED)?;
             // SAFETY: 20 bytes at `h` are inside the packet.
             let (sport, dport, doff, flags) = unsafe {
-                (u16::from_be_bytes([(*h)[0], (*h)[1]]), u16::from_be_bytes([(*h)[2], (*h)[3]]), (*h)[12] >> 4, (*h)[13])
+                (
+                    u16::from_be_bytes([(*h)[0], (*h)[1]]),
+                    u16::from_be_bytes([(*h)[2], (*h)[3]]),
+                    (*h)[12] >> 4,
+                    (*h)[13],
+                )
             };
             if doff < 5 {
                 return Err(C_BAD_HEADER);
@@ -270,7 +286,12 @@ fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Resu
             // One bounds check on one pointer: the verifier tracks ranges per pointer.
             let h = ptr_at::<[u8; 8]>(f, off).ok_or(C_TRUNCATED)?;
             // SAFETY: 8 bytes at `h` are inside the packet.
-            let (sport, dport) = unsafe { (u16::from_be_bytes([(*h)[0], (*h)[1]]), u16::from_be_bytes([(*h)[2], (*h)[3]])) };
+            let (sport, dport) = unsafe {
+                (
+                    u16::from_be_bytes([(*h)[0], (*h)[1]]),
+                    u16::from_be_bytes([(*h)[2], (*h)[3]]),
+                )
+            };
             (sport, dport, 0, 8)
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
@@ -297,7 +318,12 @@ fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Resu
         key.port_b = sport;
         1
     };
-    Ok(Parsed { dir, proto: key.proto, tcp_flags: flags, hdr_len: (off + l4_len) as u64 })
+    Ok(Parsed {
+        dir,
+        proto: key.proto,
+        tcp_flags: flags,
+        hdr_len: (off + l4_len) as u64,
+    })
 }
 
 /// Orders two addresses (any consistent total order will do: it only picks endpoint a).
@@ -330,7 +356,11 @@ fn halves(a: &[u8; 16]) -> (u64, u64) {
 fn fresh(nv: &mut FlowValue, p: &Parsed, f: &Frame, bytes: u64, now: u64) {
     // SAFETY: `nv` is a valid, exclusive reference.
     unsafe { core::ptr::write_bytes(nv as *mut FlowValue, 0, 1) };
-    let d = if p.dir == 0 { &mut nv.dir[0] } else { &mut nv.dir[1] };
+    let d = if p.dir == 0 {
+        &mut nv.dir[0]
+    } else {
+        &mut nv.dir[1]
+    };
     d.packets = f.segs;
     d.bytes = bytes;
     d.first_ns = now;
@@ -399,12 +429,23 @@ fn started(key: &FlowKey, nv: &mut FlowValue, f: &Frame) {
 }
 
 #[inline(always)]
-fn update(v: *mut FlowValue, p: &Parsed, key: &FlowKey, nv: &mut FlowValue, f: &Frame, bytes: u64, now: u64) {
+fn update(
+    v: *mut FlowValue,
+    p: &Parsed,
+    key: &FlowKey,
+    nv: &mut FlowValue,
+    f: &Frame,
+    bytes: u64,
+    now: u64,
+) {
     // SAFETY: `v` points to a live map value; concurrent updates of the counters use atomics,
     // the rest are single stores whose races can only lose a timestamp by nanoseconds.
     unsafe {
         let state = (*v).state;
-        if p.proto == IPPROTO_TCP && state & STATE_ENDED != 0 && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        if p.proto == IPPROTO_TCP
+            && state & STATE_ENDED != 0
+            && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        {
             // A new connection on the 5-tuple of an ended one: report the old flow's final
             // counts, then start over in the same entry.
             emit(EVENT_END, key, v);
@@ -417,7 +458,11 @@ fn update(v: *mut FlowValue, p: &Parsed, key: &FlowKey, nv: &mut FlowValue, f: &
             return;
         }
 
-        let d = if p.dir == 0 { &mut (*v).dir[0] } else { &mut (*v).dir[1] };
+        let d = if p.dir == 0 {
+            &mut (*v).dir[0]
+        } else {
+            &mut (*v).dir[1]
+        };
         if d.packets == 0 {
             d.first_ns = now;
             d.ifindex = f.ifindex;

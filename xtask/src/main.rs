@@ -1,1 +1,353 @@
-fn main(){}
+//! `cargo xtask`: decnet's developer tasks. See `cargo xtask --help`.
+
+mod cmd;
+mod setup;
+
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str =
+    "decnet's developer tasks: install the toolchain, build, test, run the demo, benchmark";
+
+const LONG_ABOUT: &str = "\
+decnet's developer tasks: install the toolchain, build, test, run the demo, benchmark.
+
+On a fresh Debian 12 machine, as root:
+  cargo xtask run     build decnet and run its sensor on a demo decoy bridge (SQLite default)
+  cargo xtask test    install everything the build and the tests need, then run all tests
+
+Every command that builds first checks the toolchain (`cargo xtask setup --check`). If something \
+is missing it runs `cargo xtask setup` itself when it runs as root, and otherwise stops and tells \
+you to run `sudo cargo xtask setup`. `setup` installs only Debian packages (apt) and bpf-linker \
+(cargo install into ~/.cargo/bin); see `cargo xtask setup --help` for the list.";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build and the tests need (apt packages, bpf-linker); idempotent.
+    #[command(long_about = setup::long_help())]
+    Setup {
+        /// Only report what is missing; install nothing (exit code 1 if anything is missing).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the decnet binary (and, through its build script, the eBPF sensor).
+    #[command(long_about = "\
+Build the decnet binary: `cargo build --release -p decnet-agent`, whose build script compiles the \
+eBPF crate (decnet-ebpf) with Debian's rustc and bpf-linker. Prints the binary's path \
+(target/release/decnet, or target/debug/decnet with --debug).
+
+First checks the toolchain like `cargo xtask setup --check`. If something is missing: as root it \
+runs `cargo xtask setup` (installs apt packages and bpf-linker); otherwise it stops and tells you \
+to run `sudo cargo xtask setup`.")]
+    Build {
+        /// Build the debug profile (target/debug/decnet) instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Install what is missing, build, then run all tests, clippy and rustfmt (needs root).
+    #[command(long_about = "\
+Install what is missing, build, then run every test and lint. Needs root: the end-to-end tests \
+create network namespaces and load BPF programs. This is the command CI runs (.ci/run).
+
+Stages, in order:
+  1. setup     `cargo xtask setup`: installs missing apt packages and bpf-linker (see its --help)
+  2. build     `cargo build --release -p decnet-agent`
+  3. tests     `cargo test --workspace --exclude decnet-ebpf --release [ARGS]`, with
+               DECNET_BIN=<absolute path of target/release/decnet> (the end-to-end tests use it)
+  4. clippy    `cargo clippy --release --workspace --exclude decnet-ebpf --all-targets -- -D warnings`
+  5. rustfmt   `cargo fmt --all -- --check`
+
+Lint runs last, and runs even when tests fail, so one run reports everything; a summary follows. \
+If setup or build fails, the rest is skipped. The exit code is non-zero if any stage fails. \
+decnet-ebpf is excluded because it only builds for bpfel-unknown-none (the build script compiles \
+it); clippy uses --release to reuse the release build's eBPF object.
+
+ARGS after `--` go to `cargo test`, e.g. `cargo xtask test -- sensor` (a test-name filter) or \
+`cargo xtask test -- -p decnet-e2e sensor -- --nocapture`.")]
+    Test {
+        /// Skip clippy and rustfmt (quicker local iterations; CI runs them).
+        #[arg(long)]
+        no_lint: bool,
+        /// Arguments for `cargo test`, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Build, then run decnet's sensor on a demo decoy bridge (`decnet demo`; needs root).
+    #[command(long_about = "\
+Build (like `cargo xtask build`, installing missing tools when root), then run \
+`target/release/decnet demo [ARGS]` in the current directory: decnet's main job, the flow sensor, \
+on a demo decoy bridge with two decky namespaces and one outside namespace, recording into the \
+embedded SQLite default (sqlite://decnet.db in the current directory unless DECNET_DB_URL says \
+otherwise). Needs root (namespaces, BPF). ARGS after `--` go to `decnet demo`, e.g. \
+`cargo xtask run -- --help`.")]
+    Run {
+        /// Arguments for `decnet demo`, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Build, then run a benchmark (`bench sensor`).
+    #[command(long_about = "\
+Build (like `cargo xtask build`), then run a benchmark with DECNET_BIN set to the release binary.
+
+  sensor   `cargo run --release -p decnet-e2e --bin bench-sensor -- [ARGS]`: what the flow sensor \
+costs on a flooded decoy bridge (needs root)
+
+ARGS after `--` go to the benchmark, e.g. `cargo xtask bench sensor -- --help`.")]
+    Bench {
+        /// What to benchmark.
+        what: Bench,
+        /// Arguments for the benchmark, after `--`.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Bench {
+    /// The eBPF flow sensor (decnet-e2e's bench-sensor).
+    Sensor,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup { check } => setup_cmd(check),
+        Cmd::Build { debug } => build_cmd(debug).map(|_| ExitCode::SUCCESS),
+        Cmd::Test { no_lint, args } => test_cmd(no_lint, &args),
+        Cmd::Run { args } => run_cmd(&args),
+        Cmd::Bench { what, args } => bench_cmd(what, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("[xtask] error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn setup_cmd(check: bool) -> Result<ExitCode> {
+    if !check {
+        setup::run(setup::Mode::Install)?;
+        println!("[setup] done: everything is installed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let missing = setup::run(setup::Mode::Check)?;
+    if missing.is_empty() {
+        println!("[setup] everything is installed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("[setup] missing: {}", missing.join("; "));
+    println!("[setup] install with `cargo xtask setup` (as root)");
+    Ok(ExitCode::FAILURE)
+}
+
+/// Checks the toolchain; installs what is missing when root, or explains what to run.
+fn ensure_toolchain(task: &str) -> Result<()> {
+    let missing = setup::run(setup::Mode::Check)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if cmd::is_root()? {
+        println!("[{task}] toolchain incomplete: running `cargo xtask setup` to install it");
+        setup::run(setup::Mode::Install)?;
+        return Ok(());
+    }
+    bail!(
+        "the build needs what is missing: {}. Install it as root with \
+         `sudo -E env \"PATH=$PATH\" cargo xtask setup`, then re-run `cargo xtask {task}`",
+        missing.join("; ")
+    )
+}
+
+/// `cargo build -p decnet-agent`; returns the path of the decnet binary.
+fn build_decnet(debug: bool) -> Result<PathBuf> {
+    let mut build = cmd::cargo();
+    build.args(["build", "-p", "decnet-agent"]);
+    if !debug {
+        build.arg("--release");
+    }
+    println!("[build] {}", cmd::show(&build));
+    cmd::run_inherit(&mut build).context(
+        "building decnet failed; if the error is about the eBPF crate, bpf-linker or \
+         bpfel-unknown-none, check the toolchain with `cargo xtask setup --check`",
+    )?;
+    let bin = cmd::target_dir()?
+        .join(if debug { "debug" } else { "release" })
+        .join("decnet");
+    if !bin.is_file() {
+        bail!(
+            "cargo build succeeded but {} does not exist; is decnet-agent's [[bin]] still named `decnet`?",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn build_cmd(debug: bool) -> Result<()> {
+    ensure_toolchain("build")?;
+    let bin = build_decnet(debug)?;
+    println!("[build] built {}", cmd::pretty(&bin));
+    Ok(())
+}
+
+fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
+    if !cmd::is_root()? {
+        bail!(
+            "`cargo xtask test` must run as root: the end-to-end tests create network namespaces \
+             and load BPF programs, and setup may install packages. Re-run it as root, e.g. \
+             `sudo -E env \"PATH=$PATH\" cargo xtask test`"
+        );
+    }
+    let started = Instant::now();
+    setup::run(setup::Mode::Install)?;
+    let bin = build_decnet(false)?;
+    println!("[test] DECNET_BIN={}", bin.display());
+
+    let mut stages: Vec<(&str, Command)> = Vec::new();
+    let mut test = cmd::cargo();
+    test.env("DECNET_BIN", &bin)
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "decnet-ebpf",
+            "--release",
+        ])
+        .args(args);
+    stages.push(("tests", test));
+    if !no_lint {
+        let mut clippy = cmd::cargo();
+        clippy.args([
+            "clippy",
+            "--release",
+            "--workspace",
+            "--exclude",
+            "decnet-ebpf",
+        ]);
+        clippy.args(["--all-targets", "--", "-D", "warnings"]);
+        stages.push(("clippy", clippy));
+        let mut fmt = cmd::cargo();
+        fmt.args(["fmt", "--all", "--", "--check"]);
+        stages.push(("rustfmt", fmt));
+    }
+
+    let mut results = Vec::new();
+    for (name, mut command) in stages {
+        println!("[test] {name}: {}", cmd::show(&command));
+        let t = Instant::now();
+        let outcome = cmd::run_inherit(&mut command);
+        if let Err(e) = &outcome {
+            eprintln!("[test] {name}: FAILED: {e:#}");
+        }
+        results.push((name, outcome.is_ok(), t.elapsed().as_secs()));
+    }
+
+    println!("[test] summary ({} s in all):", started.elapsed().as_secs());
+    for (name, ok, secs) in &results {
+        println!(
+            "[test]   {name:<8} {:<6} {secs} s",
+            if *ok { "ok" } else { "FAILED" }
+        );
+    }
+    if no_lint {
+        println!("[test]   clippy and rustfmt skipped (--no-lint)");
+    }
+    let failed: Vec<&str> = results.iter().filter(|r| !r.1).map(|r| r.0).collect();
+    if failed.is_empty() {
+        println!("[test] all passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("[test] failed: {} (output above)", failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn run_cmd(args: &[String]) -> Result<ExitCode> {
+    ensure_toolchain("run")?;
+    let bin = build_decnet(false)?;
+    let mut demo = Command::new(&bin);
+    demo.arg("demo").args(args);
+    println!("[run] {}", cmd::show(&demo));
+    Err(exec_error(&mut demo))
+}
+
+fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
+    ensure_toolchain("bench")?;
+    let bin = build_decnet(false)?;
+    let mut bench = cmd::cargo();
+    bench.env("DECNET_BIN", &bin);
+    match what {
+        Bench::Sensor => {
+            bench.args([
+                "run",
+                "--release",
+                "-p",
+                "decnet-e2e",
+                "--bin",
+                "bench-sensor",
+                "--",
+            ]);
+        }
+    }
+    bench.args(args);
+    println!("[bench] {}", cmd::show(&bench));
+    Err(exec_error(&mut bench))
+}
+
+/// Replaces this process with `command` (so Ctrl-C and the exit code are its own); returns only
+/// the error if that failed.
+fn exec_error(command: &mut Command) -> anyhow::Error {
+    let shown = cmd::show(command);
+    let err = command.exec();
+    anyhow::Error::new(err).context(format!("could not start `{shown}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn test_args_after_double_dash_reach_cargo_test_verbatim() {
+        let cli = Cli::try_parse_from(["xtask", "test", "--", "sensor", "--", "--nocapture"])
+            .expect("parses");
+        let Cmd::Test { no_lint, args } = cli.command else {
+            panic!("not test")
+        };
+        assert!(!no_lint);
+        assert_eq!(args, ["sensor", "--", "--nocapture"]);
+    }
+
+    #[test]
+    fn bench_takes_what_and_args() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "sensor", "--", "--seconds", "5"])
+            .expect("parses");
+        let Cmd::Bench {
+            what: Bench::Sensor,
+            args,
+        } = cli.command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!(args, ["--seconds", "5"]);
+        assert!(Cli::try_parse_from(["xtask", "bench", "nope"]).is_err());
+    }
+}

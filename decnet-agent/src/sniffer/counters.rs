@@ -7,7 +7,9 @@ use std::{
 };
 
 use aya::maps::{MapData, PerCpuArray};
-use decnet_common::{C_EVENTS_LOST, C_FLOW_PACKETS, C_PACKETS, COUNTER_COUNT, COUNTER_NAMES, DROP_REASONS};
+use decnet_common::{
+    C_EVENTS_LOST, C_FLOW_PACKETS, C_PACKETS, COUNTER_COUNT, COUNTER_NAMES, DROP_REASONS,
+};
 use serde::Serialize;
 
 /// Kernel counters, summed over CPUs, indexed like `decnet_common::C_*`.
@@ -38,7 +40,11 @@ impl KernelCounters {
     }
 
     pub fn named(&self) -> BTreeMap<&'static str, u64> {
-        COUNTER_NAMES.iter().zip(self.0.iter()).map(|(n, v)| (*n, *v)).collect()
+        COUNTER_NAMES
+            .iter()
+            .zip(self.0.iter())
+            .map(|(n, v)| (*n, *v))
+            .collect()
     }
 
     /// Short `name=value` list of the non-zero drop reasons (or "none").
@@ -47,7 +53,11 @@ impl KernelCounters {
             .filter(|i| self.get(*i) > 0)
             .map(|i| format!("{}={}", COUNTER_NAMES[i as usize], self.get(i)))
             .collect();
-        if parts.is_empty() { "none".into() } else { parts.join(" ") }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(" ")
+        }
     }
 
     pub fn events_lost(&self) -> u64 {
@@ -120,7 +130,11 @@ impl Summary {
             self.flows_written,
             self.batches,
             self.db_errors,
-            if drops.is_empty() { "none".to_string() } else { drops.join(" ") },
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(" ")
+            },
             if self.balanced { "yes" } else { "NO" },
         )
     }

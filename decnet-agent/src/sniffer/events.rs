@@ -29,7 +29,10 @@ pub fn drain(ring: &mut RingBuf<MapData>, conv: &Converter, out: &mut Vec<FlowRe
         n += 1;
         match decode(&item) {
             Some(ev) => conv.records(&ev.key, &ev.value, out),
-            None => tracing::error!(len = item.len(), "ring-buffer record of unexpected size ignored"),
+            None => tracing::error!(
+                len = item.len(),
+                "ring-buffer record of unexpected size ignored"
+            ),
         }
     }
     n
@@ -74,7 +77,14 @@ mod tests {
 
     #[test]
     fn decode_checks_size() {
-        let ev = FlowEvent { kind: EVENT_END, key: FlowKey { proto: 6, ..Default::default() }, ..Default::default() };
+        let ev = FlowEvent {
+            kind: EVENT_END,
+            key: FlowKey {
+                proto: 6,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         // SAFETY: reading the bytes of a POD value.
         let bytes = unsafe {
             std::slice::from_raw_parts(&ev as *const FlowEvent as *const u8, size_of::<FlowEvent>())

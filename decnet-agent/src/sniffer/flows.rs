@@ -20,7 +20,9 @@ impl Clock {
     pub fn new() -> Self {
         let mono = clock_ns(libc::CLOCK_MONOTONIC);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        Self { offset_ns: real - mono }
+        Self {
+            offset_ns: real - mono,
+        }
     }
 
     #[cfg(test)]
@@ -45,7 +47,10 @@ impl Default for Clock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; these clocks always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -131,7 +136,11 @@ mod tests {
     fn conv() -> Converter {
         let ports = PortNames::default();
         ports.insert(7, "vd1");
-        Converter { bridge: "br0".into(), clock: Clock::with_offset(1_000), ports }
+        Converter {
+            bridge: "br0".into(),
+            clock: Clock::with_offset(1_000),
+            ports,
+        }
     }
 
     fn dir(packets: u64, ifindex: u32) -> DirStats {
@@ -148,7 +157,13 @@ mod tests {
 
     #[test]
     fn one_record_per_direction_with_packets() {
-        let mut key = FlowKey { proto: IPPROTO_UDP, family: FAMILY_V4, port_a: 53, port_b: 4000, ..Default::default() };
+        let mut key = FlowKey {
+            proto: IPPROTO_UDP,
+            family: FAMILY_V4,
+            port_a: 53,
+            port_b: 4000,
+            ..Default::default()
+        };
         key.addr_a[..4].copy_from_slice(&[10, 0, 0, 1]);
         key.addr_b[..4].copy_from_slice(&[10, 0, 0, 2]);
         let mut v = FlowValue::default();
@@ -169,10 +184,19 @@ mod tests {
 
     #[test]
     fn both_directions_v6_and_unknown_port() {
-        let mut key = FlowKey { proto: IPPROTO_TCP, family: FAMILY_V6, port_a: 1, port_b: 2, ..Default::default() };
+        let mut key = FlowKey {
+            proto: IPPROTO_TCP,
+            family: FAMILY_V6,
+            port_a: 1,
+            port_b: 2,
+            ..Default::default()
+        };
         key.addr_a = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
         key.addr_b = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
-        let mut v = FlowValue { state: STATE_ENDED, ..Default::default() };
+        let mut v = FlowValue {
+            state: STATE_ENDED,
+            ..Default::default()
+        };
         v.dir[0] = dir(1, 7);
         v.dir[1] = dir(2, 9);
         let mut out = Vec::new();

@@ -56,12 +56,19 @@ pub struct SensorMaps {
 }
 
 impl Sensor {
-    pub fn load(mode: Mode, flow_entries: u32, ring_bytes: u32) -> anyhow::Result<(Self, SensorMaps)> {
+    pub fn load(
+        mode: Mode,
+        flow_entries: u32,
+        ring_bytes: u32,
+    ) -> anyhow::Result<(Self, SensorMaps)> {
         raise_memlock();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(FLOWS_MAP, flow_entries)
             .map_max_entries(EVENTS_MAP, ring_bytes)
-            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decnet-ebpf")))
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/decnet-ebpf"
+            )))
             .context(
                 "loading the eBPF object failed (decnet sniffer needs root, or CAP_BPF + \
                  CAP_NET_ADMIN + CAP_PERFMON; --ring-bytes must be a power of two multiple of \
@@ -78,10 +85,22 @@ impl Sensor {
             }
         }
         let mut take = |name: &str| {
-            ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the eBPF object"))
         };
-        let maps = SensorMaps { flows: take(FLOWS_MAP)?, events: take(EVENTS_MAP)?, counters: take(COUNTERS_MAP)? };
-        Ok((Self { ebpf, mode, links: HashMap::new() }, maps))
+        let maps = SensorMaps {
+            flows: take(FLOWS_MAP)?,
+            events: take(EVENTS_MAP)?,
+            counters: take(COUNTERS_MAP)?,
+        };
+        Ok((
+            Self {
+                ebpf,
+                mode,
+                links: HashMap::new(),
+            },
+            maps,
+        ))
     }
 
     pub fn mode(&self) -> Mode {
@@ -109,9 +128,11 @@ impl Sensor {
                 match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
                     Ok(id) => (LinkId::Xdp(id), "xdp native"),
                     Err(native) => {
-                        let id = prog.attach_to_if_index(ifindex, XdpMode::Skb).with_context(|| {
-                            format!("attaching XDP to {name} failed (native: {native})")
-                        })?;
+                        let id = prog
+                            .attach_to_if_index(ifindex, XdpMode::Skb)
+                            .with_context(|| {
+                                format!("attaching XDP to {name} failed (native: {native})")
+                            })?;
                         (LinkId::Xdp(id), "xdp generic")
                     }
                 }
@@ -129,7 +150,9 @@ impl Sensor {
                                 TcAttachType::Ingress,
                                 TcAttachOptions::Netlink(NlOptions::default()),
                             )
-                            .with_context(|| format!("attaching TC to {name} failed (tcx: {first})"))?;
+                            .with_context(|| {
+                                format!("attaching TC to {name} failed (tcx: {first})")
+                            })?;
                         (LinkId::Tc(id), "tc ingress (netlink clsact)")
                     }
                 }
@@ -188,7 +211,10 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::pr
 
 /// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones to the memory cgroup.
 fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: valid pointer to an rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         tracing::debug!(

@@ -44,9 +44,11 @@ use self::{
 /// `decnet sniffer`: attach the eBPF flow sensor to every port of the decoy bridge and write
 /// flows to the repository.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Run inside the network namespace that holds the bridge. Needs root (or \
+#[command(
+    after_help = "Run inside the network namespace that holds the bridge. Needs root (or \
 CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).\n\nExamples:\n  decnet sniffer --daemon --bridge decnet0\n  \
-decnet sniffer --bridge decnet0 --duration 30 --summary-json /tmp/sniffer.json")]
+decnet sniffer --bridge decnet0 --duration 30 --summary-json /tmp/sniffer.json"
+)]
 pub struct SnifferArgs {
     /// The decoy bridge; the program is attached to the ingress of each of its ports.
     #[arg(long, env = "DECNET_SNIFFER_BRIDGE")]
@@ -117,7 +119,9 @@ fn positive_secs(s: &str) -> Result<f64, String> {
 fn ring_size(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(v) if v.is_power_of_two() && v >= 4096 => Ok(v),
-        _ => Err(format!("{s:?} must be a power of two ≥ 4096 (e.g. 1048576)")),
+        _ => Err(format!(
+            "{s:?} must be a power of two ≥ 4096 (e.g. 1048576)"
+        )),
     }
 }
 
@@ -130,32 +134,61 @@ pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
         bail!("say how long to run: --daemon (until SIGTERM/SIGINT) or --duration SECS");
     }
     let started = Instant::now();
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
 
     let repo = Repository::connect(&args.db_url).await?;
     let (mut sensor, maps) = Sensor::load(args.mode, args.flow_entries, args.ring_bytes)?;
     let (_bridge_idx, mut port_events) = ports::watch(&args.bridge).await?;
 
     let port_names = PortNames::default();
-    let conv = Converter { bridge: args.bridge.clone(), clock: Clock::new(), ports: port_names.clone() };
+    let conv = Converter {
+        bridge: args.bridge.clone(),
+        clock: Clock::new(),
+        ports: port_names.clone(),
+    };
     let agent = Arc::new(AgentCounters::default());
     let kernel_counters: Arc<PerCpuArray<MapData, u64>> =
         Arc::new(PerCpuArray::try_from(maps.counters).context("COUNTERS is not a per-CPU array")?);
-    let ring: RingBuf<MapData> = RingBuf::try_from(maps.events).context("EVENTS is not a ring buffer")?;
+    let ring: RingBuf<MapData> =
+        RingBuf::try_from(maps.events).context("EVENTS is not a ring buffer")?;
 
     let (tx, rx) = mpsc::channel::<Vec<FlowRecord>>(256);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let writer = tokio::spawn(writer::run(repo.clone(), rx, WriterConfig::default(), agent.clone()));
-    let reader = tokio::spawn(events::run(ring, conv.clone(), tx.clone(), agent.clone(), stop_rx.clone()));
+    let writer = tokio::spawn(writer::run(
+        repo.clone(),
+        rx,
+        WriterConfig::default(),
+        agent.clone(),
+    ));
+    let reader = tokio::spawn(events::run(
+        ring,
+        conv.clone(),
+        tx.clone(),
+        agent.clone(),
+        stop_rx.clone(),
+    ));
     let sweep_cfg = SweepConfig {
         idle_timeout: secs(args.idle_timeout),
         ended_timeout: secs(args.ended_timeout),
         active_timeout: secs(args.active_timeout),
     };
     let sweeper = Sweeper::new(maps.flows, conv.clone(), sweep_cfg, Clock::mono_now());
-    let sweeper = tokio::spawn(sweep_loop(sweeper, secs(args.sweep_interval), tx.clone(), agent.clone(), stop_rx.clone()));
-    let stats = tokio::spawn(stats_loop(kernel_counters.clone(), agent.clone(), secs(args.stats_interval), stop_rx));
+    let sweeper = tokio::spawn(sweep_loop(
+        sweeper,
+        secs(args.sweep_interval),
+        tx.clone(),
+        agent.clone(),
+        stop_rx.clone(),
+    ));
+    let stats = tokio::spawn(stats_loop(
+        kernel_counters.clone(),
+        agent.clone(),
+        secs(args.stats_interval),
+        stop_rx,
+    ));
 
     // Ports present now arrive first on the channel.
     while let Ok(ev) = port_events.try_recv() {

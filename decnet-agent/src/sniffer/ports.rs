@@ -31,13 +31,20 @@ pub struct LinkFacts {
 }
 
 pub fn facts(msg: &LinkMessage) -> LinkFacts {
-    let mut f = LinkFacts { ifindex: msg.header.index, name: None, controller: None, is_bridge: false };
+    let mut f = LinkFacts {
+        ifindex: msg.header.index,
+        name: None,
+        controller: None,
+        is_bridge: false,
+    };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => f.name = Some(n.clone()),
             LinkAttribute::Controller(c) => f.controller = Some(*c),
             LinkAttribute::LinkInfo(infos) => {
-                f.is_bridge |= infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                f.is_bridge |= infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
             }
             _ => {}
         }
@@ -51,11 +58,16 @@ pub fn classify(msg: &RouteNetlinkMessage, bridge: u32) -> Option<PortEvent> {
         RouteNetlinkMessage::NewLink(m) => {
             let f = facts(m);
             match (f.controller, f.name) {
-                (Some(c), Some(name)) if c == bridge => Some(PortEvent::Joined { ifindex: f.ifindex, name }),
+                (Some(c), Some(name)) if c == bridge => Some(PortEvent::Joined {
+                    ifindex: f.ifindex,
+                    name,
+                }),
                 _ => Some(PortEvent::Left { ifindex: f.ifindex }),
             }
         }
-        RouteNetlinkMessage::DelLink(m) => Some(PortEvent::Left { ifindex: m.header.index }),
+        RouteNetlinkMessage::DelLink(m) => Some(PortEvent::Left {
+            ifindex: m.header.index,
+        }),
         _ => None,
     }
 }
@@ -71,7 +83,8 @@ pub async fn watch(bridge: &str) -> anyhow::Result<(u32, mpsc::UnboundedReceiver
         .context("cannot subscribe to netlink link events")?;
     tokio::spawn(conn);
 
-    let (dump_conn, handle, _) = rtnetlink::new_connection().context("cannot open a netlink socket")?;
+    let (dump_conn, handle, _) =
+        rtnetlink::new_connection().context("cannot open a netlink socket")?;
     tokio::spawn(dump_conn);
     let links: Vec<LinkMessage> = handle
         .link()
@@ -88,7 +101,9 @@ pub async fn watch(bridge: &str) -> anyhow::Result<(u32, mpsc::UnboundedReceiver
         );
     };
     if !br.is_bridge {
-        bail!("{bridge:?} exists but is not a bridge; the sniffer attaches to the ports of a bridge");
+        bail!(
+            "{bridge:?} exists but is not a bridge; the sniffer attaches to the ports of a bridge"
+        );
     }
     let bridge_idx = br.ifindex;
 
@@ -96,13 +111,18 @@ pub async fn watch(bridge: &str) -> anyhow::Result<(u32, mpsc::UnboundedReceiver
     for f in &all {
         if let (Some(c), Some(name)) = (f.controller, &f.name) {
             if c == bridge_idx {
-                let _ = tx.send(PortEvent::Joined { ifindex: f.ifindex, name: name.clone() });
+                let _ = tx.send(PortEvent::Joined {
+                    ifindex: f.ifindex,
+                    name: name.clone(),
+                });
             }
         }
     }
     tokio::spawn(async move {
         while let Some((msg, _)) = messages.next().await {
-            let NetlinkPayload::InnerMessage(inner) = msg.payload else { continue };
+            let NetlinkPayload::InnerMessage(inner) = msg.payload else {
+                continue;
+            };
             if let Some(ev) = classify(&inner, bridge_idx) {
                 if tx.send(ev).is_err() {
                     break;
@@ -131,19 +151,37 @@ mod tests {
     fn classifies_joins_and_leaves() {
         let bridge = 5;
         let joined = RouteNetlinkMessage::NewLink(link(7, "vd1", Some(5)));
-        assert_eq!(classify(&joined, bridge), Some(PortEvent::Joined { ifindex: 7, name: "vd1".into() }));
+        assert_eq!(
+            classify(&joined, bridge),
+            Some(PortEvent::Joined {
+                ifindex: 7,
+                name: "vd1".into()
+            })
+        );
         let other = RouteNetlinkMessage::NewLink(link(8, "eth0", Some(9)));
-        assert_eq!(classify(&other, bridge), Some(PortEvent::Left { ifindex: 8 }));
+        assert_eq!(
+            classify(&other, bridge),
+            Some(PortEvent::Left { ifindex: 8 })
+        );
         let free = RouteNetlinkMessage::NewLink(link(8, "eth0", None));
-        assert_eq!(classify(&free, bridge), Some(PortEvent::Left { ifindex: 8 }));
+        assert_eq!(
+            classify(&free, bridge),
+            Some(PortEvent::Left { ifindex: 8 })
+        );
         let gone = RouteNetlinkMessage::DelLink(link(7, "vd1", Some(5)));
-        assert_eq!(classify(&gone, bridge), Some(PortEvent::Left { ifindex: 7 }));
+        assert_eq!(
+            classify(&gone, bridge),
+            Some(PortEvent::Left { ifindex: 7 })
+        );
     }
 
     #[test]
     fn bridge_kind_is_detected() {
         let mut m = link(5, "br0", None);
-        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         let f = facts(&m);
         assert!(f.is_bridge);
         assert_eq!(f.name.as_deref(), Some("br0"));

@@ -46,14 +46,20 @@ pub struct SweepResult {
 
 impl Sweeper {
     pub fn new(map: Map, conv: Converter, cfg: SweepConfig, now_mono: u64) -> Self {
-        Self { map, conv, cfg, exported: HashMap::new(), last_active_export: now_mono }
+        Self {
+            map,
+            conv,
+            cfg,
+            exported: HashMap::new(),
+            last_active_export: now_mono,
+        }
     }
-
 
     /// One pass at kernel time `now_mono` (CLOCK_MONOTONIC ns).
     pub fn sweep(&mut self, now_mono: u64) -> anyhow::Result<SweepResult> {
         let mut res = SweepResult::default();
-        let active_due = now_mono.saturating_sub(self.last_active_export) >= self.cfg.active_timeout.as_nanos() as u64;
+        let active_due = now_mono.saturating_sub(self.last_active_export)
+            >= self.cfg.active_timeout.as_nanos() as u64;
         let mut expired = Vec::new();
         {
             let table = table(&self.map)?;
@@ -62,8 +68,11 @@ impl Sweeper {
                 let Ok((key, value)) = entry else { continue };
                 res.entries += 1;
                 let idle = now_mono.saturating_sub(value.last_ns());
-                let timeout =
-                    if value.state & STATE_ENDED != 0 { self.cfg.ended_timeout } else { self.cfg.idle_timeout };
+                let timeout = if value.state & STATE_ENDED != 0 {
+                    self.cfg.ended_timeout
+                } else {
+                    self.cfg.idle_timeout
+                };
                 if idle >= timeout.as_nanos() as u64 {
                     expired.push(key);
                 } else if active_due {

@@ -21,7 +21,10 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { max_batch: 4096, max_delay: Duration::from_millis(250) }
+        Self {
+            max_batch: 4096,
+            max_delay: Duration::from_millis(250),
+        }
     }
 }
 
@@ -92,9 +95,16 @@ async fn flush(
             Err(e) => {
                 attempts += 1;
                 AgentCounters::add(&counters.db_errors, 1);
-                tracing::warn!(rows = rows.len(), attempt = attempts, "writing flows failed, retrying: {e}");
+                tracing::warn!(
+                    rows = rows.len(),
+                    attempt = attempts,
+                    "writing flows failed, retrying: {e}"
+                );
                 if closing && attempts >= 20 {
-                    anyhow::bail!("giving up writing {} flows at shutdown after {attempts} attempts: {e}", rows.len());
+                    anyhow::bail!(
+                        "giving up writing {} flows at shutdown after {attempts} attempts: {e}",
+                        rows.len()
+                    );
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -137,7 +147,15 @@ mod tests {
         merge(&mut pending, vec![rec(2, 1000, 1100)]);
         assert_eq!(pending.len(), 2);
         let first = pending.values().find(|r| r.first_seen_ns == 100).unwrap();
-        assert_eq!((first.packets, first.last_seen_ns, first.tcp_flags, first.ended), (9, 900, 0x13, true));
+        assert_eq!(
+            (
+                first.packets,
+                first.last_seen_ns,
+                first.tcp_flags,
+                first.ended
+            ),
+            (9, 900, 0x13, true)
+        );
     }
 
     #[tokio::test]
@@ -147,7 +165,15 @@ mod tests {
         let repo = Repository::connect(&url).await.unwrap();
         let (tx, rx) = mpsc::channel(4);
         let counters = Arc::new(AgentCounters::default());
-        let task = tokio::spawn(run(repo.clone(), rx, WriterConfig { max_batch: 3, max_delay: Duration::from_secs(60) }, counters.clone()));
+        let task = tokio::spawn(run(
+            repo.clone(),
+            rx,
+            WriterConfig {
+                max_batch: 3,
+                max_delay: Duration::from_secs(60),
+            },
+            counters.clone(),
+        ));
         for i in 0..10 {
             tx.send(vec![rec(1, i, i), rec(5, i, i + 5)]).await.unwrap();
         }
