@@ -66,6 +66,9 @@ struct Frame {
     /// Wire packets this frame stands for (GSO segments; 1 otherwise).
     segs: u64,
     ifindex: u32,
+    /// TC only: the kernel already took the outermost VLAN tag out of the packet data
+    /// (`skb_vlan_untag`); its VLAN id. It still counts as a tag (and as 4 bytes on the wire).
+    outer_vlan: Option<u16>,
 }
 
 /// The result of parsing; the flow key itself is written to the scratch slot.
@@ -87,6 +90,7 @@ pub fn decnet_xdp(ctx: XdpContext) -> u32 {
         len: (end - data) as u64,
         segs: 1,
         ifindex: ctx.ingress_ifindex() as u32,
+        outer_vlan: None,
     };
     observe(&frame);
     xdp_action::XDP_PASS
@@ -101,13 +105,27 @@ pub fn decnet_tc(ctx: TcContext) -> i32 {
         let _ = ctx.pull_data(if len < TC_PULL { len } else { TC_PULL });
     }
     // SAFETY: the context pointer is valid for the duration of the program.
-    let (segs, ifindex) = unsafe { ((*ctx.skb.skb).gso_segs, (*ctx.skb.skb).ifindex) };
+    let (segs, ifindex, vlan_present, vlan_tci) = unsafe {
+        let skb = ctx.skb.skb;
+        (
+            (*skb).gso_segs,
+            (*skb).ifindex,
+            (*skb).vlan_present,
+            (*skb).vlan_tci,
+        )
+    };
+    let outer_vlan = if vlan_present != 0 {
+        Some((vlan_tci & 0x0fff) as u16)
+    } else {
+        None
+    };
     let frame = Frame {
         data: ctx.data(),
         end: ctx.data_end(),
-        len: len as u64,
+        len: len as u64 + if outer_vlan.is_some() { 4 } else { 0 },
         segs: if segs > 1 { segs as u64 } else { 1 },
         ifindex,
+        outer_vlan,
     };
     observe(&frame);
     TC_ACT_OK
@@ -125,7 +143,9 @@ fn observe(f: &Frame) {
     let key = unsafe { &mut (*sc).key };
     match parse(f, key) {
         Ok(p) => {
-            let bytes = f.len + (f.segs - 1) * p.hdr_len;
+            // Each extra GSO segment repeats the headers (and the stripped VLAN tag) on the wire.
+            let hdr = p.hdr_len + if f.outer_vlan.is_some() { 4 } else { 0 };
+            let bytes = f.len + (f.segs - 1) * hdr;
             count(C_PACKETS, f.segs);
             count(C_BYTES, bytes);
             // SAFETY: as above.
@@ -167,13 +187,23 @@ fn be16(f: &Frame, off: usize) -> Option<u16> {
 fn parse(f: &Frame, key: &mut FlowKey) -> Result<Parsed, u32> {
     let mut ethertype = be16(f, 12).ok_or(C_TRUNCATED)?;
     let mut off = ETH_HLEN;
+    // Up to two 802.1Q / 802.1ad tags (QinQ), counting one the kernel already stripped; the
+    // innermost VLAN id is kept.
+    let mut tags = 0u32;
     key.vlan = 0;
-    // Up to two 802.1Q / 802.1ad tags (QinQ); the innermost VLAN id is kept.
+    if let Some(vid) = f.outer_vlan {
+        key.vlan = vid;
+        tags = 1;
+    }
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         key.vlan = be16(f, off).ok_or(C_TRUNCATED)? & 0x0fff;
         ethertype = be16(f, off + 2).ok_or(C_TRUNCATED)?;
         off += 4;
+        tags += 1;
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            if tags >= 2 {
+                return Err(C_UNSUPPORTED);
+            }
             key.vlan = be16(f, off).ok_or(C_TRUNCATED)? & 0x0fff;
             ethertype = be16(f, off + 2).ok_or(C_TRUNCATED)?;
             off += 4;
