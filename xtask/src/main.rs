@@ -84,16 +84,17 @@ ARGS after `--` go to `cargo test`, e.g. `cargo xtask test -- sensor` (a test-na
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Build, then run decnet's sensor on a demo decoy bridge (`decnet demo`; needs root).
+    /// Build, then run decnet's sensor on a demo decoy bridge until Ctrl-C (needs root).
     #[command(long_about = "\
-Build (like `cargo xtask build`, installing missing tools when root), then run \
-`target/release/decnet demo [ARGS]` in the current directory: decnet's main job, the flow sensor, \
-on a demo decoy bridge with two decky namespaces and one outside namespace, recording into the \
-embedded SQLite default (sqlite://decnet.db in the current directory unless DECNET_DB_URL says \
-otherwise). Needs root (namespaces, BPF). ARGS after `--` go to `decnet demo`, e.g. \
-`cargo xtask run -- --help`.")]
+Build (like `cargo xtask build`, installing missing tools when root), then run the demo \
+(`cargo run --release -p decnet-e2e --bin demo -- [ARGS]`) in the current directory: decnet's main \
+job, `decnet sniffer`, on a demo decoy bridge with two decky namespaces and one outside namespace \
+that pokes them, recording into the embedded SQLite default (sqlite://decnet.db in the current \
+directory unless DECNET_DB_URL says otherwise) and printing live flow counts. Ctrl-C stops the \
+sniffer (every flow flushed) and removes the namespaces. Needs root (namespaces, BPF). \
+Issue 5 replaces this with `decnet deploy`.")]
     Run {
-        /// Arguments for `decnet demo`, after `--`.
+        /// Arguments for the demo, after `--`.
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
@@ -278,8 +279,19 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
 fn run_cmd(args: &[String]) -> Result<ExitCode> {
     ensure_toolchain("run")?;
     let bin = build_decnet(false)?;
-    let mut demo = Command::new(&bin);
-    demo.arg("demo").args(args);
+    let mut demo = cmd::cargo();
+    demo.env("DECNET_BIN", &bin);
+    demo.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "decnet-e2e",
+        "--bin",
+        "demo",
+        "--",
+    ])
+    .args(args);
     println!("[run] {}", cmd::show(&demo));
     Err(exec_error(&mut demo))
 }

@@ -109,13 +109,13 @@ pub async fn watch(bridge: &str) -> anyhow::Result<(u32, mpsc::UnboundedReceiver
 
     let (tx, rx) = mpsc::unbounded_channel();
     for f in &all {
-        if let (Some(c), Some(name)) = (f.controller, &f.name) {
-            if c == bridge_idx {
-                let _ = tx.send(PortEvent::Joined {
-                    ifindex: f.ifindex,
-                    name: name.clone(),
-                });
-            }
+        if let (Some(c), Some(name)) = (f.controller, &f.name)
+            && c == bridge_idx
+        {
+            let _ = tx.send(PortEvent::Joined {
+                ifindex: f.ifindex,
+                name: name.clone(),
+            });
         }
     }
     tokio::spawn(async move {
@@ -123,10 +123,10 @@ pub async fn watch(bridge: &str) -> anyhow::Result<(u32, mpsc::UnboundedReceiver
             let NetlinkPayload::InnerMessage(inner) = msg.payload else {
                 continue;
             };
-            if let Some(ev) = classify(&inner, bridge_idx) {
-                if tx.send(ev).is_err() {
-                    break;
-                }
+            if let Some(ev) = classify(&inner, bridge_idx)
+                && tx.send(ev).is_err()
+            {
+                break;
             }
         }
     });
