@@ -47,6 +47,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let format = cli.log_format;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sniffer(args) => sniffer::run(args).await,
@@ -55,8 +56,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("decnet: {e:#}");
+            // One line, in the format the operator chose.
+            match format {
+                LogFormat::Rfc5424 => tracing::error!("{e:#}"),
+                LogFormat::Text => eprintln!("decnet: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
