@@ -142,3 +142,237 @@ mod tests {
         assert_eq!(a.identity(), b.identity());
     }
 }
+
+// --- the rest of the data model (see `crate::repo` for how each is stored and merged) ---------
+
+/// A decoy-service log event as ingested (the collector's output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub ts_ns: i64,
+    pub decky: String,
+    pub service: String,
+    pub event_type: String,
+    pub attacker_ip: Option<IpAddr>,
+    pub attacker_port: Option<u16>,
+    /// The event's fields as a JSON object (text, serialised once by the producer).
+    pub fields: String,
+    /// The raw line, byte for byte (bounded by the repository).
+    pub raw: Vec<u8>,
+    /// What makes re-ingest idempotent: by default the SHA-256 of `raw`; a producer may supply
+    /// its own (e.g. a hash of source + offset when identical lines are distinct events).
+    pub dedup_key: Option<[u8; 32]>,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub ts_ns: i64,
+    pub decky: String,
+    pub service: String,
+    pub event_type: String,
+    pub attacker_ip: Option<IpAddr>,
+    pub attacker_port: Option<u16>,
+    pub fields: String,
+    pub raw: Vec<u8>,
+}
+
+/// Facts about an attacker to merge into its row (one row per IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttackerUpdate {
+    pub ip: IpAddr,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub event_count: u64,
+    pub session_count: u64,
+    pub credential_count: u64,
+    pub flow_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attacker {
+    pub id: i64,
+    pub ip: IpAddr,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub event_count: u64,
+    pub session_count: u64,
+    pub credential_count: u64,
+    pub flow_count: u64,
+}
+
+/// An attacker touched a (decky, service) pair; ordered by `first_seen` these form its
+/// traversal path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Touch {
+    pub attacker_ip: IpAddr,
+    pub decky: String,
+    pub service: String,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+/// A fingerprint seen from an attacker (kind: tcp_syn, ja3, ja4, hassh, http_ua, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fingerprint {
+    pub kind: String,
+    pub value: String,
+    pub attacker_ip: IpAddr,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    /// Sightings, derived from the facts by the producer (merged as a maximum).
+    pub count: u64,
+}
+
+/// A credential attempt (or several of the same), as captured by a decoy service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialAttempt {
+    pub attacker_ip: IpAddr,
+    pub decky: String,
+    pub service: String,
+    /// The login name, byte for byte.
+    pub principal: Vec<u8>,
+    /// password, public_key, hash, …
+    pub secret_kind: String,
+    /// The secret, byte for byte; stored as its SHA-256 and a printable form.
+    pub secret: Vec<u8>,
+    /// Attempts with this exact credential, derived from the facts (merged as a maximum).
+    pub attempts: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    pub id: i64,
+    pub attacker_ip: IpAddr,
+    pub decky: String,
+    pub service: String,
+    pub principal: Vec<u8>,
+    pub secret_kind: String,
+    pub secret_hash: [u8; 32],
+    pub secret_printable: String,
+    pub attempts: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+/// An attacker × decky × service session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub attacker_ip: IpAddr,
+    pub decky: String,
+    pub service: String,
+    pub started_ns: i64,
+    pub ended_ns: i64,
+    pub event_count: u64,
+    pub bytes: u64,
+    pub commands: Vec<String>,
+    pub closed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ScoreFactor {
+    pub factor: String,
+    pub weight: i32,
+}
+
+/// The profiler's verdict on an attacker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttackerProfile {
+    pub attacker_ip: IpAddr,
+    pub behaviour: String,
+    /// 0–100.
+    pub score: u8,
+    pub factors: Vec<ScoreFactor>,
+    pub tools: Vec<String>,
+    pub techniques: Vec<String>,
+    /// The newest evidence the profile covers; an older profile never replaces a newer one.
+    pub evidence_until_ns: i64,
+    pub computed_at_ns: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeckyService {
+    pub service: String,
+    pub port: u16,
+    /// JSON object.
+    pub settings: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decky {
+    pub name: String,
+    pub ip: IpAddr,
+    pub hostname: String,
+    pub os_family: String,
+    pub archetype: String,
+    /// JSON object.
+    pub persona: String,
+    pub status: String,
+    pub services: Vec<DeckyService>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeResult {
+    pub ts_ns: i64,
+    pub decky: String,
+    pub service: String,
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mutation {
+    pub ts_ns: i64,
+    pub decky: String,
+    pub kind: String,
+    /// JSON.
+    pub detail: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    /// argon2 PHC string.
+    #[serde(skip)]
+    pub password_hash: String,
+    pub role: Role,
+    pub must_change_password: bool,
+}
+
+/// Who holds a worker lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub kind: String,
+    pub host: String,
+    pub holder: String,
+    pub pid: u32,
+    pub acquired_at_ns: i64,
+    pub heartbeat_at_ns: i64,
+}
+
+/// A worker's resume point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cursor {
+    pub position: i64,
+    pub state: String,
+}

@@ -1,35 +1,77 @@
-//! The repository every decnet worker writes through.
+//! The repository every decnet worker and the API go through — the only way they coordinate.
 //!
-//! [`Repository`] hides which database is behind it. The backend is chosen from the URL (today only
-//! SQLite, `sqlite:...`); the MySQL backend planned behind `DECNET_DB_TYPE` slots in as another
-//! [`Backend`] arm. The split is:
+//! [`Repository`] hides which database is behind it: SQLite (the default, an embedded file) or
+//! MySQL/MariaDB, chosen by `DECNET_DB_TYPE` with the sqlx URL in `DECNET_DB_URL` (see
+//! [`DbConfig`]). Queries are written once, portably (sqlx's `Any` driver, `?` placeholders), in
+//! one module per table family; [`dialect::Dialect`] supplies only what differs (conflict
+//! clauses, `INSERT IGNORE`, how a write transaction starts, bind limits); [`migrate`] applies the
+//! per-dialect migrations under a lock so that workers starting together never race.
 //!
-//! - here: the portable part, i.e. the table layout, the column list and unique key, how a
-//!   [`FlowRecord`] is encoded into column values and decoded back, the multi-row `INSERT`
-//!   text and the chunking, and the public error type;
-//! - [`sqlite`]: the dialect (URL parsing, pragmas, pool, migrations, the `ON CONFLICT` clause,
-//!   the variable limit) and the actual binding/execution.
+//! Idempotency rules (every write path follows them): natural keys are unique; re-inserting a
+//! fact is a no-op; upserts merge — `first_seen` takes the minimum, `last_seen` the maximum,
+//! counters the maximum (they are derived from facts, never blindly overwritten), flags the
+//! union. Replaying input or resuming from a cursor after a crash therefore never duplicates rows
+//! and never shrinks a counter.
 //!
-//! Storage conventions: IP addresses as their canonical text (`Display`), timestamps as
-//! [`crate::time_fmt::format_ts`], `packets`/`bytes` saturate at `i64::MAX`, `ended` as 0/1.
+//! Writes go through [`WriteTx`] (one transaction; dropped without [`WriteTx::commit`] it rolls
+//! back). On SQLite the repository serialises its own write transactions (one writer path per
+//! process) and other processes wait on the busy timeout; on MySQL row locks do the work.
+//!
+//! Storage conventions: timestamps are [`crate::time_fmt::format_ts`] text (fixed width, so text
+//! order is time order); IP addresses their canonical text; attacker-supplied bytes are BLOBs,
+//! stored exactly; every text field is bounded ([`limits`]).
 
-mod sqlite;
+pub mod dialect;
+pub mod events;
+pub mod intel;
+pub mod migrate;
+pub mod workers;
 
-use std::net::IpAddr;
+mod attackers;
+mod bulk;
+mod decode;
+mod fleet;
+mod flows;
+mod users;
 
-use crate::model::FlowRecord;
-use crate::time_fmt::{format_ts, parse_ts};
+use std::{net::IpAddr, str::FromStr, sync::Arc, time::Duration};
 
-/// Name of the environment variable that carries the database URL, quoted in connection errors.
+use sqlx::{
+    Any, AnyPool, Executor as _, Transaction,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::model::{
+    AttackerProfile, AttackerUpdate, CredentialAttempt, Decky, Fingerprint, FlowRecord, Mutation,
+    NewEvent, ProbeResult, Session, Touch,
+};
+
+pub use self::{
+    dialect::{Dialect, Merge},
+    workers::{CounterMode, LeaseHolder, LeaseKeeper, hostname},
+};
+
+/// Environment variables that choose the database; quoted in errors.
+pub const DB_TYPE_VAR: &str = "DECNET_DB_TYPE";
 pub const DB_URL_VAR: &str = "DECNET_DB_URL";
+/// The embedded default: a file in the working directory.
+pub const DEFAULT_SQLITE_URL: &str = "sqlite://decnet.db";
+
+/// How long a statement waits for another writer (another process) before failing.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors from the repository.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    /// The URL is unusable or the database cannot be opened. The message names [`DB_URL_VAR`] and
-    /// the URL (password, if any, redacted).
-    #[error("cannot open the database {DB_URL_VAR}={url:?}: {reason}")]
-    Connect { url: String, reason: String },
+    /// The configuration is unusable or the database cannot be reached. The message names the
+    /// variable and the URL (password redacted).
+    #[error("cannot open the database {var}={url:?}: {reason}")]
+    Connect {
+        var: &'static str,
+        url: String,
+        reason: String,
+    },
     /// The schema migrations failed.
     #[error("cannot migrate the database {DB_URL_VAR}={url:?}: {reason}")]
     Migrate { url: String, reason: String },
@@ -37,239 +79,374 @@ pub enum RepoError {
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
     /// A stored row holds a value that does not decode.
-    #[error("flow row {id} has an invalid {column} {value:?}: {reason}")]
+    #[error("{table} row {id} has an invalid {column} {value:?}: {reason}")]
     Corrupt {
+        table: &'static str,
         id: i64,
         column: &'static str,
         value: String,
         reason: String,
     },
+    /// A worker lease is held by a live holder.
+    #[error("{0}")]
+    LeaseHeld(String),
 }
 
-/// The repository workers receive. Cheap to clone (clones share the pool).
+/// `DECNET_DB_TYPE` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbType {
+    Sqlite,
+    MySql,
+}
+
+impl FromStr for DbType {
+    type Err = RepoError;
+    fn from_str(s: &str) -> Result<Self, RepoError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "sqlite" => Ok(DbType::Sqlite),
+            "mysql" | "mariadb" => Ok(DbType::MySql),
+            other => Err(RepoError::Connect {
+                var: DB_TYPE_VAR,
+                url: other.to_owned(),
+                reason: "unknown database type: use sqlite (default) or mysql".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Which database to open: `DECNET_DB_TYPE` (default sqlite) and `DECNET_DB_URL` (default
+/// `sqlite://decnet.db` for SQLite; required for MySQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConfig {
+    pub db_type: DbType,
+    pub url: String,
+}
+
+impl DbConfig {
+    /// From explicit values (e.g. CLI flags that fell back to the environment).
+    pub fn new(db_type: Option<&str>, url: Option<&str>) -> Result<Self, RepoError> {
+        let db_type = match db_type {
+            Some(t) => t.parse()?,
+            None => match url {
+                Some(u) if u.starts_with("mysql:") || u.starts_with("mariadb:") => DbType::MySql,
+                _ => DbType::Sqlite,
+            },
+        };
+        let url = match (db_type, url) {
+            (_, Some(u)) if !u.trim().is_empty() => u.trim().to_owned(),
+            (DbType::Sqlite, _) => DEFAULT_SQLITE_URL.to_owned(),
+            (DbType::MySql, _) => {
+                return Err(RepoError::Connect {
+                    var: DB_URL_VAR,
+                    url: String::new(),
+                    reason: "DECNET_DB_TYPE=mysql needs DECNET_DB_URL=mysql://user:password@host/database"
+                        .to_owned(),
+                });
+            }
+        };
+        let scheme_ok = match db_type {
+            DbType::Sqlite => url.starts_with("sqlite:"),
+            DbType::MySql => url.starts_with("mysql:") || url.starts_with("mariadb:"),
+        };
+        if !scheme_ok {
+            return Err(RepoError::Connect {
+                var: DB_URL_VAR,
+                url: redact_url(&url),
+                reason: format!(
+                    "does not match {DB_TYPE_VAR}={}: expected {}",
+                    match db_type {
+                        DbType::Sqlite => "sqlite",
+                        DbType::MySql => "mysql",
+                    },
+                    match db_type {
+                        DbType::Sqlite => "sqlite://PATH, sqlite:///ABS/PATH or sqlite::memory:",
+                        DbType::MySql => "mysql://user:password@host[:port]/database",
+                    }
+                ),
+            });
+        }
+        let url = url.replacen("mariadb:", "mysql:", 1);
+        Ok(DbConfig { db_type, url })
+    }
+
+    /// From `DECNET_DB_TYPE` and `DECNET_DB_URL`.
+    pub fn from_env() -> Result<Self, RepoError> {
+        let t = std::env::var(DB_TYPE_VAR).ok();
+        let u = std::env::var(DB_URL_VAR).ok();
+        Self::new(t.as_deref(), u.as_deref())
+    }
+}
+
+/// The repository workers and the API receive. Cheap to clone (clones share the pool).
 #[derive(Debug, Clone)]
 pub struct Repository {
-    backend: Backend,
-}
-
-/// One arm per database dialect.
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(sqlite::SqliteBackend),
+    pool: AnyPool,
+    dialect: Dialect,
+    /// SQLite: this process's single write path (one write transaction at a time; queueing
+    /// here is cheaper and fairer than connections spinning in the busy handler).
+    write_lock: Option<Arc<Mutex<()>>>,
 }
 
 impl Repository {
-    /// Opens (creating the file if needed) and migrates the database at `url`.
-    ///
-    /// Accepts sqlx SQLite URLs: `sqlite://decnet.db` (relative), `sqlite:///abs/path.db`,
-    /// `sqlite::memory:`. Any failure is one [`RepoError::Connect`] (or [`RepoError::Migrate`])
-    /// naming [`DB_URL_VAR`] and the URL.
+    /// Opens the database described by `DECNET_DB_TYPE` / `DECNET_DB_URL`.
+    pub async fn from_env() -> Result<Repository, RepoError> {
+        Self::open(&DbConfig::from_env()?).await
+    }
+
+    /// Opens `url`, the backend inferred from its scheme (`sqlite:` or `mysql:`).
     pub async fn connect(url: &str) -> Result<Repository, RepoError> {
-        if url.starts_with("sqlite:") {
-            let backend = sqlite::SqliteBackend::connect(url).await?;
-            return Ok(Repository {
-                backend: Backend::Sqlite(backend),
-            });
-        }
-        Err(RepoError::Connect {
+        Self::open(&DbConfig::new(None, Some(url))?).await
+    }
+
+    /// Opens (SQLite: creating the file if needed) and migrates the database. Any failure is one
+    /// error naming the variable and the URL.
+    pub async fn open(cfg: &DbConfig) -> Result<Repository, RepoError> {
+        sqlx::any::install_default_drivers();
+        let url = cfg.url.as_str();
+        let connect_err = |reason: String| RepoError::Connect {
+            var: DB_URL_VAR,
             url: redact_url(url),
-            reason: "unsupported URL: expected sqlite://PATH, sqlite:///ABS/PATH or \
-                     sqlite::memory:"
-                .to_owned(),
+            reason,
+        };
+        let dialect = match cfg.db_type {
+            DbType::Sqlite => Dialect::Sqlite,
+            DbType::MySql => Dialect::MySql,
+        };
+        // SQLite: create the file if it does not exist yet.
+        let url_owned;
+        let connect_url =
+            if dialect == Dialect::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+                url_owned = format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' });
+                url_owned.as_str()
+            } else {
+                url
+            };
+        let opts =
+            AnyConnectOptions::from_str(connect_url).map_err(|e| connect_err(e.to_string()))?;
+        let in_memory =
+            dialect == Dialect::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let pool_opts = match dialect {
+            Dialect::Sqlite if in_memory => {
+                // A memory database lives as long as one of its connections.
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+            }
+            Dialect::Sqlite => AnyPoolOptions::new().max_connections(4),
+            Dialect::MySql => AnyPoolOptions::new().max_connections(16),
+        }
+        .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                match dialect {
+                    Dialect::Sqlite => {
+                        conn.execute(
+                            "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY",
+                        )
+                        .await?;
+                    }
+                    Dialect::MySql => {
+                        conn.execute(
+                            "SET SESSION time_zone = '+00:00', \
+                             SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', \
+                             SESSION innodb_lock_wait_timeout = 30",
+                        )
+                        .await?;
+                    }
+                }
+                Ok(())
+            })
+        });
+        let pool = pool_opts
+            .connect_with(opts)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        if let Err(e) = migrate::run_on_pool(dialect, &pool, url).await {
+            pool.close().await;
+            return Err(e);
+        }
+        Ok(Repository {
+            pool,
+            dialect,
+            write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(()))),
         })
     }
 
-    /// Inserts or merges `flows` in one transaction and returns the number of rows written
-    /// (inserted or updated).
-    ///
-    /// A flow already stored (same [`crate::model::FlowIdentity`]) is merged like
-    /// [`FlowRecord::merge`]: counters take the maximum, flags are OR-ed, `last_seen` takes the
-    /// maximum, `ended` is sticky and `port` keeps its first value. Re-exporting a flow is
-    /// therefore idempotent and never shrinks a row.
-    pub async fn upsert_flows(&self, flows: &[FlowRecord]) -> Result<u64, RepoError> {
-        if flows.is_empty() {
-            return Ok(0);
-        }
-        match &self.backend {
-            Backend::Sqlite(b) => b.upsert_flows(flows).await,
-        }
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
-    /// All stored flows, ordered by insertion (`id`).
-    pub async fn list_flows(&self) -> Result<Vec<FlowRecord>, RepoError> {
-        let rows = match &self.backend {
-            Backend::Sqlite(b) => b.list_flows().await?,
+    /// The pool, for read queries of the portable modules.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction. Dropping it without [`WriteTx::commit`] rolls back.
+    pub async fn begin(&self) -> Result<WriteTx, RepoError> {
+        let guard = match &self.write_lock {
+            Some(l) => Some(l.clone().lock_owned().await),
+            None => None,
         };
-        rows.into_iter().map(StoredFlow::decode).collect()
+        let tx = self.pool.begin_with(self.dialect.begin_write()).await?;
+        Ok(WriteTx {
+            tx,
+            dialect: self.dialect,
+            _guard: guard,
+        })
     }
 
-    /// Number of stored flows.
-    pub async fn count_flows(&self) -> Result<u64, RepoError> {
-        match &self.backend {
-            Backend::Sqlite(b) => b.count_flows().await,
+    /// Applies `writes` in one write transaction and commits; returns each write's affected-row
+    /// count. A transaction the database aborted to break a deadlock or a lock-wait timeout
+    /// (normal under concurrent writers on MySQL) is rolled back and redone from the start, up
+    /// to 10 times — callers never see lock errors, and nothing is applied twice.
+    pub async fn write(&self, writes: &[Write<'_>]) -> Result<Vec<u64>, RepoError> {
+        let mut backoff = Duration::from_millis(5);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut tx = self.begin().await?;
+                let mut counts = Vec::with_capacity(writes.len());
+                for w in writes {
+                    counts.push(tx.apply(w).await?);
+                }
+                tx.commit().await?;
+                Ok(counts)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < 10 && is_retryable(&e) => {
+                    tracing::debug!(
+                        attempt,
+                        "transaction aborted by the database, retrying: {e}"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
         }
     }
 
     /// Closes the pool, waiting for checked-out connections to be returned.
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(b) => b.close().await,
-        }
+        self.pool.close().await;
     }
 }
 
-/// Columns written by an upsert, in bind order.
-const FLOW_COLUMNS: [&str; 14] = [
-    "bridge",
-    "port",
-    "src_ip",
-    "dst_ip",
-    "src_port",
-    "dst_port",
-    "proto",
-    "vlan",
-    "packets",
-    "bytes",
-    "tcp_flags",
-    "first_seen",
-    "last_seen",
-    "ended",
-];
+/// One write transaction. All write operations of the repository are methods on it (and have
+/// one-shot shortcuts on [`Repository`]).
+pub struct WriteTx {
+    pub(crate) tx: Transaction<'static, Any>,
+    pub(crate) dialect: Dialect,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
 
-/// The unique key of `flows` (the [`crate::model::FlowIdentity`]), the conflict target of upserts.
-const FLOW_KEY: &str = "bridge, src_ip, dst_ip, src_port, dst_port, proto, vlan, first_seen";
+/// One write, as data, so that [`Repository::write`] can redo a whole transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    Flows(&'a [FlowRecord]),
+    Events(&'a [NewEvent]),
+    Attackers(&'a [AttackerUpdate]),
+    Touches(&'a [Touch]),
+    /// Re-derive these attackers' counters from the stored facts.
+    RefreshAttackers(&'a [IpAddr]),
+    Profiles(&'a [AttackerProfile]),
+    Fingerprints(&'a [Fingerprint]),
+    Credentials(&'a [CredentialAttempt]),
+    Sessions(&'a [Session]),
+    Deckies(&'a [Decky]),
+    ProbeResults(&'a [ProbeResult]),
+    Mutations(&'a [Mutation]),
+    Cursor {
+        worker: &'a str,
+        host: &'a str,
+        name: &'a str,
+        position: i64,
+        state: &'a str,
+    },
+    Counters {
+        worker: &'a str,
+        host: &'a str,
+        values: &'a [(&'a str, i64)],
+        mode: CounterMode,
+    },
+}
 
-/// Columns read back, in [`StoredFlow`] order.
-const SELECT_FLOWS: &str = "SELECT id, bridge, port, src_ip, dst_ip, src_port, dst_port, proto, \
-     vlan, packets, bytes, tcp_flags, first_seen, last_seen, ended FROM flows ORDER BY id";
-
-/// `INSERT INTO flows (...) VALUES (?, ...), ... <tail>` for `rows` rows with `?` placeholders.
-fn insert_sql(rows: usize, tail: &str) -> String {
-    let one_row = {
-        let mut s = String::from("(");
-        for i in 0..FLOW_COLUMNS.len() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push('?');
+impl WriteTx {
+    /// Applies one [`Write`]; returns its affected-row count.
+    pub async fn apply(&mut self, w: &Write<'_>) -> Result<u64, RepoError> {
+        match *w {
+            Write::Flows(v) => self.upsert_flows(v).await,
+            Write::Events(v) => self.insert_events(v).await,
+            Write::Attackers(v) => self.upsert_attackers(v).await,
+            Write::Touches(v) => self.touch(v).await,
+            Write::RefreshAttackers(v) => self
+                .refresh_attacker_counts(v)
+                .await
+                .map(|()| v.len() as u64),
+            Write::Profiles(v) => self.upsert_profiles(v).await,
+            Write::Fingerprints(v) => self.upsert_fingerprints(v).await,
+            Write::Credentials(v) => self.upsert_credentials(v).await,
+            Write::Sessions(v) => self.upsert_sessions(v).await,
+            Write::Deckies(v) => self.upsert_deckies(v).await,
+            Write::ProbeResults(v) => self.insert_probe_results(v).await,
+            Write::Mutations(v) => self.record_mutations(v).await,
+            Write::Cursor {
+                worker,
+                host,
+                name,
+                position,
+                state,
+            } => self
+                .set_cursor(worker, host, name, position, state)
+                .await
+                .map(|()| 1),
+            Write::Counters {
+                worker,
+                host,
+                values,
+                mode,
+            } => self
+                .record_counters(worker, host, values, mode)
+                .await
+                .map(|()| values.len() as u64),
         }
-        s.push(')');
-        s
+    }
+
+    pub async fn commit(self) -> Result<(), RepoError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), RepoError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+/// Deadlock / lock-wait timeout (MySQL), busy / locked (SQLite): redoing the transaction helps.
+fn is_retryable(e: &RepoError) -> bool {
+    let RepoError::Query(sqlx::Error::Database(db)) = e else {
+        return false;
     };
-    let mut sql = String::with_capacity(64 + rows * (one_row.len() + 1) + tail.len());
-    sql.push_str("INSERT INTO flows (");
-    sql.push_str(&FLOW_COLUMNS.join(", "));
-    sql.push_str(") VALUES ");
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
+    match db.code().as_deref() {
+        // MySQL: deadlock, lock wait timeout, serialization failure.
+        Some("40001") | Some("HY000") if db.message().contains("try restarting transaction") => {
+            true
         }
-        sql.push_str(&one_row);
-    }
-    sql.push(' ');
-    sql.push_str(tail);
-    sql
-}
-
-/// A [`FlowRecord`] as column values, in [`FLOW_COLUMNS`] order.
-struct EncodedFlow<'a> {
-    bridge: &'a str,
-    port: &'a str,
-    src_ip: String,
-    dst_ip: String,
-    src_port: i64,
-    dst_port: i64,
-    proto: i64,
-    vlan: i64,
-    packets: i64,
-    bytes: i64,
-    tcp_flags: i64,
-    first_seen: String,
-    last_seen: String,
-    ended: i64,
-}
-
-impl<'a> EncodedFlow<'a> {
-    fn encode(f: &'a FlowRecord) -> Self {
-        EncodedFlow {
-            bridge: &f.bridge,
-            port: &f.port,
-            src_ip: f.src_ip.to_string(),
-            dst_ip: f.dst_ip.to_string(),
-            src_port: i64::from(f.src_port),
-            dst_port: i64::from(f.dst_port),
-            proto: i64::from(f.proto),
-            vlan: i64::from(f.vlan),
-            packets: i64::try_from(f.packets).unwrap_or(i64::MAX),
-            bytes: i64::try_from(f.bytes).unwrap_or(i64::MAX),
-            tcp_flags: i64::from(f.tcp_flags),
-            first_seen: format_ts(f.first_seen_ns),
-            last_seen: format_ts(f.last_seen_ns),
-            ended: i64::from(f.ended),
-        }
-    }
-}
-
-/// A `flows` row as read back, in [`SELECT_FLOWS`] order, before decoding.
-struct StoredFlow {
-    id: i64,
-    bridge: String,
-    port: String,
-    src_ip: String,
-    dst_ip: String,
-    src_port: i64,
-    dst_port: i64,
-    proto: i64,
-    vlan: i64,
-    packets: i64,
-    bytes: i64,
-    tcp_flags: i64,
-    first_seen: String,
-    last_seen: String,
-    ended: i64,
-}
-
-impl StoredFlow {
-    fn decode(self) -> Result<FlowRecord, RepoError> {
-        let id = self.id;
-        let corrupt = |column: &'static str, value: String, reason: String| RepoError::Corrupt {
-            id,
-            column,
-            value,
-            reason,
-        };
-        let ip = |column, text: String| {
-            text.parse::<IpAddr>()
-                .map_err(|e| corrupt(column, text.clone(), e.to_string()))
-        };
-        fn int<T: TryFrom<i64>>(v: i64) -> Result<T, String> {
-            T::try_from(v).map_err(|_| "out of range".to_owned())
-        }
-        let num = |column, v: i64| move |reason| corrupt(column, v.to_string(), reason);
-        let ts = |column, text: String| {
-            parse_ts(&text).map_err(|e| corrupt(column, text.clone(), e.reason))
-        };
-        Ok(FlowRecord {
-            src_ip: ip("src_ip", self.src_ip)?,
-            dst_ip: ip("dst_ip", self.dst_ip)?,
-            src_port: int(self.src_port).map_err(num("src_port", self.src_port))?,
-            dst_port: int(self.dst_port).map_err(num("dst_port", self.dst_port))?,
-            proto: int(self.proto).map_err(num("proto", self.proto))?,
-            vlan: int(self.vlan).map_err(num("vlan", self.vlan))?,
-            packets: int(self.packets).map_err(num("packets", self.packets))?,
-            bytes: int(self.bytes).map_err(num("bytes", self.bytes))?,
-            tcp_flags: int(self.tcp_flags).map_err(num("tcp_flags", self.tcp_flags))?,
-            first_seen_ns: ts("first_seen", self.first_seen)?,
-            last_seen_ns: ts("last_seen", self.last_seen)?,
-            ended: self.ended != 0,
-            bridge: self.bridge,
-            port: self.port,
-        })
+        Some("40001") => true,
+        // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+        Some(code) => matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5) | Ok(6)),
+        None => false,
     }
 }
 
 /// `url` with the password of its user-info (if any) replaced by `***`, for error messages.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -291,5 +468,32 @@ fn redact_url(url: &str) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests;
+/// Bounds for stored text and bytes. Longer values are cut (at a character boundary) and the
+/// cut is marked, so hostile input cannot grow rows without bound.
+pub mod limits {
+    /// Names: decky, service, event type, worker kind, host, fingerprint kind, roles.
+    pub const NAME: usize = 64;
+    /// Credential principals and printable secrets, fingerprint values, usernames.
+    pub const SHORT_TEXT: usize = 1024;
+    /// Raw log lines (bytes) and JSON field blobs.
+    pub const LONG: usize = 65_536;
+    /// The marker appended to a cut value.
+    pub const CUT: &str = "…[cut]";
+
+    /// `s` bounded to `max` bytes (cut at a char boundary, marked).
+    pub fn text(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+        if s.len() <= max {
+            return std::borrow::Cow::Borrowed(s);
+        }
+        let mut end = max.saturating_sub(CUT.len());
+        while end > 0 && !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        std::borrow::Cow::Owned(format!("{}{CUT}", &s[..end]))
+    }
+
+    /// `b` bounded to `max` bytes (cut, not marked: bytes are stored exactly as far as kept).
+    pub fn bytes(b: &[u8], max: usize) -> &[u8] {
+        &b[..b.len().min(max)]
+    }
+}

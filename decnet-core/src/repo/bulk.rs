@@ -1,0 +1,95 @@
+//! Multi-row statements, written once for every table: `INSERT INTO t (cols) VALUES (?, …), …`
+//! followed by the dialect's conflict clause, chunked to the dialect's bind-variable limit.
+use sqlx::{Any, AnyConnection, any::AnyArguments, query::Query};
+
+use super::{RepoError, dialect::Dialect};
+
+pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+/// `INSERT … VALUES` for `rows` rows of `columns`, with `head` (e.g. `INSERT INTO`) and `tail`.
+pub(crate) fn insert_sql(
+    head: &str,
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+    tail: &str,
+) -> String {
+    let mut one = String::with_capacity(columns.len() * 2 + 2);
+    one.push('(');
+    for i in 0..columns.len() {
+        if i > 0 {
+            one.push(',');
+        }
+        one.push('?');
+    }
+    one.push(')');
+    let mut sql = String::with_capacity(64 + rows * (one.len() + 1) + tail.len());
+    sql.push_str(head);
+    sql.push(' ');
+    sql.push_str(table);
+    sql.push_str(" (");
+    sql.push_str(&columns.join(", "));
+    sql.push_str(") VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&one);
+    }
+    if !tail.is_empty() {
+        sql.push(' ');
+        sql.push_str(tail);
+    }
+    sql
+}
+
+/// Inserts `items` (bound row by row by `bind`, which must bind exactly `columns.len()` values)
+/// in chunks; returns the summed affected-row count (dialect-dependent meaning on conflicts).
+pub(crate) async fn insert_rows<T>(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    head: &str,
+    table: &str,
+    columns: &[&str],
+    tail: &str,
+    items: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> Result<u64, RepoError> {
+    let per = dialect.rows_per_statement(columns.len());
+    let mut total = 0;
+    let mut full_sql: Option<String> = None;
+    for chunk in items.chunks(per) {
+        let partial;
+        let sql: &str = if chunk.len() == per {
+            full_sql.get_or_insert_with(|| insert_sql(head, table, columns, per, tail))
+        } else {
+            partial = insert_sql(head, table, columns, chunk.len(), tail);
+            &partial
+        };
+        let mut q = sqlx::query(sql);
+        for item in chunk {
+            q = bind(q, item);
+        }
+        // Full chunks reuse one cached statement; odd-sized tails are one-off.
+        let q = q.persistent(chunk.len() == per);
+        total += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_shape() {
+        assert_eq!(
+            insert_sql("INSERT INTO", "t", &["a", "b"], 2, "ON CONFLICT DO NOTHING"),
+            "INSERT INTO t (a, b) VALUES (?,?),(?,?) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            insert_sql("INSERT IGNORE INTO", "t", &["a"], 1, ""),
+            "INSERT IGNORE INTO t (a) VALUES (?)"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! `users`: dashboard/API accounts. The repository stores the argon2 PHC string it is given; it
+//! never sees a password.
+use super::{RepoError, Repository, decode::Decoder, limits};
+use crate::{
+    model::{Role, User},
+    time_fmt::{format_ts, now_ns},
+};
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<User, RepoError> {
+    let d = Decoder::new(row, "users", Some(0));
+    let role = match d.text(3, "role")?.as_str() {
+        "admin" => Role::Admin,
+        "viewer" => Role::Viewer,
+        other => {
+            return Err(RepoError::Corrupt {
+                table: "users",
+                id: d.i64(0, "id")?,
+                column: "role",
+                value: other.to_owned(),
+                reason: "not admin or viewer".into(),
+            });
+        }
+    };
+    Ok(User {
+        id: d.i64(0, "id")?,
+        username: d.text(1, "username")?,
+        password_hash: d.text(2, "password_hash")?,
+        role,
+        must_change_password: d.i64(4, "must_change_password")? != 0,
+    })
+}
+
+impl Repository {
+    /// Creates a user; `Ok(false)` if the username is taken.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        must_change_password: bool,
+    ) -> Result<bool, RepoError> {
+        let now = format_ts(now_ns());
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "{} users (username, password_hash, role, must_change_password, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) {}",
+            self.dialect().insert_ignore(),
+            self.dialect().ignore_tail()
+        );
+        let r = sqlx::query(&sql)
+            .bind(limits::text(username, 255).into_owned())
+            .bind(password_hash.to_owned())
+            .bind(role.as_str())
+            .bind(i64::from(must_change_password))
+            .bind(now.clone())
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn user(&self, username: &str) -> Result<Option<User>, RepoError> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, role, must_change_password FROM users WHERE username = ?",
+        )
+        .bind(username.to_owned())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT id, username, password_hash, role, must_change_password FROM users ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Sets a new password hash (and whether it must be changed at next login).
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+        must_change: bool,
+    ) -> Result<bool, RepoError> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("UPDATE users SET password_hash = ?, must_change_password = ?, updated_at = ? WHERE username = ?")
+            .bind(password_hash.to_owned())
+            .bind(i64::from(must_change))
+            .bind(format_ts(now_ns()))
+            .bind(username.to_owned())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn set_role(&self, username: &str, role: Role) -> Result<bool, RepoError> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("UPDATE users SET role = ?, updated_at = ? WHERE username = ?")
+            .bind(role.as_str())
+            .bind(format_ts(now_ns()))
+            .bind(username.to_owned())
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

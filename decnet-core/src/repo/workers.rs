@@ -1,0 +1,418 @@
+//! Worker coordination: `worker_leases` (a worker kind that must run once per host holds a
+//! lease; a second instance is refused, a dead holder's lease expires), `worker_cursors`
+//! (resume points that only move forward) and `worker_counters` (what `decnet status`, the API
+//! and /metrics show).
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{
+    Merge, RepoError, Repository, WriteTx,
+    bulk::{AnyQuery, insert_rows},
+    decode::Decoder,
+    limits,
+};
+use crate::{
+    model::{Cursor, Lease},
+    time_fmt::{format_ts, now_ns},
+};
+
+/// Who asks for a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// Worker kind: sniffer, collector, correlator, profiler, …
+    pub kind: String,
+    /// The host it must be unique on.
+    pub host: String,
+    /// This instance (unique per process start, e.g. `host:pid:start-ns`).
+    pub holder: String,
+    pub pid: u32,
+}
+
+impl LeaseHolder {
+    /// A holder for this process on this host.
+    pub fn this_process(kind: &str) -> Self {
+        let host = hostname();
+        let pid = std::process::id();
+        LeaseHolder {
+            kind: kind.to_owned(),
+            holder: format!("{host}:{pid}:{}", now_ns()),
+            host,
+            pid,
+        }
+    }
+}
+
+/// The machine's hostname (`/proc/sys/kernel/hostname`), or "localhost".
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn decode_lease(row: &sqlx::any::AnyRow) -> Result<Lease, RepoError> {
+    let d = Decoder::new(row, "worker_leases", None);
+    Ok(Lease {
+        kind: d.text(0, "kind")?,
+        host: d.text(1, "host")?,
+        holder: d.text(2, "holder")?,
+        pid: d.int(3, "pid")?,
+        acquired_at_ns: d.ts(4, "acquired_at")?,
+        heartbeat_at_ns: d.ts(5, "heartbeat_at")?,
+    })
+}
+
+const LEASE_SELECT: &str =
+    "SELECT kind, host, holder, pid, acquired_at, heartbeat_at FROM worker_leases";
+
+impl Repository {
+    /// Takes the lease for `who.kind` on `who.host`: free, already ours, or expired (no
+    /// heartbeat for `ttl`). Otherwise [`RepoError::LeaseHeld`] naming the holder.
+    pub async fn acquire_lease(
+        &self,
+        who: &LeaseHolder,
+        ttl: Duration,
+    ) -> Result<Lease, RepoError> {
+        let now = now_ns();
+        let (kind, host) = (
+            limits::text(&who.kind, limits::NAME).into_owned(),
+            limits::text(&who.host, 255).into_owned(),
+        );
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "{} worker_leases (kind, host, holder, pid, acquired_at, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?) {}",
+            self.dialect().insert_ignore(),
+            self.dialect().ignore_tail()
+        );
+        let inserted = sqlx::query(&sql)
+            .bind(kind.clone())
+            .bind(host.clone())
+            .bind(who.holder.clone())
+            .bind(i64::from(who.pid))
+            .bind(format_ts(now))
+            .bind(format_ts(now))
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        let taken = inserted == 1 || {
+            let stale_before =
+                now.saturating_sub(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
+            sqlx::query(
+                "UPDATE worker_leases SET holder = ?, pid = ?, acquired_at = ?, heartbeat_at = ? \
+                 WHERE kind = ? AND host = ? AND (holder = ? OR heartbeat_at < ?)",
+            )
+            .bind(who.holder.clone())
+            .bind(i64::from(who.pid))
+            .bind(format_ts(now))
+            .bind(format_ts(now))
+            .bind(kind.clone())
+            .bind(host.clone())
+            .bind(who.holder.clone())
+            .bind(format_ts(stale_before))
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected()
+                == 1
+        };
+        let row = sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
+            .bind(kind.clone())
+            .bind(host.clone())
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        let lease = decode_lease(&row)?;
+        if taken && lease.holder == who.holder {
+            return Ok(lease);
+        }
+        let age = Duration::from_nanos(u64::try_from(now - lease.heartbeat_at_ns).unwrap_or(0));
+        Err(RepoError::LeaseHeld(format!(
+            "another {kind} is already running on {host}: {} (pid {}), last heartbeat {:.1} s ago. \
+             Stop it first (embedded in `decnet web` or standalone); if it died, its lease expires \
+             {:.0} s after its last heartbeat",
+            lease.holder,
+            lease.pid,
+            age.as_secs_f64(),
+            ttl.as_secs_f64()
+        )))
+    }
+
+    /// Renews the lease; `false` if it is no longer ours (taken over after we missed
+    /// heartbeats): the worker must stop.
+    pub async fn heartbeat(&self, who: &LeaseHolder) -> Result<bool, RepoError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE worker_leases SET heartbeat_at = ? WHERE kind = ? AND host = ? AND holder = ?",
+        )
+        .bind(format_ts(now_ns()))
+        .bind(limits::text(&who.kind, limits::NAME).into_owned())
+        .bind(limits::text(&who.host, 255).into_owned())
+        .bind(who.holder.clone())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the lease up (clean shutdown). `false` if it was not ours.
+    pub async fn release_lease(&self, who: &LeaseHolder) -> Result<bool, RepoError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query("DELETE FROM worker_leases WHERE kind = ? AND host = ? AND holder = ?")
+            .bind(limits::text(&who.kind, limits::NAME).into_owned())
+            .bind(limits::text(&who.host, 255).into_owned())
+            .bind(who.holder.clone())
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    pub async fn leases(&self) -> Result<Vec<Lease>, RepoError> {
+        let rows = sqlx::query(&format!("{LEASE_SELECT} ORDER BY kind, host"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(decode_lease).collect()
+    }
+
+    /// Takes the lease and keeps it alive from a background task (heartbeat every `ttl / 3`).
+    /// The returned [`LeaseKeeper`] reports a lost lease on [`LeaseKeeper::lost`] and releases
+    /// the lease on [`LeaseKeeper::release`].
+    pub async fn hold_lease(
+        &self,
+        who: LeaseHolder,
+        ttl: Duration,
+    ) -> Result<LeaseKeeper, RepoError> {
+        self.acquire_lease(&who, ttl).await?;
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let repo = self.clone();
+        let holder = who.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ttl / 3);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_rx.changed() => return,
+                }
+                match repo.heartbeat(&holder).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(kind = %holder.kind, "lost the worker lease to another instance");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    // A transient database error: try again next tick; the lease survives
+                    // until ttl passes without a successful heartbeat.
+                    Err(e) => tracing::warn!(kind = %holder.kind, "lease heartbeat failed: {e}"),
+                }
+            }
+        });
+        Ok(LeaseKeeper {
+            repo: self.clone(),
+            who,
+            lost: lost_rx,
+            stop: stop_tx,
+            task,
+        })
+    }
+}
+
+/// A held lease with its heartbeat task.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    repo: Repository,
+    who: LeaseHolder,
+    lost: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    pub fn holder(&self) -> &LeaseHolder {
+        &self.who
+    }
+
+    /// Resolves when the lease was lost (taken over by another instance).
+    pub async fn lost(&mut self) {
+        while !*self.lost.borrow() {
+            if self.lost.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops heartbeating and gives the lease up.
+    pub async fn release(self) -> Result<(), RepoError> {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.repo.release_lease(&self.who).await?;
+        Ok(())
+    }
+}
+
+const C_COLUMNS: [&str; 6] = ["worker", "host", "name", "position", "state", "updated_at"];
+const C_MERGE: [(&str, Merge); 3] = [
+    ("state", Merge::ReplaceIfNotLess("position")),
+    ("updated_at", Merge::ReplaceIfNotLess("position")),
+    ("position", Merge::Max),
+];
+
+const K_COLUMNS: [&str; 5] = ["worker", "host", "name", "value", "updated_at"];
+
+/// How [`WriteTx::record_counters`] combines a value with the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterMode {
+    /// Add (counters of events since the last report).
+    Add,
+    /// Replace (gauges such as a queue depth, or totals a worker already summed).
+    Set,
+}
+
+impl WriteTx {
+    /// Moves a worker's cursor forward (never backward); `state` goes with the position. Write it
+    /// in the same transaction as the work it covers, so a crash loses both or neither.
+    pub async fn set_cursor(
+        &mut self,
+        worker: &str,
+        host: &str,
+        name: &str,
+        position: i64,
+        state: &str,
+    ) -> Result<(), RepoError> {
+        let tail = self
+            .dialect
+            .upsert_tail("worker_cursors", &C_COLUMNS[..3], &C_MERGE);
+        let row = [(worker, host, name, position, state)];
+        let now = format_ts(now_ns());
+
+        insert_rows(
+            &mut self.tx,
+            self.dialect,
+            "INSERT INTO",
+            "worker_cursors",
+            &C_COLUMNS,
+            &tail,
+            &row,
+            |q: AnyQuery<'_>, r: &(&str, &str, &str, i64, &str)| {
+                q.bind(limits::text(r.0, limits::NAME).into_owned())
+                    .bind(limits::text(r.1, 255).into_owned())
+                    .bind(limits::text(r.2, limits::NAME).into_owned())
+                    .bind(r.3)
+                    .bind(limits::text(r.4, limits::LONG).into_owned())
+                    .bind(now.clone())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_counters(
+        &mut self,
+        worker: &str,
+        host: &str,
+        values: &[(&str, i64)],
+        mode: CounterMode,
+    ) -> Result<(), RepoError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let merge = match mode {
+            CounterMode::Add => Merge::Sum,
+            CounterMode::Set => Merge::Replace,
+        };
+        let tail = self.dialect.upsert_tail(
+            "worker_counters",
+            &K_COLUMNS[..3],
+            &[("value", merge), ("updated_at", Merge::Replace)],
+        );
+        let now = format_ts(now_ns());
+        let (w, h) = (
+            limits::text(worker, limits::NAME).into_owned(),
+            limits::text(host, 255).into_owned(),
+        );
+
+        insert_rows(
+            &mut self.tx,
+            self.dialect,
+            "INSERT INTO",
+            "worker_counters",
+            &K_COLUMNS,
+            &tail,
+            values,
+            |q: AnyQuery<'_>, (name, v): &(&str, i64)| {
+                q.bind(w.clone())
+                    .bind(h.clone())
+                    .bind(limits::text(name, limits::NAME).into_owned())
+                    .bind(*v)
+                    .bind(now.clone())
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Repository {
+    pub async fn cursor(
+        &self,
+        worker: &str,
+        host: &str,
+        name: &str,
+    ) -> Result<Option<Cursor>, RepoError> {
+        let row = sqlx::query(
+            "SELECT position, state FROM worker_cursors WHERE worker = ? AND host = ? AND name = ?",
+        )
+        .bind(worker.to_owned())
+        .bind(host.to_owned())
+        .bind(name.to_owned())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let d = Decoder::new(&row, "worker_cursors", None);
+        Ok(Some(Cursor {
+            position: d.i64(0, "position")?,
+            state: d.text(1, "state")?,
+        }))
+    }
+
+    /// (worker, host, name, value) of every counter, ordered.
+    pub async fn counters(&self) -> Result<Vec<(String, String, String, i64)>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT worker, host, name, value FROM worker_counters ORDER BY worker, host, name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let d = Decoder::new(row, "worker_counters", None);
+                Ok((
+                    d.text(0, "worker")?,
+                    d.text(1, "host")?,
+                    d.text(2, "name")?,
+                    d.i64(3, "value")?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn record_counters(
+        &self,
+        worker: &str,
+        host: &str,
+        values: &[(&str, i64)],
+        mode: CounterMode,
+    ) -> Result<(), RepoError> {
+        self.write(&[super::Write::Counters {
+            worker,
+            host,
+            values,
+            mode,
+        }])
+        .await
+        .map(|_| ())
+    }
+}

