@@ -309,7 +309,10 @@ impl Sniffer {
             Run::Daemon => args.push("--daemon".into()),
             Run::Duration(s) => args.extend(["--duration".into(), s.to_string()]),
         }
-        args.extend(["--db-url".into(), format!("sqlite://{}", db.display())]);
+        // A caller may point several sniffers at one database (`--db-url` in extra_args).
+        if !opts.extra_args.iter().any(|a| a == "--db-url") {
+            args.extend(["--db-url".into(), format!("sqlite://{}", db.display())]);
+        }
         args.extend(["--ready-file".into(), ready_file.display().to_string()]);
         args.extend(["--summary-json".into(), summary_file.display().to_string()]);
         if let Some(s) = opts.sweep_interval {

@@ -1056,3 +1056,66 @@ fn sensor_xdp_duration_run_flushes() {
         out.summary.counter("flow_packets") + out.summary.drops()
     );
 }
+
+/// Worker leases: a second sniffer on the same bridge and database refuses to start and names
+/// the running one; once that one stops cleanly, a new one starts at once.
+#[test]
+fn second_sniffer_on_the_same_bridge_is_refused() {
+    let lab = Lab::new(&["attacker"], LabOptions::default()).expect("lab");
+    let mut first = start_sniffer(&lab, Mode::Tc);
+    let db_url = format!("sqlite://{}", first.db.display());
+    let mut opts = SnifferOptions::new(Mode::Tc);
+    opts.extra_args = vec!["--db-url".into(), db_url.clone()];
+    let mut second = Sniffer::start(&lab, &opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = second.exited() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second sniffer did not refuse to start:\n{}",
+            second.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let logs = second.logs();
+    assert!(!status.success(), "the second sniffer must fail: {logs}");
+    let pid = first.pid().expect("first sniffer pid").to_string();
+    assert!(
+        logs.contains(&format!(
+            "another sniffer@{} is already running",
+            lab.bridge()
+        )) && logs.contains(&format!("pid {pid}")),
+        "the refusal names the holder (pid {pid}):\n{logs}"
+    );
+    assert!(
+        first.is_running(),
+        "the first sniffer is unaffected:\n{}",
+        first.logs()
+    );
+    first.stop().unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Released on a clean stop: a new sniffer takes over immediately.
+    let mut third = Sniffer::start(&lab, &opts).unwrap_or_else(|e| panic!("{e:#}"));
+    third
+        .wait_ready(&lab.port_names(), READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    third
+        .signal(libc::SIGTERM)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = third.exited() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third sniffer did not stop:
+{}",
+            third.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{}", third.logs());
+}

@@ -25,7 +25,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use decnet_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES};
-use decnet_core::{model::FlowRecord, repo::Repository};
+use decnet_core::{
+    model::FlowRecord,
+    repo::{DbConfig, LeaseHolder, LeaseKeeper, Repository},
+};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -66,9 +69,14 @@ pub struct SnifferArgs {
     #[arg(long, value_name = "SECS", value_parser = positive_secs)]
     pub duration: Option<f64>,
 
-    /// Repository URL (sqlx). Default: the file decnet.db in the working directory.
-    #[arg(long, env = "DECNET_DB_URL", default_value = "sqlite://decnet.db")]
-    pub db_url: String,
+    /// Repository backend: `sqlite` (default, embedded file) or `mysql`.
+    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
+    pub db_type: Option<String>,
+
+    /// Repository URL (sqlx): `sqlite://PATH` (default `sqlite://decnet.db` in the working
+    /// directory) or `mysql://user:password@host/database`.
+    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
+    pub db_url: Option<String>,
 
     /// How often the kernel flow table is swept for idle flows.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = positive_secs)]
@@ -109,6 +117,9 @@ pub struct SnifferArgs {
     pub summary_json: Option<PathBuf>,
 }
 
+/// A sniffer whose heartbeats stop (it died) loses its lease after this long.
+const LEASE_TTL: Duration = Duration::from_secs(15);
+
 fn positive_secs(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
@@ -134,12 +145,59 @@ pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
         bail!("say how long to run: --daemon (until SIGTERM/SIGINT) or --duration SECS");
     }
     let started = Instant::now();
-    let mut sigterm =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
 
-    let repo = Repository::connect(&args.db_url).await?;
+    let repo = Repository::open(&DbConfig::new(
+        args.db_type.as_deref(),
+        args.db_url.as_deref(),
+    )?)
+    .await?;
+    // One sniffer per bridge per host: a second one would count every packet twice.
+    let mut lease = repo
+        .hold_lease(
+            LeaseHolder::this_process(&format!("sniffer@{}", args.bridge)),
+            LEASE_TTL,
+        )
+        .await?;
+    let result = sense(&args, &repo, &mut lease, started, sigterm, sigint).await;
+    match &result {
+        // Lost: the lease is someone else's now.
+        Ok(Outcome::LeaseLost) => {}
+        // Clean stop or a failure: free the lease so a restarted sniffer need not wait for it to
+        // expire.
+        _ => {
+            if let Err(e) = lease.release().await {
+                tracing::warn!("could not release the sniffer lease: {e}");
+            }
+        }
+    }
+    repo.close().await;
+    match result? {
+        Outcome::Stopped => Ok(()),
+        Outcome::LeaseLost => {
+            bail!(
+                "stopped: the sniffer lease for {} was taken over by another instance",
+                args.bridge
+            )
+        }
+    }
+}
+
+enum Outcome {
+    Stopped,
+    LeaseLost,
+}
+
+/// Everything after the repository and the lease: load, attach, run, flush.
+async fn sense(
+    args: &SnifferArgs,
+    repo: &Repository,
+    lease: &mut LeaseKeeper,
+    started: Instant,
+    mut sigterm: tokio::signal::unix::Signal,
+    mut sigint: tokio::signal::unix::Signal,
+) -> anyhow::Result<Outcome> {
     let (mut sensor, maps) = Sensor::load(args.mode, args.flow_entries, args.ring_bytes)?;
     let (_bridge_idx, mut port_events) = ports::watch(&args.bridge).await?;
 
@@ -202,6 +260,7 @@ pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
     write_ready(&args.ready_file, &attached)?;
 
     let deadline = args.duration.map(|d| started + secs(d));
+    let mut lease_lost = false;
     loop {
         let until_deadline = async {
             match deadline {
@@ -224,6 +283,11 @@ pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = until_deadline => { tracing::info!("duration reached: stopping"); break; }
+            _ = lease.lost() => {
+                tracing::error!("another sniffer took over this bridge's lease: stopping");
+                lease_lost = true;
+                break;
+            }
         }
     }
 
@@ -265,8 +329,11 @@ pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(&summary)?;
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    repo.close().await;
-    Ok(())
+    Ok(if lease_lost {
+        Outcome::LeaseLost
+    } else {
+        Outcome::Stopped
+    })
 }
 
 fn on_port_event(sensor: &mut Sensor, names: &PortNames, ev: PortEvent) {
