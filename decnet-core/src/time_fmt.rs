@@ -74,6 +74,14 @@ pub fn format_ts_micros(dt: OffsetDateTime) -> String {
     out
 }
 
+/// The current time as unix nanoseconds (UTC).
+pub fn now_ns() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,12 +161,4 @@ mod tests {
         let dt = OffsetDateTime::UNIX_EPOCH + Duration::nanoseconds(1_795_730_640_123_456_789);
         assert_eq!(format_ts_micros(dt), "2026-11-26T22:04:00.123456Z");
     }
-}
-
-/// The current time as unix nanoseconds (UTC).
-pub fn now_ns() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }

@@ -485,7 +485,7 @@ async fn fleet_users_cursors_counters(b: Backend) {
         detail: "{}".into(),
         status: "pending".into(),
     };
-    tx.record_mutations(&[m.clone()]).await.unwrap();
+    tx.record_mutations(std::slice::from_ref(&m)).await.unwrap();
     tx.record_mutations(&[Mutation {
         status: "applied".into(),
         ..m.clone()

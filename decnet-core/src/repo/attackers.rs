@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows},
     decode::{Decoder, sat},
     limits,
 };
@@ -79,10 +79,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "attackers",
-            &A_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "attackers",
+                columns: &A_COLUMNS,
+                tail: &tail,
+            },
             updates,
             |q: AnyQuery<'_>, a: &AttackerUpdate| {
                 q.bind(a.ip.to_string())
@@ -110,10 +112,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "attacker_touches",
-            &T_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "attacker_touches",
+                columns: &T_COLUMNS,
+                tail: &tail,
+            },
             touches,
             |q: AnyQuery<'_>, t: &Touch| {
                 q.bind(t.attacker_ip.to_string())
@@ -164,10 +168,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "attacker_profiles",
-            &P_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "attacker_profiles",
+                columns: &P_COLUMNS,
+                tail: &tail,
+            },
             profiles,
             |q: AnyQuery<'_>, p: &AttackerProfile| {
                 q.bind(p.attacker_ip.to_string())

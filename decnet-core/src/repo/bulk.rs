@@ -43,18 +43,31 @@ pub(crate) fn insert_sql(
     sql
 }
 
+/// The fixed parts of a multi-row insert.
+pub(crate) struct Insert<'a> {
+    /// `INSERT INTO` or the dialect's ignoring form.
+    pub head: &'a str,
+    pub table: &'a str,
+    pub columns: &'a [&'a str],
+    /// The dialect's conflict clause (or empty).
+    pub tail: &'a str,
+}
+
 /// Inserts `items` (bound row by row by `bind`, which must bind exactly `columns.len()` values)
 /// in chunks; returns the summed affected-row count (dialect-dependent meaning on conflicts).
 pub(crate) async fn insert_rows<T>(
     conn: &mut AnyConnection,
     dialect: Dialect,
-    head: &str,
-    table: &str,
-    columns: &[&str],
-    tail: &str,
+    stmt: Insert<'_>,
     items: &[T],
     bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
 ) -> Result<u64, RepoError> {
+    let Insert {
+        head,
+        table,
+        columns,
+        tail,
+    } = stmt;
     let per = dialect.rows_per_statement(columns.len());
     let mut total = 0;
     let mut full_sql: Option<String> = None;

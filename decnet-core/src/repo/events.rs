@@ -4,7 +4,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows},
     decode::Decoder,
     limits,
 };
@@ -54,10 +54,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            head,
-            "events",
-            &COLUMNS,
-            tail,
+            Insert {
+                head,
+                table: "events",
+                columns: &COLUMNS,
+                tail,
+            },
             events,
             bind,
         )

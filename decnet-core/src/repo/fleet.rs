@@ -4,7 +4,7 @@
 //! mutations are facts with natural keys, so re-recording one is a no-op.
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows},
     decode::Decoder,
     limits,
 };
@@ -48,10 +48,12 @@ impl WriteTx {
         let n = insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "deckies",
-            &D_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "deckies",
+                columns: &D_COLUMNS,
+                tail: &tail,
+            },
             deckies,
             |q: AnyQuery<'_>, d: &Decky| {
                 q.bind(limits::text(&d.name, limits::NAME).into_owned())
@@ -83,10 +85,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "decky_services",
-            &S_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "decky_services",
+                columns: &S_COLUMNS,
+                tail: &tail,
+            },
             &services,
             |q: AnyQuery<'_>, (decky, s): &(String, &DeckyService)| {
                 q.bind(decky.clone())
@@ -122,10 +126,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            head,
-            "probe_results",
-            &PR_COLUMNS,
-            tail,
+            Insert {
+                head,
+                table: "probe_results",
+                columns: &PR_COLUMNS,
+                tail,
+            },
             results,
             |q: AnyQuery<'_>, p: &ProbeResult| {
                 q.bind(format_ts(p.ts_ns))
@@ -153,10 +159,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "mutations",
-            &M_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "mutations",
+                columns: &M_COLUMNS,
+                tail: &tail,
+            },
             mutations,
             |q: AnyQuery<'_>, m: &Mutation| {
                 q.bind(format_ts(m.ts_ns))

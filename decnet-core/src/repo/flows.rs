@@ -1,18 +1,12 @@
 //! `flows`: one row per flow direction from the sensor. Identity: bridge + 5-tuple + vlan +
 //! first_seen; re-exports merge (counters max, flags union, last_seen max, ended sticky).
-use std::net::IpAddr;
-
-use sqlx::Row as _;
-
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows},
+    decode::{Decoder, sat},
     limits,
 };
-use crate::{
-    model::FlowRecord,
-    time_fmt::{format_ts, parse_ts},
-};
+use crate::{model::FlowRecord, time_fmt::format_ts};
 
 const COLUMNS: [&str; 14] = [
     "bridge",
@@ -48,10 +42,6 @@ const MERGE: [(&str, Merge); 5] = [
     ("ended", Merge::Max),
 ];
 
-fn sat(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 fn bind<'q>(q: AnyQuery<'q>, f: &'q FlowRecord) -> AnyQuery<'q> {
     q.bind(limits::text(&f.bridge, limits::NAME).into_owned())
         .bind(limits::text(&f.port, limits::NAME).into_owned())
@@ -79,10 +69,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "flows",
-            &COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "flows",
+                columns: &COLUMNS,
+                tail: &tail,
+            },
             flows,
             bind,
         )
@@ -119,49 +111,21 @@ impl Repository {
 }
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<FlowRecord, RepoError> {
-    let id: i64 = row.try_get(0)?;
-    let corrupt = |column: &'static str, value: String, reason: String| RepoError::Corrupt {
-        table: "flows",
-        id,
-        column,
-        value,
-        reason,
-    };
-    let ip = |i: usize, column: &'static str| -> Result<IpAddr, RepoError> {
-        let t: String = row.try_get(i)?;
-        t.parse()
-            .map_err(|e: std::net::AddrParseError| corrupt(column, t.clone(), e.to_string()))
-    };
-    let int = |i: usize, column: &'static str| -> Result<i64, RepoError> {
-        Ok(row
-            .try_get::<i64, _>(i)
-            .map_err(|e| corrupt(column, String::new(), e.to_string()))?)
-    };
-    fn fit<T: TryFrom<i64>>(
-        v: i64,
-        column: &'static str,
-        c: &dyn Fn(&'static str, String, String) -> RepoError,
-    ) -> Result<T, RepoError> {
-        T::try_from(v).map_err(|_| c(column, v.to_string(), "out of range".into()))
-    }
-    let ts = |i: usize, column: &'static str| -> Result<i64, RepoError> {
-        let t: String = row.try_get(i)?;
-        parse_ts(&t).map_err(|e| corrupt(column, t.clone(), e.reason))
-    };
+    let d = Decoder::new(row, "flows", Some(0));
     Ok(FlowRecord {
-        bridge: row.try_get(1)?,
-        port: row.try_get(2)?,
-        src_ip: ip(3, "src_ip")?,
-        dst_ip: ip(4, "dst_ip")?,
-        src_port: fit(int(5, "src_port")?, "src_port", &corrupt)?,
-        dst_port: fit(int(6, "dst_port")?, "dst_port", &corrupt)?,
-        proto: fit(int(7, "proto")?, "proto", &corrupt)?,
-        vlan: fit(int(8, "vlan")?, "vlan", &corrupt)?,
-        packets: fit(int(9, "packets")?, "packets", &corrupt)?,
-        bytes: fit(int(10, "bytes")?, "bytes", &corrupt)?,
-        tcp_flags: fit(int(11, "tcp_flags")?, "tcp_flags", &corrupt)?,
-        first_seen_ns: ts(12, "first_seen")?,
-        last_seen_ns: ts(13, "last_seen")?,
-        ended: int(14, "ended")? != 0,
+        bridge: d.text(1, "bridge")?,
+        port: d.text(2, "port")?,
+        src_ip: d.ip(3, "src_ip")?,
+        dst_ip: d.ip(4, "dst_ip")?,
+        src_port: d.int(5, "src_port")?,
+        dst_port: d.int(6, "dst_port")?,
+        proto: d.int(7, "proto")?,
+        vlan: d.int(8, "vlan")?,
+        packets: d.u64(9, "packets")?,
+        bytes: d.u64(10, "bytes")?,
+        tcp_flags: d.int(11, "tcp_flags")?,
+        first_seen_ns: d.ts(12, "first_seen")?,
+        last_seen_ns: d.ts(13, "last_seen")?,
+        ended: d.i64(14, "ended")? != 0,
     })
 }

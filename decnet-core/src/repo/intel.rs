@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows},
     decode::{Decoder, sat},
     limits,
 };
@@ -112,10 +112,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "fingerprints",
-            &F_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "fingerprints",
+                columns: &F_COLUMNS,
+                tail: &tail,
+            },
             fps,
             |q: AnyQuery<'_>, f: &Fingerprint| {
                 let kind = limits::text(&f.kind, limits::NAME).into_owned();
@@ -148,10 +150,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "credentials",
-            &C_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "credentials",
+                columns: &C_COLUMNS,
+                tail: &tail,
+            },
             creds,
             |q: AnyQuery<'_>, c: &CredentialAttempt| {
                 let ip = c.attacker_ip.to_string();
@@ -193,10 +197,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "sessions",
-            &S_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "sessions",
+                columns: &S_COLUMNS,
+                tail: &tail,
+            },
             sessions,
             |q: AnyQuery<'_>, s: &Session| {
                 let commands: Vec<std::borrow::Cow<'_, str>> = s

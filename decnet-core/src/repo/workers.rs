@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows},
     decode::Decoder,
     limits,
 };
@@ -292,10 +292,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "worker_cursors",
-            &C_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "worker_cursors",
+                columns: &C_COLUMNS,
+                tail: &tail,
+            },
             &row,
             |q: AnyQuery<'_>, r: &(&str, &str, &str, i64, &str)| {
                 q.bind(limits::text(r.0, limits::NAME).into_owned())
@@ -338,10 +340,12 @@ impl WriteTx {
         insert_rows(
             &mut self.tx,
             self.dialect,
-            "INSERT INTO",
-            "worker_counters",
-            &K_COLUMNS,
-            &tail,
+            Insert {
+                head: "INSERT INTO",
+                table: "worker_counters",
+                columns: &K_COLUMNS,
+                tail: &tail,
+            },
             values,
             |q: AnyQuery<'_>, (name, v): &(&str, i64)| {
                 q.bind(w.clone())
