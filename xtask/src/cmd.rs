@@ -238,9 +238,11 @@ mod tests {
     #[test]
     fn failure_names_the_command_and_shows_the_tail() {
         let mut cmd = Command::new("sh");
+        // One stream here: stdout and stderr are read by separate threads, so their relative
+        // order in the tail is not deterministic.
         cmd.env("FOO", "a b").args([
             "-c",
-            "for i in $(seq 1 50); do echo line$i; done; echo oops >&2; exit 3",
+            "for i in $(seq 1 50); do echo line$i; done; echo oops; exit 3",
         ]);
         let err = run_logged(&mut cmd, false)
             .expect_err("exit 3 is a failure")
@@ -252,6 +254,17 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("| line5\n"), "only the tail: {err}");
+
+        let err = run_logged(
+            Command::new("sh").args(["-c", "echo to-stderr >&2; exit 1"]),
+            false,
+        )
+        .expect_err("exit 1 is a failure")
+        .to_string();
+        assert!(
+            err.contains("| to-stderr\n"),
+            "stderr is in the tail: {err}"
+        );
     }
 
     #[test]

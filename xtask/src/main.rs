@@ -1,6 +1,7 @@
 //! `cargo xtask`: decnet's developer tasks. See `cargo xtask --help`.
 
 mod cmd;
+mod mariadb;
 mod setup;
 
 use std::os::unix::process::CommandExt as _;
@@ -24,7 +25,8 @@ On a fresh Debian 12 machine, as root:
 Every command that builds first checks the toolchain (`cargo xtask setup --check`). If something \
 is missing it runs `cargo xtask setup` itself when it runs as root, and otherwise stops and tells \
 you to run `sudo cargo xtask setup`. `setup` installs only Debian packages (apt) and bpf-linker \
-(cargo install into ~/.cargo/bin); see `cargo xtask setup --help` for the list.";
+(cargo install into ~/.cargo/bin), starts the MariaDB server if it is not running and creates the \
+test account `decnet`; see `cargo xtask setup --help` for the list.";
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = ABOUT, long_about = LONG_ABOUT)]
@@ -35,7 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what the build and the tests need (apt packages, bpf-linker); idempotent.
+    /// Install what the build and the tests need (apt packages, bpf-linker, MariaDB test
+    /// account); idempotent.
     #[command(long_about = setup::long_help())]
     Setup {
         /// Only report what is missing; install nothing (exit code 1 if anything is missing).
@@ -62,10 +65,16 @@ Install what is missing, build, then run every test and lint. Needs root: the en
 create network namespaces and load BPF programs. This is the command CI runs (.ci/run).
 
 Stages, in order:
-  1. setup     `cargo xtask setup`: installs missing apt packages and bpf-linker (see its --help)
+  1. setup     `cargo xtask setup`: installs missing apt packages and bpf-linker, starts the
+               MariaDB server if it is not running, creates the test account (see its --help)
   2. build     `cargo build --release -p decnet-agent`
-  3. tests     `cargo test --workspace --exclude decnet-ebpf --release [ARGS]`, with
+  3. tests     drops the decnet_t_* databases earlier runs left on the MariaDB server (best
+               effort), then `cargo test --workspace --exclude decnet-ebpf --release [ARGS]` with
                DECNET_BIN=<absolute path of target/release/decnet> (the end-to-end tests use it)
+               and DECNET_TEST_MYSQL_URL=mysql://decnet:decnet@127.0.0.1:3306 (the repository
+               tests create a fresh decnet_t_<name> database per test under that server, and
+               drop it). Another `cargo test` running against the same server at the same time
+               loses its databases to that cleanup.
   4. clippy    `cargo clippy --release --workspace --exclude decnet-ebpf --all-targets -- -D warnings`
   5. rustfmt   `cargo fmt --all -- --check`
 
@@ -98,14 +107,21 @@ Issue 5 replaces this with `decnet deploy`.")]
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Build, then run a benchmark (`bench sensor`).
+    /// Run a benchmark (`bench sensor`, `bench repo`).
     #[command(long_about = "\
-Build (like `cargo xtask build`), then run a benchmark with DECNET_BIN set to the release binary.
+Check the toolchain (installing what is missing when root, like `cargo xtask build`), then run a \
+benchmark.
 
-  sensor   `cargo run --release -p decnet-e2e --bin bench-sensor -- [ARGS]`: what the flow sensor \
-costs on a flooded decoy bridge (needs root)
+  sensor   builds decnet, then `cargo run --release -p decnet-e2e --bin bench-sensor -- [ARGS]` \
+with DECNET_BIN set to the release binary: what the flow sensor costs on a flooded decoy bridge \
+(needs root)
+  repo     makes sure the MariaDB server runs and the test account exists (setup steps 5–6), \
+then `cargo run --release -p decnet-core --bin bench-repo -- [ARGS]` with \
+DECNET_TEST_MYSQL_URL=mysql://decnet:decnet@127.0.0.1:3306: event and flow rows inserted per \
+second, batched vs one row per transaction, on SQLite (a temp file) and MariaDB (a scratch \
+decnet_t_bench_<pid> database, dropped at the end)
 
-ARGS after `--` go to the benchmark, e.g. `cargo xtask bench sensor -- --help`.")]
+ARGS after `--` go to the benchmark, e.g. `cargo xtask bench repo -- --help`.")]
     Bench {
         /// What to benchmark.
         what: Bench,
@@ -119,6 +135,8 @@ ARGS after `--` go to the benchmark, e.g. `cargo xtask bench sensor -- --help`."
 enum Bench {
     /// The eBPF flow sensor (decnet-e2e's bench-sensor).
     Sensor,
+    /// Repository insert throughput on SQLite and MariaDB (decnet-core's bench-repo).
+    Repo,
 }
 
 fn main() -> ExitCode {
@@ -141,11 +159,11 @@ fn main() -> ExitCode {
 
 fn setup_cmd(check: bool) -> Result<ExitCode> {
     if !check {
-        setup::run(setup::Mode::Install)?;
+        setup::run(setup::Mode::Install, setup::Database::Needed)?;
         println!("[setup] done: everything is installed");
         return Ok(ExitCode::SUCCESS);
     }
-    let missing = setup::run(setup::Mode::Check)?;
+    let missing = setup::run(setup::Mode::Check, setup::Database::Needed)?;
     if missing.is_empty() {
         println!("[setup] everything is installed");
         return Ok(ExitCode::SUCCESS);
@@ -155,15 +173,16 @@ fn setup_cmd(check: bool) -> Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-/// Checks the toolchain; installs what is missing when root, or explains what to run.
-fn ensure_toolchain(task: &str) -> Result<()> {
-    let missing = setup::run(setup::Mode::Check)?;
+/// Checks the toolchain (and the database when `database` says so); installs what is missing
+/// when root, or explains what to run.
+fn ensure_toolchain(task: &str, database: setup::Database) -> Result<()> {
+    let missing = setup::run(setup::Mode::Check, database)?;
     if missing.is_empty() {
         return Ok(());
     }
     if cmd::is_root()? {
         println!("[{task}] toolchain incomplete: running `cargo xtask setup` to install it");
-        setup::run(setup::Mode::Install)?;
+        setup::run(setup::Mode::Install, database)?;
         return Ok(());
     }
     bail!(
@@ -198,7 +217,7 @@ fn build_decnet(debug: bool) -> Result<PathBuf> {
 }
 
 fn build_cmd(debug: bool) -> Result<()> {
-    ensure_toolchain("build")?;
+    ensure_toolchain("build", setup::Database::NotNeeded)?;
     let bin = build_decnet(debug)?;
     println!("[build] built {}", cmd::pretty(&bin));
     Ok(())
@@ -213,13 +232,25 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
         );
     }
     let started = Instant::now();
-    setup::run(setup::Mode::Install)?;
+    setup::run(setup::Mode::Install, setup::Database::Needed)?;
     let bin = build_decnet(false)?;
     println!("[test] DECNET_BIN={}", bin.display());
+    match mariadb::drop_test_databases() {
+        Ok(dropped) if dropped.is_empty() => {
+            println!("[test] no leftover decnet_t_* databases on the MariaDB server");
+        }
+        Ok(dropped) => println!(
+            "[test] dropped {} leftover decnet_t_* database(s) of earlier runs: {}",
+            dropped.len(),
+            dropped.join(" ")
+        ),
+        Err(e) => println!("[test] warning: could not drop leftover decnet_t_* databases: {e:#}"),
+    }
 
     let mut stages: Vec<(&str, Command)> = Vec::new();
     let mut test = cmd::cargo();
     test.env("DECNET_BIN", &bin)
+        .env(mariadb::TEST_URL_VAR, mariadb::TEST_URL)
         .args([
             "test",
             "--workspace",
@@ -277,7 +308,7 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
 }
 
 fn run_cmd(args: &[String]) -> Result<ExitCode> {
-    ensure_toolchain("run")?;
+    ensure_toolchain("run", setup::Database::NotNeeded)?;
     let bin = build_decnet(false)?;
     let mut demo = cmd::cargo();
     demo.env("DECNET_BIN", &bin);
@@ -297,19 +328,30 @@ fn run_cmd(args: &[String]) -> Result<ExitCode> {
 }
 
 fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
-    ensure_toolchain("bench")?;
-    let bin = build_decnet(false)?;
     let mut bench = cmd::cargo();
-    bench.env("DECNET_BIN", &bin);
     match what {
         Bench::Sensor => {
-            bench.args([
+            ensure_toolchain("bench", setup::Database::NotNeeded)?;
+            let bin = build_decnet(false)?;
+            bench.env("DECNET_BIN", &bin).args([
                 "run",
                 "--release",
                 "-p",
                 "decnet-e2e",
                 "--bin",
                 "bench-sensor",
+                "--",
+            ]);
+        }
+        Bench::Repo => {
+            ensure_toolchain("bench", setup::Database::Needed)?;
+            bench.env(mariadb::TEST_URL_VAR, mariadb::TEST_URL).args([
+                "run",
+                "--release",
+                "-p",
+                "decnet-core",
+                "--bin",
+                "bench-repo",
                 "--",
             ]);
         }
@@ -360,6 +402,15 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!(args, ["--seconds", "5"]);
+        let cli =
+            Cli::try_parse_from(["xtask", "bench", "repo", "--", "--sqlite-only"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Cmd::Bench {
+                what: Bench::Repo,
+                ..
+            }
+        ));
         assert!(Cli::try_parse_from(["xtask", "bench", "nope"]).is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::cmd;
+use crate::{cmd, mariadb};
 
 /// Debian packages the build and the tests need, with why. Later work (database back-ends,
 /// protocol peers for the tests) adds its packages here and nowhere else.
@@ -26,6 +26,14 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("llvm-22-dev", "LLVM 22, which bpf-linker links against"),
     ("iproute2", "`ip`: the tests' namespaces, veths and bridges"),
     ("sqlite3", "the sqlite3 CLI, to inspect decnet.db"),
+    (
+        "mariadb-server",
+        "MariaDB, the server the repository tests and `bench repo` run against",
+    ),
+    (
+        "mariadb-client",
+        "`mariadb`/`mariadb-admin`: setup creates the test account, test drops old test databases",
+    ),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -50,9 +58,23 @@ pub fn long_help() -> String {
         "  3. bpf-linker {BPF_LINKER_VERSION} in ~/.cargo/bin, built against LLVM 22 (≈1.5–2 min):\n       \
          LLVM_PREFIX={LLVM_PREFIX} cargo install --locked bpf-linker@{BPF_LINKER_VERSION} \
          --no-default-features --features llvm-22\n  \
-         4. the prebuilt bpf core in {BPF_CORE_DIR} (from libstd-rust-web-dev-bpf)\n\n\
+         4. the prebuilt bpf core in {BPF_CORE_DIR} (from libstd-rust-web-dev-bpf)\n  \
+         5. mariadb server: a MariaDB server accepting connections on {host}:{port}; if none \
+         answers, `service mariadb start`, else `mariadbd --user=mysql` started directly (no \
+         init system), waiting up to 60 s for it to accept connections\n  \
+         6. mariadb account: the test account the repository tests use \
+         ({url}); if it cannot create a decnet_t_* database, as the database root \
+         (`mariadb -u root`, unix_socket authentication):\n       {sql}\n     \
+         It may create and drop only databases named decnet_*; the tests create decnet_t_*.\n\n\
+         Steps 5 and 6 belong to `setup`, `test` and `bench repo`; `build`, `run` and `bench \
+         sensor` check only steps 1–4.\n\n\
          With --check nothing is installed and root is not needed: it reports what is missing \
-         and exits with 1 if anything is."
+         (for 5–6: whether the server answers and the account works) and exits with 1 if \
+         anything is.",
+        host = mariadb::HOST,
+        port = mariadb::PORT,
+        url = mariadb::TEST_URL,
+        sql = mariadb::account_sql(),
     ));
     s
 }
@@ -65,13 +87,22 @@ pub enum Mode {
     Install,
 }
 
-fn say(step: &str, msg: impl std::fmt::Display) {
+pub fn say(step: &str, msg: impl std::fmt::Display) {
     println!("[setup] {step}: {msg}");
+}
+
+/// What a task needs besides the toolchain.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// A running MariaDB server with the test account (`setup`, `test`, `bench repo`).
+    Needed,
+    /// Only the toolchain (`build`, `run`, `bench sensor`).
+    NotNeeded,
 }
 
 /// Runs every step. In [`Mode::Check`] returns what is missing (empty: all there); in
 /// [`Mode::Install`] installs what is missing and returns an empty list, or fails naming the step.
-pub fn run(mode: Mode) -> Result<Vec<String>> {
+pub fn run(mode: Mode, database: Database) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     let root = cmd::is_root()?;
     match (mode, root) {
@@ -89,6 +120,10 @@ pub fn run(mode: Mode) -> Result<Vec<String>> {
     step("apt packages", || apt_packages(mode, &mut missing))?;
     step("bpf-linker", || bpf_linker(mode, &mut missing))?;
     step("bpf core", || bpf_core(mode, &mut missing))?;
+    if database == Database::Needed {
+        step("mariadb server", || mariadb::server(mode, &mut missing))?;
+        step("mariadb account", || mariadb::account(mode, &mut missing))?;
+    }
     Ok(missing)
 }
 

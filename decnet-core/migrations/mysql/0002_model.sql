@@ -33,11 +33,9 @@ CREATE TABLE events (
     attacker_port INT           NULL,
     fields        MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
     raw           MEDIUMBLOB    NOT NULL,
-    dedup_key     BINARY(32)    NOT NULL,
-    UNIQUE KEY events_dedup (dedup_key),
-    KEY events_ts (ts),
-    KEY events_attacker (attacker_ip, ts),
-    KEY events_decky (decky, ts)
+    dedup_key     BIGINT        NOT NULL,
+    UNIQUE KEY events_dedup (ts, dedup_key),
+    KEY events_attacker (attacker_ip, ts)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 CREATE TABLE attackers (

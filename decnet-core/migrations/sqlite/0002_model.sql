@@ -22,7 +22,11 @@ CREATE TABLE decky_services (
     PRIMARY KEY (decky, service, port)
 );
 
--- One row per decoy-service log event. dedup_key (32 bytes) makes re-ingest a no-op.
+-- One row per decoy-service log event. (ts, dedup_key) is unique and makes re-ingest a no-op;
+-- dedup_key is the first 8 bytes of the SHA-256 of the raw line (or a producer-supplied key).
+-- Leading with ts keeps that index append-mostly (events arrive roughly in time order) and lets
+-- it serve time-range queries too; the only other index is by attacker. Both matter for ingest
+-- speed: every index is one more B-tree insert per event.
 CREATE TABLE events (
     id            INTEGER PRIMARY KEY,
     ts            TEXT    NOT NULL,
@@ -33,11 +37,10 @@ CREATE TABLE events (
     attacker_port INTEGER,
     fields        TEXT    NOT NULL, -- JSON object
     raw           BLOB    NOT NULL,
-    dedup_key     BLOB    NOT NULL UNIQUE
+    dedup_key     INTEGER NOT NULL,
+    UNIQUE (ts, dedup_key)
 );
-CREATE INDEX events_ts ON events (ts);
 CREATE INDEX events_attacker ON events (attacker_ip, ts);
-CREATE INDEX events_decky ON events (decky, ts);
 
 CREATE TABLE attackers (
     id               INTEGER PRIMARY KEY,

@@ -1,5 +1,6 @@
-//! `events`: one row per decoy-service log event. Re-ingesting the same event is a no-op: the
-//! `dedup_key` (by default the SHA-256 of the raw line) is unique.
+//! `events`: one row per decoy-service log event. Re-ingesting the same event is a no-op:
+//! (`ts`, `dedup_key`) is unique, the key being the first 8 bytes of the SHA-256 of the raw line
+//! by default.
 use sha2::{Digest as _, Sha256};
 
 use super::{
@@ -40,7 +41,9 @@ fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
         .bind(e.attacker_port.map(i64::from))
         .bind(limits::text(&e.fields, limits::LONG).into_owned())
         .bind(limits::bytes(&e.raw, limits::LONG).to_vec())
-        .bind(key.to_vec())
+        .bind(i64::from_be_bytes([
+            key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+        ]))
 }
 
 impl WriteTx {
