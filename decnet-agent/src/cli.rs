@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use decnet_core::logging::{self, LogFormat};
+use decnet_core::logging::{self, LogFormat, SyslogTarget};
 
-use crate::sniffer;
+use crate::{collector, sniffer};
 
 /// decnet — a deception network: decoy hosts on a bridge, an eBPF sensor that sees every packet
 /// sent to them, and workers that turn packets and logs into attackers and sessions.
@@ -17,6 +17,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "DECNET_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Also send every log line, as RFC 5424, to a syslog server: `udp://HOST:PORT` or
+    /// `tcp://HOST:PORT` (octet-counted). Never blocks the worker: lines that cannot be sent in
+    /// time are dropped and counted.
+    #[arg(long, global = true, env = "DECNET_LOG_SYSLOG", value_name = "URL")]
+    pub log_syslog: Option<SyslogTarget>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,14 +31,18 @@ pub struct Cli {
 pub enum Command {
     /// Passive flow sensor: eBPF on every port of the decoy bridge → flows in the repository.
     Sniffer(sniffer::SnifferArgs),
+    /// Syslog receiver: the decoy services' RFC 5424 logs over UDP/TCP/TLS → events in the
+    /// repository.
+    Collect(collector::CollectArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let app = match &cli.command {
         Command::Sniffer(_) => "decnet.sniffer",
+        Command::Collect(_) => "decnet.collector",
     };
-    if let Err(e) = logging::init(app, cli.log_format) {
+    if let Err(e) = logging::init_with(app, cli.log_format, cli.log_syslog) {
         eprintln!("decnet: cannot set up logging: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -51,8 +61,11 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sniffer(args) => sniffer::run(args).await,
+            Command::Collect(args) => collector::run(args).await,
         }
     });
+    // Give queued lines a moment to reach the syslog server.
+    logging::flush_syslog(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -3,5 +3,8 @@
 //!
 //! - [`sniffer`]: loads the eBPF flow sensor onto every port of the decoy bridge and writes flows
 //!   to the repository.
+//! - [`collector`]: receives the decoy services' RFC 5424 logs over UDP, TCP and TLS and writes
+//!   events (and credentials) to the repository.
 pub mod cli;
+pub mod collector;
 pub mod sniffer;

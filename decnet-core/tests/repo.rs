@@ -839,3 +839,61 @@ async fn four_processes_write_at_once(b: Backend) {
 }
 
 both_backends!(four_processes_write_at_once);
+
+/// Credential attempts counted from events: each NEW event carrying a credential adds one
+/// attempt; resending the same events adds nothing; a repeated line inside one batch is one event.
+async fn credential_attempts_follow_new_events(b: Backend) {
+    let db = TestDb::new(b, "attempts").await;
+    let repo = db.open().await;
+    let cred = |s| CredentialAttempt {
+        attacker_ip: ip(4),
+        decky: "web-01".into(),
+        service: "ssh".into(),
+        principal: b"root".to_vec(),
+        secret_kind: "password".into(),
+        secret: b"toor".to_vec(),
+        attempts: 1,
+        first_seen_ns: T0 + s,
+        last_seen_ns: T0 + s,
+    };
+    let evs: Vec<NewEvent> = (0..3).map(|i| event(i, ip(4))).collect();
+    let mut batch = evs.clone();
+    batch.push(evs[0].clone()); // the same line twice in one batch
+    let creds: Vec<(usize, CredentialAttempt)> = (0..4).map(|i| (i, cred(i as i64))).collect();
+    let n = repo
+        .write(&[Write::EventsWithCredentials {
+            events: &batch,
+            credentials: &creds,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(n, [3]);
+    let c = &repo.credentials(Some(ip(4))).await.unwrap()[0];
+    assert_eq!(
+        (c.attempts, c.first_seen_ns, c.last_seen_ns),
+        (3, T0, T0 + 2)
+    );
+    // Replay: nothing new, nothing counted.
+    let n = repo
+        .write(&[Write::EventsWithCredentials {
+            events: &batch,
+            credentials: &creds,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(n, [0]);
+    assert_eq!(repo.credentials(Some(ip(4))).await.unwrap()[0].attempts, 3);
+    // One more real attempt.
+    let more = [event(10, ip(4))];
+    repo.write(&[Write::EventsWithCredentials {
+        events: &more,
+        credentials: &[(0, cred(10))],
+    }])
+    .await
+    .unwrap();
+    assert_eq!(repo.credentials(Some(ip(4))).await.unwrap()[0].attempts, 4);
+    repo.close().await;
+    db.cleanup().await;
+}
+
+both_backends!(credential_attempts_follow_new_events);

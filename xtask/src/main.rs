@@ -1,6 +1,7 @@
 //! `cargo xtask`: decnet's developer tasks. See `cargo xtask --help`.
 
 mod cmd;
+mod fuzz;
 mod mariadb;
 mod setup;
 
@@ -24,8 +25,8 @@ On a fresh Debian 12 machine, as root:
 
 Every command that builds first checks the toolchain (`cargo xtask setup --check`). If something \
 is missing it runs `cargo xtask setup` itself when it runs as root, and otherwise stops and tells \
-you to run `sudo cargo xtask setup`. `setup` installs only Debian packages (apt) and bpf-linker \
-(cargo install into ~/.cargo/bin), starts the MariaDB server if it is not running and creates the \
+you to run `sudo cargo xtask setup`. `setup` installs only Debian packages (apt), bpf-linker and \
+cargo-fuzz (cargo install into ~/.cargo/bin), starts the MariaDB server if it is not running and creates the \
 test account `decnet`; see `cargo xtask setup --help` for the list.";
 
 #[derive(Parser)]
@@ -38,8 +39,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install what the build and the tests need (apt packages, bpf-linker, MariaDB test
-    /// account); idempotent.
-    #[command(long_about = setup::long_help())]
+    /// account, cargo-fuzz); idempotent.
+    #[command(long_about = fuzz::setup_long_help())]
     Setup {
         /// Only report what is missing; install nothing (exit code 1 if anything is missing).
         #[arg(long)]
@@ -59,13 +60,13 @@ to run `sudo cargo xtask setup`.")]
         #[arg(long)]
         debug: bool,
     },
-    /// Install what is missing, build, then run all tests, clippy and rustfmt (needs root).
+    /// Install what is missing, build, then run all tests, clippy, rustfmt and the fuzzer (needs root).
     #[command(long_about = "\
 Install what is missing, build, then run every test and lint. Needs root: the end-to-end tests \
 create network namespaces and load BPF programs. This is the command CI runs (.ci/run).
 
 Stages, in order:
-  1. setup     `cargo xtask setup`: installs missing apt packages and bpf-linker, starts the
+  1. setup     `cargo xtask setup`: installs missing apt packages, bpf-linker and cargo-fuzz, starts the
                MariaDB server if it is not running, creates the test account (see its --help)
   2. build     `cargo build --release -p decnet-agent`
   3. tests     drops the decnet_t_* databases earlier runs left on the MariaDB server (best
@@ -77,8 +78,10 @@ Stages, in order:
                loses its databases to that cleanup.
   4. clippy    `cargo clippy --release --workspace --exclude decnet-ebpf --all-targets -- -D warnings`
   5. rustfmt   `cargo fmt --all -- --check`
+  6. fuzz      `cargo xtask fuzz --seconds 20`: the RFC 5424 parser's fuzz target (cargo-fuzz,
+               libFuzzer) for 20 s; setup installs cargo-fuzz (see `cargo xtask fuzz --help`)
 
-Lint runs last, and runs even when tests fail, so one run reports everything; a summary follows. \
+Lint and fuzz run last, and run even when tests fail, so one run reports everything; a summary follows. \
 If setup or build fails, the rest is skipped. The exit code is non-zero if any stage fails. \
 decnet-ebpf is excluded because it only builds for bpfel-unknown-none (the build script compiles \
 it); clippy uses --release to reuse the release build's eBPF object.
@@ -107,7 +110,7 @@ Issue 5 replaces this with `decnet deploy`.")]
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Run a benchmark (`bench sensor`, `bench repo`).
+    /// Run a benchmark (`bench sensor`, `bench repo`, `bench collector`).
     #[command(long_about = "\
 Check the toolchain (installing what is missing when root, like `cargo xtask build`), then run a \
 benchmark.
@@ -120,6 +123,7 @@ then `cargo run --release -p decnet-core --bin bench-repo -- [ARGS]` with \
 DECNET_TEST_MYSQL_URL=mysql://decnet:decnet@127.0.0.1:3306: event and flow rows inserted per \
 second, batched vs one row per transaction, on SQLite (a temp file) and MariaDB (a scratch \
 decnet_t_bench_<pid> database, dropped at the end)
+  collector  builds decnet, then `cargo run --release -p decnet-e2e --bin bench-collector -- [ARGS]` with DECNET_BIN set to the release binary: decoy lines over TCP (octet counting) from concurrent clients into `decnet collect` (SQLite) and into a private rsyslogd (flat file), interleaved; messages/s of both and their ratio (setup installs rsyslog)
 
 ARGS after `--` go to the benchmark, e.g. `cargo xtask bench repo -- --help`.")]
     Bench {
@@ -129,6 +133,13 @@ ARGS after `--` go to the benchmark, e.g. `cargo xtask bench repo -- --help`.")]
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
+    /// Fuzz the RFC 5424 parser for a bounded time (cargo-fuzz, stable toolchain).
+    #[command(long_about = fuzz::LONG_HELP)]
+    Fuzz {
+        /// How long to fuzz, in seconds.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,6 +148,9 @@ enum Bench {
     Sensor,
     /// Repository insert throughput on SQLite and MariaDB (decnet-core's bench-repo).
     Repo,
+    /// `decnet collect` into SQLite against rsyslogd into a flat file (decnet-e2e's
+    /// bench-collector).
+    Collector,
 }
 
 fn main() -> ExitCode {
@@ -147,6 +161,7 @@ fn main() -> ExitCode {
         Cmd::Test { no_lint, args } => test_cmd(no_lint, &args),
         Cmd::Run { args } => run_cmd(&args),
         Cmd::Bench { what, args } => bench_cmd(what, &args),
+        Cmd::Fuzz { seconds } => fuzz::run(seconds),
     };
     match result {
         Ok(code) => code,
@@ -160,10 +175,12 @@ fn main() -> ExitCode {
 fn setup_cmd(check: bool) -> Result<ExitCode> {
     if !check {
         setup::run(setup::Mode::Install, setup::Database::Needed)?;
+        fuzz::setup_step(setup::Mode::Install, &mut Vec::new())?;
         println!("[setup] done: everything is installed");
         return Ok(ExitCode::SUCCESS);
     }
-    let missing = setup::run(setup::Mode::Check, setup::Database::Needed)?;
+    let mut missing = setup::run(setup::Mode::Check, setup::Database::Needed)?;
+    fuzz::setup_step(setup::Mode::Check, &mut missing)?;
     if missing.is_empty() {
         println!("[setup] everything is installed");
         return Ok(ExitCode::SUCCESS);
@@ -233,6 +250,7 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
     }
     let started = Instant::now();
     setup::run(setup::Mode::Install, setup::Database::Needed)?;
+    fuzz::setup_step(setup::Mode::Install, &mut Vec::new())?;
     let bin = build_decnet(false)?;
     println!("[test] DECNET_BIN={}", bin.display());
     match mariadb::drop_test_databases() {
@@ -275,6 +293,7 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
         fmt.args(["fmt", "--all", "--", "--check"]);
         stages.push(("rustfmt", fmt));
     }
+    stages.push(("fuzz", fuzz::test_stage()?));
 
     let mut results = Vec::new();
     for (name, mut command) in stages {
@@ -355,6 +374,20 @@ fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
                 "--",
             ]);
         }
+        Bench::Collector => {
+            // Checks the apt packages too, rsyslog among them (installed when root).
+            ensure_toolchain("bench", setup::Database::NotNeeded)?;
+            let bin = build_decnet(false)?;
+            bench.env("DECNET_BIN", &bin).args([
+                "run",
+                "--release",
+                "-p",
+                "decnet-e2e",
+                "--bin",
+                "bench-collector",
+                "--",
+            ]);
+        }
     }
     bench.args(args);
     println!("[bench] {}", cmd::show(&bench));
@@ -408,6 +441,15 @@ mod tests {
             cli.command,
             Cmd::Bench {
                 what: Bench::Repo,
+                ..
+            }
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["xtask", "bench", "collector"])
+                .expect("parses")
+                .command,
+            Cmd::Bench {
+                what: Bench::Collector,
                 ..
             }
         ));

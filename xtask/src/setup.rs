@@ -34,6 +34,14 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "mariadb-client",
         "`mariadb`/`mariadb-admin`: setup creates the test account, test drops old test databases",
     ),
+    (
+        "rsyslog",
+        "`rsyslogd`: the collector tests forward through it, `bench collector` compares against it",
+    ),
+    (
+        "bsdutils",
+        "util-linux `logger`: a real RFC 5424 client (TCP octet-counting and UDP) for the collector tests",
+    ),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -66,8 +74,8 @@ pub fn long_help() -> String {
          ({url}); if it cannot create a decnet_t_* database, as the database root \
          (`mariadb -u root`, unix_socket authentication):\n       {sql}\n     \
          It may create and drop only databases named decnet_*; the tests create decnet_t_*.\n\n\
-         Steps 5 and 6 belong to `setup`, `test` and `bench repo`; `build`, `run` and `bench \
-         sensor` check only steps 1–4.\n\n\
+         Steps 5 and 6 belong to `setup`, `test` and `bench repo`; `build`, `run`, `bench \
+         sensor` and `bench collector` check only steps 1–4.\n\n\
          With --check nothing is installed and root is not needed: it reports what is missing \
          (for 5–6: whether the server answers and the account works) and exits with 1 if \
          anything is.",

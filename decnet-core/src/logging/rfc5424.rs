@@ -495,7 +495,7 @@ mod tests {
                 app_name: "decnet.test",
                 hostname: "h".into(),
                 procid: 1,
-                destination: Destination::Stderr,
+                destination: Destination::stderr(),
             },
             out: out.clone(),
         });

@@ -31,8 +31,15 @@ pub fn dedup_key(raw: &[u8]) -> [u8; 32] {
     Sha256::digest(raw).into()
 }
 
-fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
+/// The stored 64-bit form of an event's dedup key.
+fn key_i64(e: &NewEvent) -> i64 {
     let key = e.dedup_key.unwrap_or_else(|| dedup_key(&e.raw));
+    i64::from_be_bytes([
+        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+    ])
+}
+
+fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
     q.bind(format_ts(e.ts_ns))
         .bind(limits::text(&e.decky, limits::NAME).into_owned())
         .bind(limits::text(&e.service, limits::NAME).into_owned())
@@ -41,12 +48,52 @@ fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
         .bind(e.attacker_port.map(i64::from))
         .bind(limits::text(&e.fields, limits::LONG).into_owned())
         .bind(limits::bytes(&e.raw, limits::LONG).to_vec())
-        .bind(i64::from_be_bytes([
-            key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
-        ]))
+        .bind(key_i64(e))
 }
 
 impl WriteTx {
+    /// Like [`WriteTx::insert_events`], but says which events were new (`true`) and which were
+    /// already stored: what lets derived counts (credential attempts) stay exact under replay.
+    pub async fn insert_events_marking_new(
+        &mut self,
+        events: &[NewEvent],
+    ) -> Result<Vec<bool>, RepoError> {
+        let mut new = vec![false; events.len()];
+        if events.is_empty() {
+            return Ok(new);
+        }
+        let (head, tail) = (self.dialect.insert_ignore(), self.dialect.ignore_tail());
+        let per = self.dialect.rows_per_statement(COLUMNS.len());
+        for (c, chunk) in events.chunks(per).enumerate() {
+            let sql = format!(
+                "{} RETURNING ts, dedup_key",
+                crate::repo::bulk::insert_sql(head, "events", &COLUMNS, chunk.len(), tail)
+            );
+            let mut q = sqlx::query(&sql);
+            // Which batch positions carry each (ts, key): a repeated line is new only once.
+            let mut pending: std::collections::HashMap<
+                (String, i64),
+                std::collections::VecDeque<usize>,
+            > = std::collections::HashMap::new();
+            for (i, e) in chunk.iter().enumerate() {
+                q = bind(q, e);
+                pending
+                    .entry((format_ts(e.ts_ns), key_i64(e)))
+                    .or_default()
+                    .push_back(c * per + i);
+            }
+            let rows = q.persistent(false).fetch_all(&mut *self.tx).await?;
+            for row in &rows {
+                let d = Decoder::new(row, "events", None);
+                let k = (d.text(0, "ts")?, d.i64(1, "dedup_key")?);
+                if let Some(i) = pending.get_mut(&k).and_then(|v| v.pop_front()) {
+                    new[i] = true;
+                }
+            }
+        }
+        Ok(new)
+    }
+
     /// Stores new events; ones already stored (same dedup key) are skipped. Returns how many
     /// were new.
     pub async fn insert_events(&mut self, events: &[NewEvent]) -> Result<u64, RepoError> {

@@ -13,7 +13,7 @@ use super::{
     limits,
 };
 use crate::{
-    model::{Credential, CredentialAttempt, Fingerprint, Session},
+    model::{Credential, CredentialAttempt, Fingerprint, NewEvent, Session},
     time_fmt::format_ts,
 };
 
@@ -101,6 +101,25 @@ const S_MERGE: [(&str, Merge); 5] = [
 ];
 
 impl WriteTx {
+    /// Events and the credential attempts they carry (`(event index, attempt)`), in one go: the
+    /// events are stored, and each attempt whose event was NEW adds its `attempts` to the
+    /// credential's count. Replaying the same events therefore counts nothing twice, and the
+    /// count is derived from the stored facts. Returns the number of new events.
+    pub async fn insert_events_with_credentials(
+        &mut self,
+        events: &[NewEvent],
+        credentials: &[(usize, CredentialAttempt)],
+    ) -> Result<u64, RepoError> {
+        let new = self.insert_events_marking_new(events).await?;
+        let fresh: Vec<CredentialAttempt> = credentials
+            .iter()
+            .filter(|(i, _)| new.get(*i).copied().unwrap_or(false))
+            .map(|(_, c)| c.clone())
+            .collect();
+        self.credentials_with(&fresh, Merge::Sum).await?;
+        Ok(new.iter().filter(|n| **n).count() as u64)
+    }
+
     pub async fn upsert_fingerprints(&mut self, fps: &[Fingerprint]) -> Result<u64, RepoError> {
         if fps.is_empty() {
             return Ok(0);
@@ -136,16 +155,27 @@ impl WriteTx {
         .await
     }
 
+    /// Merges credential attempts reported as totals (attempts merge as a maximum). Producers that
+    /// see individual attempts use [`WriteTx::insert_events_with_credentials`] instead.
     pub async fn upsert_credentials(
         &mut self,
         creds: &[CredentialAttempt],
     ) -> Result<u64, RepoError> {
+        self.credentials_with(creds, Merge::Max).await
+    }
+
+    async fn credentials_with(
+        &mut self,
+        creds: &[CredentialAttempt],
+        attempts: Merge,
+    ) -> Result<u64, RepoError> {
         if creds.is_empty() {
             return Ok(0);
         }
+        let merge = [("attempts", attempts), C_MERGE[1], C_MERGE[2]];
         let tail = self
             .dialect
-            .upsert_tail("credentials", &["natural_key"], &C_MERGE);
+            .upsert_tail("credentials", &["natural_key"], &merge);
 
         insert_rows(
             &mut self.tx,

@@ -354,6 +354,12 @@ pub struct WriteTx {
 pub enum Write<'a> {
     Flows(&'a [FlowRecord]),
     Events(&'a [NewEvent]),
+    /// Events plus the credential attempts they carry, `(event index, attempt)`; attempts count
+    /// only for events that are new (see [`WriteTx::insert_events_with_credentials`]).
+    EventsWithCredentials {
+        events: &'a [NewEvent],
+        credentials: &'a [(usize, CredentialAttempt)],
+    },
     Attackers(&'a [AttackerUpdate]),
     Touches(&'a [Touch]),
     /// Re-derive these attackers' counters from the stored facts.
@@ -386,6 +392,13 @@ impl WriteTx {
         match *w {
             Write::Flows(v) => self.upsert_flows(v).await,
             Write::Events(v) => self.insert_events(v).await,
+            Write::EventsWithCredentials {
+                events,
+                credentials,
+            } => {
+                self.insert_events_with_credentials(events, credentials)
+                    .await
+            }
             Write::Attackers(v) => self.upsert_attackers(v).await,
             Write::Touches(v) => self.touch(v).await,
             Write::RefreshAttackers(v) => self
