@@ -7,10 +7,14 @@
 //! - [`oracle`]: an independent ground truth: AF_PACKET capture at every bridge port's ingress,
 //!   counted per unidirectional 5-tuple.
 //! - [`sensor`]: runs the real `decnet sniffer` binary in the lab and reads back its DB and summary.
+//! - [`collector`]: runs the real `decnet collect` binary on loopback (ephemeral ports) and reads
+//!   back its events, credentials and summary; syslog clients (UDP, TCP octet counting or LF), a
+//!   private `rsyslogd`, and the checks for `logger` and `rsyslogd`.
 //!
 //! Everything here needs root (namespaces, raw sockets, BPF). A missing prerequisite is an error
 //! saying what to install or run, never a silent skip: see [`prereq`].
 
+pub mod collector;
 pub mod frames;
 pub mod netns;
 pub mod oracle;

@@ -12,7 +12,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use decnet_core::rfc5424::Reject;
+use decnet_core::rfc5424::{Reject, deviation};
 use serde::Serialize;
 
 #[derive(Debug)]
@@ -28,6 +28,9 @@ pub struct Counters {
     pub queue_depth: AtomicU64,
     pub queue_depth_max: AtomicU64,
     pub unwrapped: AtomicU64,
+    /// Parsed lines per tolerated deviation, indexed like `rfc5424::deviation::ALL`: accepted,
+    /// but never silently.
+    deviations: Vec<AtomicU64>,
     pub accepted: AtomicU64,
     pub refused_limit: AtomicU64,
     pub refused_allowlist: AtomicU64,
@@ -53,6 +56,7 @@ impl Default for Counters {
             queue_depth: AtomicU64::new(0),
             queue_depth_max: AtomicU64::new(0),
             unwrapped: AtomicU64::new(0),
+            deviations: deviation::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             accepted: AtomicU64::new(0),
             refused_limit: AtomicU64::new(0),
             refused_allowlist: AtomicU64::new(0),
@@ -82,6 +86,18 @@ impl Counters {
     pub fn reject(&self, reason: Reject) {
         if let Some(i) = Reject::ALL.iter().position(|r| *r == reason) {
             inc(&self.rejected[i]);
+        }
+    }
+
+    /// Counts each deviation bit set in `bits`.
+    pub fn deviated(&self, bits: u8) {
+        if bits == 0 {
+            return;
+        }
+        for (i, (bit, _)) in deviation::ALL.iter().enumerate() {
+            if bits & bit != 0 {
+                inc(&self.deviations[i]);
+            }
         }
     }
 
@@ -131,6 +147,11 @@ impl Counters {
                 framing_errors: get(&self.framing_errors),
             },
             unwrapped: get(&self.unwrapped),
+            deviations: deviation::ALL
+                .iter()
+                .zip(&self.deviations)
+                .map(|((_, name), c)| ((*name).to_owned(), get(c)))
+                .collect(),
             udp_kernel_drops: get(&self.udp_kernel_drops),
             db_errors: get(&self.db_errors),
         }
@@ -152,6 +173,8 @@ pub struct Summary {
     pub queue_depth_max: u64,
     pub connections: ConnectionCounts,
     pub unwrapped: u64,
+    /// Parsed lines per tolerated deviation (see `rfc5424::deviation`).
+    pub deviations: BTreeMap<String, u64>,
     pub udp_kernel_drops: u64,
     pub db_errors: u64,
 }
@@ -206,6 +229,9 @@ impl Summary {
             ("framing_errors", c.framing_errors),
         ] {
             out.push((format!("connections_{n}"), i(v)));
+        }
+        for (d, v) in &self.deviations {
+            out.push((format!("deviation_{d}"), i(*v)));
         }
         for (r, v) in &self.rejected {
             out.push((format!("rejected_{r}"), i(*v)));

@@ -50,13 +50,17 @@ pub struct Mapped {
     pub credential: Option<CredentialAttempt>,
     /// Relay hops removed (0: the line was not wrapped).
     pub unwrapped: usize,
+    /// The parser's tolerated-deviation bits (`rfc5424::deviation`) of the received line.
+    pub deviations: u8,
 }
 
 /// Parses `line` (at most `max_len` bytes) and maps it; `recv_ns` stands in for a NILVALUE
 /// timestamp.
 pub fn map_line(line: &[u8], max_len: usize, recv_ns: i64) -> Result<Mapped, Reject> {
     let msg = rfc5424::parse(line, max_len)?;
-    Ok(map_message(&msg, line, max_len, recv_ns, 0))
+    let mut m = map_message(&msg, line, max_len, recv_ns, 0);
+    m.deviations = msg.deviations;
+    Ok(m)
 }
 
 fn map_message(
@@ -136,6 +140,7 @@ fn map_message(
         },
         credential,
         unwrapped: 0,
+        deviations: 0,
     }
 }
 

@@ -98,6 +98,7 @@ impl Shared {
         match map_line(line, self.cfg.max_message, recv_ns) {
             Ok(m) => {
                 counters::inc(&self.counters.parsed);
+                self.counters.deviated(m.deviations);
                 if m.unwrapped > 0 {
                     counters::inc(&self.counters.unwrapped);
                 }
