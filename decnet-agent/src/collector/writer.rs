@@ -143,7 +143,10 @@ async fn flush(
         };
         let values: Vec<(&str, i64)> = named.iter().map(|(n, v)| (n.as_str(), *v)).collect();
         let mut writes = Vec::with_capacity(2);
-        if !batch.events.is_empty() {
+        if batch.credentials.is_empty() && !batch.events.is_empty() {
+            // No credentials: the plain insert, which need not report which events were new.
+            writes.push(Write::Events(&batch.events));
+        } else if !batch.events.is_empty() {
             // Each attempt counts once, and only if its event is new: resent lines add nothing.
             writes.push(Write::EventsWithCredentials {
                 events: &batch.events,
