@@ -18,6 +18,7 @@ pub mod collector;
 pub mod frames;
 pub mod netns;
 pub mod oracle;
+pub mod problems;
 pub mod sensor;
 pub mod traffic;
 

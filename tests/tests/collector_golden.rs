@@ -24,41 +24,11 @@ use std::{
 use decnet_e2e::collector::{
     self, Collector, CollectorOptions, EventRow, Framing, Outcome, Rsyslogd, Summary,
 };
+use decnet_e2e::problems::Problems;
 use serde_json::{Value, json};
 use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Collected mismatches, reported all at once.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
-        if !ok {
-            self.0.push(msg());
-        }
-    }
-    fn eq<T: PartialEq + std::fmt::Debug>(
-        &mut self,
-        what: impl std::fmt::Display,
-        actual: T,
-        expected: T,
-    ) {
-        if actual != expected {
-            self.0
-                .push(format!("{what}: expected {expected:?}, got {actual:?}"));
-        }
-    }
-    fn assert_none(self, context: &str) {
-        assert!(
-            self.0.is_empty(),
-            "{} problem(s):\n  - {}\n{context}",
-            self.0.len(),
-            self.0.join("\n  - ")
-        );
-    }
-}
 
 fn ok<T>(r: anyhow::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e:#}"))

@@ -20,6 +20,7 @@ use decnet_e2e::{
     },
     netns::{HOST_IF, Host, Lab, LabOptions},
     oracle::{FlowKey, Oracle, Report},
+    problems::Problems,
     sensor::{self, FlowRow, Mode, Outcome, Sniffer, SnifferOptions},
     traffic::{self, TcpServer, UdpSink},
 };
@@ -28,37 +29,6 @@ use time::OffsetDateTime;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_millis(500);
 const MAX_WAIT: Duration = Duration::from_secs(15);
-
-/// Collected mismatches, reported all at once (with the rows) so a failure shows the whole picture.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
-        if !ok {
-            self.0.push(msg());
-        }
-    }
-    fn eq<T: PartialEq + std::fmt::Debug>(
-        &mut self,
-        what: impl std::fmt::Display,
-        actual: T,
-        expected: T,
-    ) {
-        if actual != expected {
-            self.0
-                .push(format!("{what}: expected {expected:?}, got {actual:?}"));
-        }
-    }
-    fn assert_none(self, context: &str) {
-        assert!(
-            self.0.is_empty(),
-            "{} problem(s):\n  - {}\n{context}",
-            self.0.len(),
-            self.0.join("\n  - ")
-        );
-    }
-}
 
 fn rows_table(rows: &[FlowRow]) -> String {
     let mut s = String::from(
