@@ -7,4 +7,5 @@
 //!   events (and credentials) to the repository.
 pub mod cli;
 pub mod collector;
+pub mod common;
 pub mod sniffer;

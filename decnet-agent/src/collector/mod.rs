@@ -30,14 +30,9 @@ pub mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    ffi::OsString,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use crate::common::{LEASE_TTL, positive_secs, write_ready};
 use anyhow::{Context as _, bail};
 use decnet_core::{
     repo::{DbConfig, LeaseHolder, LeaseKeeper, Repository, hostname},
@@ -183,16 +178,6 @@ pub struct CollectArgs {
     /// Write the exit summary (counters) as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
-}
-
-/// A collector whose heartbeats stop (it died) loses its lease after this long.
-const LEASE_TTL: Duration = Duration::from_secs(15);
-
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
-    }
 }
 
 fn positive_usize(s: &str) -> Result<usize, String> {
@@ -483,17 +468,4 @@ fn refresh_udp_drops(drops: &UdpDrops, counters: &Counters) {
             .udp_kernel_drops
             .store(n, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-/// Writes `lines` to `path` atomically (a temporary file renamed over it).
-fn write_ready(path: Option<&Path>, lines: &[String]) -> anyhow::Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let mut tmp = OsString::from(path.as_os_str());
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut body = lines.join("\n");
-    body.push('\n');
-    std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -22,6 +22,7 @@ pub mod writer;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use crate::common::{LEASE_TTL, positive_secs, write_ready};
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use decnet_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES};
@@ -115,16 +116,6 @@ pub struct SnifferArgs {
     /// Write the exit summary (counters) as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub summary_json: Option<PathBuf>,
-}
-
-/// A sniffer whose heartbeats stop (it died) loses its lease after this long.
-const LEASE_TTL: Duration = Duration::from_secs(15);
-
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() && v < 1e9 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
-    }
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -257,7 +248,7 @@ async fn sense(
         tracing::warn!(bridge = %args.bridge, "the bridge has no ports yet; waiting for ports to join");
     }
     tracing::info!(bridge = %args.bridge, mode = %sensor.mode(), ports = attached.len(), "sniffer running");
-    write_ready(&args.ready_file, &attached)?;
+    write_ready(args.ready_file.as_deref(), &attached)?;
 
     let deadline = args.duration.map(|d| started + secs(d));
     let mut lease_lost = false;
@@ -275,7 +266,7 @@ async fn sense(
                     on_port_event(&mut sensor, &port_names, ev);
                     let after = sensor.attached_names();
                     if after != before {
-                        write_ready(&args.ready_file, &after)?;
+                        write_ready(args.ready_file.as_deref(), &after)?;
                     }
                 }
                 None => bail!("lost the netlink link-event stream"),
@@ -354,16 +345,6 @@ fn on_port_event(sensor: &mut Sensor, names: &PortNames, ev: PortEvent) {
             }
         }
     }
-}
-
-fn write_ready(path: &Option<PathBuf>, ports: &[String]) -> anyhow::Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let tmp = path.with_extension("tmp");
-    let mut body = ports.join("\n");
-    body.push('\n');
-    std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 async fn sweep_loop(
