@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use decnet_core::logging::{self, LogFormat, SyslogTarget};
 
-use crate::{collector, sniffer};
+use crate::{collector, correlator, decky, deploy, profiler, sniffer, web};
 
 /// decnet — a deception network: decoy hosts on a bridge, an eBPF sensor that sees every packet
 /// sent to them, and workers that turn packets and logs into attackers and sessions.
@@ -34,6 +34,22 @@ pub enum Command {
     /// Syslog receiver: the decoy services' RFC 5424 logs over UDP/TCP/TLS → events in the
     /// repository.
     Collect(collector::CollectArgs),
+    /// Correlator: events and flows → sessions, attackers, traversal paths, credential reuse,
+    /// scans.
+    Correlate(correlator::CorrelateArgs),
+    /// Profiler: attackers with new evidence → behaviour class, tool guesses, explainable threat
+    /// score, MITRE ATT&CK techniques.
+    Profiler(profiler::ProfilerArgs),
+    /// REST API and dashboard (optionally with embedded workers).
+    Web(web::WebArgs),
+    /// Bring up the decoy fleet and the worker constellation, and supervise them.
+    Deploy(deploy::DeployArgs),
+    /// Remove exactly what `decnet deploy` created.
+    Teardown(deploy::TeardownArgs),
+    /// Deckies, workers and key counters.
+    Status(deploy::StatusArgs),
+    /// Serve one decky's decoy services (run by `decnet deploy` inside the decky's namespace).
+    Decky(decky::DeckyArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -41,6 +57,11 @@ pub fn main() -> ExitCode {
     let app = match &cli.command {
         Command::Sniffer(_) => "decnet.sniffer",
         Command::Collect(_) => "decnet.collector",
+        Command::Correlate(_) => "decnet.correlator",
+        Command::Profiler(_) => "decnet.profiler",
+        Command::Web(_) => "decnet.web",
+        Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => "decnet.deploy",
+        Command::Decky(_) => "decnet.decky",
     };
     if let Err(e) = logging::init_with(app, cli.log_format, cli.log_syslog) {
         eprintln!("decnet: cannot set up logging: {e:#}");
@@ -62,6 +83,13 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Sniffer(args) => sniffer::run(args).await,
             Command::Collect(args) => collector::run(args).await,
+            Command::Correlate(args) => correlator::run(args).await,
+            Command::Profiler(args) => profiler::run(args).await,
+            Command::Web(args) => web::run(args).await,
+            Command::Deploy(args) => deploy::deploy(args).await,
+            Command::Teardown(args) => deploy::teardown(args).await,
+            Command::Status(args) => deploy::status(args).await,
+            Command::Decky(args) => decky::run(args).await,
         }
     });
     // Give queued lines a moment to reach the syslog server.

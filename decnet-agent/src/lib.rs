@@ -8,4 +8,10 @@
 pub mod cli;
 pub mod collector;
 pub mod common;
+pub mod correlator;
+pub mod decky;
+pub mod deploy;
+pub mod fleet;
+pub mod profiler;
 pub mod sniffer;
+pub mod web;

@@ -151,6 +151,14 @@ enum Bench {
     /// `decnet collect` into SQLite against rsyslogd into a flat file (decnet-e2e's
     /// bench-collector).
     Collector,
+    /// Time to deploy N deckies until every service answers, and RSS of all decnet processes
+    /// (decnet-e2e's bench-fleet).
+    Fleet,
+    /// Correlator + profiler throughput over a synthetic history, and one incremental pass
+    /// (decnet-e2e's bench-intel).
+    Intel,
+    /// wrk against the REST API over a seeded database (decnet-e2e's bench-api).
+    Api,
 }
 
 fn main() -> ExitCode {
@@ -387,6 +395,19 @@ fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
                 "bench-collector",
                 "--",
             ]);
+        }
+        Bench::Fleet | Bench::Intel | Bench::Api => {
+            ensure_toolchain("bench", setup::Database::Needed)?;
+            let bin = build_decnet(false)?;
+            let name = match what {
+                Bench::Fleet => "bench-fleet",
+                Bench::Intel => "bench-intel",
+                _ => "bench-api",
+            };
+            bench
+                .env("DECNET_BIN", &bin)
+                .env(mariadb::TEST_URL_VAR, mariadb::TEST_URL)
+                .args(["run", "--release", "-p", "decnet-e2e", "--bin", name, "--"]);
         }
     }
     bench.args(args);

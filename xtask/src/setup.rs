@@ -42,6 +42,30 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "bsdutils",
         "util-linux `logger`: a real RFC 5424 client (TCP octet-counting and UDP) for the collector tests",
     ),
+    (
+        "openssh-client",
+        "`ssh`: a real client against the decoy ssh service in the fleet tests",
+    ),
+    ("sshpass", "feeds `ssh` a password in the fleet tests"),
+    (
+        "curl",
+        "a real http/https/ftp client against the decoy services in the fleet tests",
+    ),
+    ("redis-tools", "`redis-cli` against the decoy redis service"),
+    ("nmap", "`nmap -sV`: the fleet realism smoke test"),
+    (
+        "hydra",
+        "the ssh brute force in the correlator/profiler end-to-end test",
+    ),
+    (
+        "chromium",
+        "headless Chromium for the dashboard browser tests",
+    ),
+    (
+        "chromium-driver",
+        "`chromedriver`: WebDriver for the browser tests",
+    ),
+    ("wrk", "HTTP load generator for `bench api`"),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
