@@ -572,6 +572,44 @@ async fn fleet_users_cursors_counters(b: Backend) {
     db.cleanup().await;
 }
 
+async fn a_dead_local_holder_is_taken_over_at_once(b: Backend) {
+    let db = TestDb::new(b, "lease_dead").await;
+    let repo = db.open().await;
+    let host = decnet_core::repo::hostname();
+    let holder = |h: &str, pid| LeaseHolder {
+        kind: "collector".into(),
+        host: host.clone(),
+        holder: h.into(),
+        pid,
+    };
+    let ttl = Duration::from_secs(600);
+    // A live process of this host (this test) holds it: refused, TTL or not.
+    repo.acquire_lease(&holder("live", std::process::id()), ttl)
+        .await
+        .unwrap();
+    let err = repo
+        .acquire_lease(&holder("next", 1), ttl)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("live"), "{err}");
+    repo.release_lease(&holder("live", std::process::id()))
+        .await
+        .unwrap();
+    // A process that has exited (killed -9, say) cannot heartbeat: taken over without waiting.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    repo.acquire_lease(&holder("dead", dead), ttl).await.unwrap();
+    let lease = repo
+        .acquire_lease(&holder("next", std::process::id()), ttl)
+        .await
+        .expect("the lease of a dead local process is free");
+    assert_eq!(lease.holder, "next");
+    assert!(!repo.heartbeat(&holder("dead", dead)).await.unwrap());
+    repo.close().await;
+    db.cleanup().await;
+}
+
 async fn leases_refuse_a_second_holder_and_expire(b: Backend) {
     let db = TestDb::new(b, "leases").await;
     let repo = db.open().await;
@@ -744,6 +782,7 @@ both_backends!(
     intel_natural_keys_merge,
     fleet_users_cursors_counters,
     leases_refuse_a_second_holder_and_expire,
+    a_dead_local_holder_is_taken_over_at_once,
     concurrent_writers_lose_nothing,
     simultaneous_starts_migrate_once,
 );

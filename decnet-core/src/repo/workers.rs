@@ -43,6 +43,15 @@ impl LeaseHolder {
     }
 }
 
+/// Whether a process with this pid exists on this machine (`/proc/<pid>`). A pid that does not
+/// fit in a pid_t is treated as alive (never taken over early).
+pub fn pid_alive(pid: i64) -> bool {
+    if pid <= 0 || pid > i64::from(i32::MAX) {
+        return true;
+    }
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// The machine's hostname (`/proc/sys/kernel/hostname`), or "localhost".
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -68,8 +77,8 @@ const LEASE_SELECT: &str =
     "SELECT kind, host, holder, pid, acquired_at, heartbeat_at FROM worker_leases";
 
 impl Repository {
-    /// Takes the lease for `who.kind` on `who.host`: free, already ours, or expired (no
-    /// heartbeat for `ttl`). Otherwise [`RepoError::LeaseHeld`] naming the holder.
+    /// Takes the lease for `who.kind` on `who.host`: free, already ours, expired (no
+    /// heartbeat for `ttl`), or held by a process of this host that no longer exists. Otherwise [`RepoError::LeaseHeld`] naming the holder.
     pub async fn acquire_lease(
         &self,
         who: &LeaseHolder,
@@ -116,11 +125,47 @@ impl Repository {
             .rows_affected()
                 == 1
         };
-        let row = sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
+        let mut row = sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
             .bind(kind.clone())
             .bind(host.clone())
             .fetch_one(&mut *tx.tx)
             .await?;
+        let mut taken = taken;
+        if !taken {
+            // A holder on this very host whose process is gone (killed -9, crashed) cannot
+            // heartbeat any more: take its lease at once instead of waiting out the TTL, so a
+            // supervisor's restart is not refused. A pid that is alive (even if reused by another
+            // program) is left to expire normally.
+            let current = decode_lease(&row)?;
+            if current.host == host
+                && host == hostname()
+                && current.holder != who.holder
+                && !pid_alive(i64::from(current.pid))
+            {
+                taken = sqlx::query(
+                    "UPDATE worker_leases SET holder = ?, pid = ?, acquired_at = ?, heartbeat_at = ? \
+                     WHERE kind = ? AND host = ? AND holder = ?",
+                )
+                .bind(who.holder.clone())
+                .bind(i64::from(who.pid))
+                .bind(format_ts(now))
+                .bind(format_ts(now))
+                .bind(kind.clone())
+                .bind(host.clone())
+                .bind(current.holder.clone())
+                .execute(&mut *tx.tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if taken {
+                    row = sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
+                        .bind(kind.clone())
+                        .bind(host.clone())
+                        .fetch_one(&mut *tx.tx)
+                        .await?;
+                }
+            }
+        }
         tx.commit().await?;
         let lease = decode_lease(&row)?;
         if taken && lease.holder == who.holder {
