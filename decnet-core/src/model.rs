@@ -376,3 +376,71 @@ pub struct Cursor {
     pub position: i64,
     pub state: String,
 }
+
+// --- what the correlator derives (migration 0004; see `crate::repo::correlation`) ----------
+
+/// A probe episode from flows: probe flows of one kind from one attacker, each within the scan
+/// gap of the previous one. `detected` says whether it passed the scan thresholds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scan {
+    pub attacker_ip: IpAddr,
+    /// `tcp_syn`, `tcp_connect`, `udp` or `ping_sweep`.
+    pub kind: String,
+    pub started_ns: i64,
+    pub ended_ns: i64,
+    /// Probe flows in the episode.
+    pub probes: u64,
+    /// Distinct destination ports (`ports` lists at most the first few hundred, sorted).
+    pub port_count: u64,
+    pub ports: Vec<u16>,
+    /// Distinct destination hosts (decky names where known, else IPs; bounded, sorted).
+    pub host_count: u64,
+    pub hosts: Vec<String>,
+    /// Probes per minute over the episode (a one-instant episode counts as one second).
+    pub rate_per_min: u64,
+    pub detected: bool,
+}
+
+/// One hop of a traversal: the first time the attacker touched a decky.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Hop {
+    pub decky: String,
+    pub first_seen_ns: i64,
+}
+
+/// Lateral movement: an attacker that touched at least two deckies, hops in time order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Traversal {
+    pub attacker_ip: IpAddr,
+    pub hops: Vec<Hop>,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+/// A decky that opened connections to another decky: someone pivots from a compromised decky.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pivot {
+    pub src_decky: String,
+    pub dst_decky: String,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+/// The same secret tried against at least two (decky, service) pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialReuse {
+    pub secret_hash: [u8; 32],
+    pub secret_kind: String,
+    pub secret_printable: String,
+    pub target_count: u64,
+    /// `decky/service`, sorted, bounded.
+    pub targets: Vec<String>,
+    pub attacker_count: u64,
+    /// Attacker IPs, sorted, bounded.
+    pub attackers: Vec<String>,
+    pub attempts: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}

@@ -21,6 +21,7 @@
 //! order is time order); IP addresses their canonical text; attacker-supplied bytes are BLOBs,
 //! stored exactly; every text field is bounded ([`limits`]).
 
+pub mod correlation;
 pub mod dialect;
 pub mod events;
 pub mod intel;
@@ -371,6 +372,8 @@ pub enum Write<'a> {
     Deckies(&'a [Decky]),
     ProbeResults(&'a [ProbeResult]),
     Mutations(&'a [Mutation]),
+    /// One correlator batch (see [`correlation::IntelBatch`]).
+    Intel(&'a correlation::IntelBatch),
     Cursor {
         worker: &'a str,
         host: &'a str,
@@ -412,6 +415,7 @@ impl WriteTx {
             Write::Deckies(v) => self.upsert_deckies(v).await,
             Write::ProbeResults(v) => self.insert_probe_results(v).await,
             Write::Mutations(v) => self.record_mutations(v).await,
+            Write::Intel(b) => self.apply_intel(b).await,
             Write::Cursor {
                 worker,
                 host,
