@@ -1,5 +1,322 @@
-//! decnet's REST API, authentication, live feed (SSE) and dashboard (`decnet web`).
+//! decnet's REST API, authentication, live feed (SSE), Prometheus metrics and dashboard — the
+//! library behind `decnet web`. It reads everything through `decnet_core::Repository` and is
+//! never on the packet path.
 //!
-//! Not built yet: it arrives with the web issue and reads everything through
-//! `decnet_core::repo::Repository`, never on the packet path. The crate exists now so the
-//! workspace has its final shape.
+//! - [`auth`]: argon2id hashes, JWTs, roles (admin, viewer), first-login password change, login
+//!   rate limit, the first admin.
+//! - [`routes`]: the handlers under `/api/v1` (each documented for the OpenAPI document served
+//!   at `/api/v1/openapi.json`) and `/metrics`.
+//! - [`stream`]: the live feed (`/api/v1/stream`), resumable with `Last-Event-ID`.
+//! - [`metrics`]: request counters and latency histograms.
+//! - [`views`]: the JSON shapes.
+//! - The dashboard: plain HTML/CSS/JS in `src/assets/`, compiled into the binary, served at `/`.
+//!
+//! Hardening: CORS is closed (no CORS headers: browsers refuse cross-origin reads); request
+//! bodies are size-limited; every response carries a strict Content-Security-Policy (no inline
+//! script) and `X-Content-Type-Options: nosniff`; errors are JSON with an id, never a trace.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod stream;
+pub mod views;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, OnceLock, RwLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use decnet_core::{Repository, time_fmt::now_ns};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use crate::{
+    auth::{Claims, Keys, RateLimiter},
+    error::ApiError,
+    metrics::Metrics,
+    stream::Hub,
+};
+
+/// Settings of the API server.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// How long a token is valid.
+    pub token_lifetime: Duration,
+    /// Login attempts per client address and per username in `login_window`.
+    pub login_max_attempts: u32,
+    pub login_window: Duration,
+    /// How often the live feed looks for new rows.
+    pub stream_poll: Duration,
+    /// Messages a live-feed client may fall behind before it is dropped.
+    pub stream_buffer: usize,
+    pub max_stream_clients: usize,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+    /// A static bearer token that may also read `/metrics` (for Prometheus).
+    pub metrics_token: Option<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            token_lifetime: Duration::from_secs(3600),
+            login_max_attempts: 10,
+            login_window: Duration::from_secs(300),
+            stream_poll: Duration::from_millis(500),
+            stream_buffer: 1024,
+            max_stream_clients: 256,
+            max_body: 16 * 1024,
+            metrics_token: None,
+        }
+    }
+}
+
+/// Settings an admin may change at runtime (`PUT /api/v1/config`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RuntimeConfig {
+    pub token_lifetime_secs: u64,
+    pub login_max_attempts: u32,
+    pub login_window_secs: u64,
+    pub stream_poll_ms: u64,
+    pub max_stream_clients: usize,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub repo: Repository,
+    pub keys: Keys,
+    pub limiter: RateLimiter,
+    pub runtime: RwLock<RuntimeConfig>,
+    /// Tokens of these users issued before this time (ns) are refused (password reset, role
+    /// change, password change).
+    pub revoked: RwLock<HashMap<String, i64>>,
+    pub hub: Arc<Hub>,
+    pub metrics: Metrics,
+    /// argon2 runs at most this many at once (each takes ≈19 MiB and tens of ms).
+    pub hash_slots: Semaphore,
+    pub dummy_hash: String,
+    pub stats_cache: tokio::sync::Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+    pub metrics_token: Option<String>,
+    pub openapi: OnceLock<String>,
+    pub started: Instant,
+    pub bad_requests: std::sync::atomic::AtomicU64,
+}
+
+impl AppState {
+    pub fn runtime(&self) -> RuntimeConfig {
+        self.runtime
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn is_revoked(&self, c: &Claims) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&c.sub)
+            .is_some_and(|t| *t > c.iatn)
+    }
+
+    pub fn revoke(&self, user: &str) {
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user.to_owned(), now_ns());
+    }
+}
+
+/// The assembled application: the router (with state), the OpenAPI document, the shared state.
+pub struct Web {
+    pub router: Router,
+    pub openapi: utoipa::openapi::OpenApi,
+    pub state: Arc<AppState>,
+}
+
+impl Web {
+    /// Builds the app on `repo` and starts the live feed's poller.
+    pub async fn new(repo: Repository, jwt_secret: &[u8], cfg: WebConfig) -> anyhow::Result<Web> {
+        let hub = Hub::new(cfg.stream_buffer, cfg.stream_poll);
+        hub.start(repo.clone()).await;
+        let dummy_hash = tokio::task::spawn_blocking(auth::dummy_hash).await?;
+        let state = Arc::new(AppState {
+            repo,
+            keys: Keys::new(jwt_secret),
+            limiter: RateLimiter::default(),
+            runtime: RwLock::new(RuntimeConfig {
+                token_lifetime_secs: cfg.token_lifetime.as_secs().max(1),
+                login_max_attempts: cfg.login_max_attempts.max(1),
+                login_window_secs: cfg.login_window.as_secs().max(1),
+                stream_poll_ms: u64::try_from(cfg.stream_poll.as_millis()).unwrap_or(500),
+                max_stream_clients: cfg.max_stream_clients,
+            }),
+            revoked: RwLock::new(HashMap::new()),
+            hub,
+            metrics: Metrics::default(),
+            hash_slots: Semaphore::new(2),
+            dummy_hash,
+            stats_cache: tokio::sync::Mutex::new(HashMap::new()),
+            metrics_token: cfg.metrics_token.clone(),
+            openapi: OnceLock::new(),
+            started: Instant::now(),
+            bad_requests: Default::default(),
+        });
+        let (api, openapi) = routes::router().split_for_parts();
+        let _ = state
+            .openapi
+            .set(openapi.to_json().unwrap_or_else(|_| "{}".into()));
+        let router = api
+            .route("/api/v1/openapi.json", get(routes::openapi_json))
+            .route("/", get(assets::index))
+            .route("/index.html", get(assets::index))
+            .route("/app.js", get(assets::app_js))
+            .route("/style.css", get(assets::style_css))
+            .route("/favicon.ico", get(assets::favicon))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                metrics::track,
+            ))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::max(cfg.max_body))
+            .layer(middleware::map_response(security_headers))
+            .with_state(state.clone());
+        Ok(Web {
+            router,
+            openapi,
+            state,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then stops the live feed.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let hub = self.state.hub.clone();
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Live-feed streams never end on their own: end them, or graceful shutdown would
+            // wait for them forever.
+            hub.shutdown();
+        })
+        .await
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// `axum::Json` whose rejections are [`ApiError`]s (400/413/415 with an id).
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(e) => Err(ApiError::new(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// `axum::extract::Query` whose rejections are [`ApiError`]s.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// `axum::extract::Path` whose rejections are [`ApiError`]s.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+mod assets {
+    use super::*;
+
+    const INDEX: &str = include_str!("assets/index.html");
+    const APP_JS: &str = include_str!("assets/app.js");
+    const STYLE: &str = include_str!("assets/style.css");
+
+    fn asset(body: &'static str, ctype: &'static str) -> Response {
+        (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, ctype),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response()
+    }
+
+    pub async fn index() -> Response {
+        asset(INDEX, "text/html; charset=utf-8")
+    }
+    pub async fn app_js() -> Response {
+        asset(APP_JS, "text/javascript; charset=utf-8")
+    }
+    pub async fn style_css() -> Response {
+        asset(STYLE, "text/css; charset=utf-8")
+    }
+    pub async fn favicon() -> StatusCode {
+        StatusCode::NO_CONTENT
+    }
+}

@@ -26,6 +26,7 @@ pub mod dialect;
 pub mod events;
 pub mod intel;
 pub mod migrate;
+pub mod web;
 pub mod workers;
 
 mod attackers;

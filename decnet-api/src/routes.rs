@@ -1,0 +1,1190 @@
+//! The handlers. Each is documented with `#[utoipa::path]`; its tag says who may call it:
+//! `public` (anyone), `pending` (any logged-in user, even one who must still change the
+//! password), `viewer` (viewer or admin), `admin`. The route-enumeration test relies on that.
+use std::{net::IpAddr, net::SocketAddr, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response, Sse, sse::KeepAlive},
+};
+use decnet_core::{
+    model::{Mutation, Role},
+    repo::{
+        Write,
+        web::{
+            AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
+            FlowFilter, MAX_PAGE, SessionFilter, TopColumn,
+        },
+    },
+    time_fmt::{now_ns, parse_ts},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    AppState, Json, Path, Query, RuntimeConfig,
+    auth::{self, Admin, MAX_PASSWORD, MAX_USERNAME, Pending, Viewer},
+    error::{ApiError, ApiResult},
+    metrics::{esc, metric_name},
+    views::{
+        AttackerView, CredentialView, DeckyView, EventView, FingerprintView, FlowView, SessionView,
+        TouchView, ts,
+    },
+};
+
+type St = State<Arc<AppState>>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "decnet", description = "decnet's REST API: deckies, events, flows, sessions, attackers, credentials, scans, stats, workers; users and runtime settings (admin)."),
+    modifiers(&Bearer),
+    tags(
+        (name = "public", description = "No authentication"),
+        (name = "pending", description = "Any logged-in user, including one who must change the password"),
+        (name = "viewer", description = "Viewer or admin"),
+        (name = "admin", description = "Admin only"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(login))
+        .routes(routes!(health))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(list_events))
+        .routes(routes!(list_attackers))
+        .routes(routes!(attacker_detail))
+        .routes(routes!(list_sessions))
+        .routes(routes!(list_credentials))
+        .routes(routes!(list_flows))
+        .routes(routes!(list_scans))
+        .routes(routes!(list_deckies))
+        .routes(routes!(decky_action))
+        .routes(routes!(stats))
+        .routes(routes!(workers))
+        .routes(routes!(stream))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(set_role))
+        .routes(routes!(reset_password))
+        .routes(routes!(get_config, put_config))
+        .routes(routes!(metrics))
+}
+
+/// `GET /api/v1/openapi.json` (viewer).
+pub async fn openapi_json(_v: Viewer, State(s): St) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi.get().cloned().unwrap_or_else(|| "{}".into()),
+    )
+        .into_response()
+}
+
+fn bad(s: &AppState, msg: impl Into<String>) -> ApiError {
+    s.bad_requests.fetch_add(1, Ordering::Relaxed);
+    ApiError::bad_request(msg)
+}
+
+// --- auth -------------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginBody {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    token: String,
+    /// Unix seconds.
+    expires_at: i64,
+    username: String,
+    role: String,
+    must_change_password: bool,
+}
+
+/// Log in: username and password → a bearer token (JWT). Rate limited per client address and
+/// per username (429 with Retry-After).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "public", request_body = LoginBody,
+    responses((status = 200, body = TokenResponse), (status = 401), (status = 429)))]
+async fn login(
+    State(s): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(b): Json<LoginBody>,
+) -> ApiResult<Json2<TokenResponse>> {
+    let rt = s.runtime();
+    let user_key = decnet_core::repo::limits::text(&b.username, MAX_USERNAME).to_lowercase();
+    if let Err(wait) = s.limiter.attempt(
+        &peer.ip().to_string(),
+        &user_key,
+        rt.login_max_attempts,
+        Duration::from_secs(rt.login_window_secs),
+    ) {
+        tracing::warn!(peer = %peer.ip(), "login rate limit hit");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts: try again later",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    if b.username.is_empty() || b.username.len() > MAX_USERNAME || b.password.len() > MAX_PASSWORD {
+        return Err(ApiError::unauthorized("invalid username or password"));
+    }
+    let user = s.repo.user(&b.username).await?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| s.dummy_hash.clone());
+    let ok = {
+        let _slot = s.hash_slots.acquire().await.map_err(ApiError::internal)?;
+        let pw = b.password;
+        tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!(peer = %peer.ip(), "failed login");
+        return Err(ApiError::unauthorized("invalid username or password"));
+    };
+    let (token, exp) = s.keys.issue(
+        &user.username,
+        user.role,
+        user.must_change_password,
+        Duration::from_secs(rt.token_lifetime_secs),
+    )?;
+    tracing::info!(user = %user.username, peer = %peer.ip(), "login");
+    Ok(Json2(TokenResponse {
+        token,
+        expires_at: exp,
+        username: user.username,
+        role: user.role.as_str().into(),
+        must_change_password: user.must_change_password,
+    }))
+}
+
+/// axum's JSON response.
+pub struct Json2<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json2<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Who the token belongs to.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "pending", security(("bearer" = [])),
+    responses((status = 200)))]
+async fn me(Pending(c): Pending) -> Json2<Value> {
+    Json2(
+        json!({"username": c.sub, "role": c.role, "must_change_password": c.mcp, "expires_at": c.exp}),
+    )
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Change one's own password (required after the first login); returns a fresh token and
+/// invalidates older ones.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "pending", security(("bearer" = [])),
+    request_body = PasswordBody, responses((status = 200, body = TokenResponse), (status = 400), (status = 401)))]
+async fn change_password(
+    State(s): St,
+    Pending(c): Pending,
+    Json(b): Json<PasswordBody>,
+) -> ApiResult<Json2<TokenResponse>> {
+    let user = s
+        .repo
+        .user(&c.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
+    if b.current_password.len() > MAX_PASSWORD {
+        return Err(ApiError::unauthorized("the current password is wrong"));
+    }
+    let (cur, hash) = (b.current_password.clone(), user.password_hash.clone());
+    let ok = {
+        let _slot = s.hash_slots.acquire().await.map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || auth::verify_password(&cur, &hash))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    if !ok {
+        return Err(ApiError::unauthorized("the current password is wrong"));
+    }
+    if b.new_password == b.current_password {
+        return Err(bad(&s, "the new password must differ from the current one"));
+    }
+    auth::password_policy(&c.sub, &b.new_password).map_err(|e| bad(&s, e))?;
+    let np = b.new_password;
+    let new_hash = tokio::task::spawn_blocking(move || auth::hash_password(&np))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    s.repo.set_password(&c.sub, &new_hash, false).await?;
+    s.revoke(&c.sub);
+    let rt = s.runtime();
+    let (token, exp) = s.keys.issue(
+        &user.username,
+        user.role,
+        false,
+        Duration::from_secs(rt.token_lifetime_secs),
+    )?;
+    tracing::info!(user = %user.username, "password changed");
+    Ok(Json2(TokenResponse {
+        token,
+        expires_at: exp,
+        username: user.username,
+        role: user.role.as_str().into(),
+        must_change_password: false,
+    }))
+}
+
+/// Liveness and database reachability.
+#[utoipa::path(get, path = "/api/v1/health", tag = "public", responses((status = 200), (status = 503)))]
+async fn health(State(s): St) -> Response {
+    match s.repo.ping().await {
+        Ok(()) => Json2(json!({"status": "ok", "database": s.repo.dialect().name(),
+            "uptime_secs": s.started.elapsed().as_secs()}))
+        .into_response(),
+        Err(e) => {
+            tracing::warn!("health: database unreachable: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json2(json!({"status": "database unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+// --- listings ---------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct Page<T> {
+    items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+fn limit_of(s: &AppState, l: Option<u32>) -> ApiResult<u32> {
+    match l {
+        None => Ok(50),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(bad(s, format!("limit must be 1..={MAX_PAGE}"))),
+    }
+}
+
+fn id_cursor(s: &AppState, c: &Option<String>) -> ApiResult<Option<i64>> {
+    match c.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| bad(s, "cursor: not a cursor from a previous page")),
+    }
+}
+
+/// A time: RFC 3339 (`2026-05-02T06:00:25Z`) or Unix seconds.
+fn time_of(s: &AppState, name: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    let Some(v) = v.as_deref().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(secs) = v.parse::<i64>() {
+        return secs
+            .checked_mul(1_000_000_000)
+            .map(Some)
+            .ok_or_else(|| bad(s, format!("{name}: out of range")));
+    }
+    if let Ok(ns) = parse_ts(v) {
+        return Ok(Some(ns));
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos()).ok())
+        .map(Some)
+        .ok_or_else(|| bad(s, format!("{name}: expected RFC 3339 time or Unix seconds")))
+}
+
+fn ip_of(s: &AppState, name: &str, v: &Option<String>) -> ApiResult<Option<IpAddr>> {
+    match v.as_deref().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(s, format!("{name}: not an IP address"))),
+    }
+}
+
+fn name_of(s: &AppState, name: &str, v: Option<String>) -> ApiResult<Option<String>> {
+    match v.filter(|v| !v.is_empty()) {
+        Some(v) if v.len() > decnet_core::repo::limits::NAME => Err(bad(
+            s,
+            format!(
+                "{name}: longer than {} bytes",
+                decnet_core::repo::limits::NAME
+            ),
+        )),
+        v => Ok(v),
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// From this time (RFC 3339 or Unix seconds), inclusive.
+    since: Option<String>,
+    /// Until this time, exclusive.
+    until: Option<String>,
+    decky: Option<String>,
+    service: Option<String>,
+    /// Event type (the MSGID).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    event_type: Option<String>,
+    /// Attacker IP.
+    attacker: Option<String>,
+    /// Substring of the event's fields (at most 128 bytes).
+    q: Option<String>,
+    /// 1..=500, default 50.
+    limit: Option<u32>,
+    /// From a previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// Events, newest first, filtered and paginated (keyset cursor).
+#[utoipa::path(get, path = "/api/v1/events", tag = "viewer", security(("bearer" = [])),
+    params(EventQuery), responses((status = 200), (status = 400)))]
+async fn list_events(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<EventQuery>,
+) -> ApiResult<Json2<Page<EventView>>> {
+    if q.q
+        .as_deref()
+        .is_some_and(|t| t.len() > decnet_core::repo::web::MAX_NEEDLE)
+    {
+        return Err(bad(&s, "q: longer than 128 bytes"));
+    }
+    let f = EventFilter {
+        since_ns: time_of(&s, "since", &q.since)?,
+        until_ns: time_of(&s, "until", &q.until)?,
+        decky: name_of(&s, "decky", q.decky)?,
+        service: name_of(&s, "service", q.service)?,
+        event_type: name_of(&s, "type", q.event_type)?,
+        attacker: ip_of(&s, "attacker", &q.attacker)?,
+        text: q.q,
+        before_id: id_cursor(&s, &q.cursor)?,
+        limit: limit_of(&s, q.limit)?,
+    };
+    let rows = s.repo.list_events(&f).await?;
+    let next = (rows.len() == f.limit as usize)
+        .then(|| rows.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(EventView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttackerQuery {
+    /// `last_seen` (default) or `events`.
+    sort: Option<String>,
+    /// Addresses starting with this.
+    ip: Option<String>,
+    min_events: Option<u64>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn attacker_cursor(
+    s: &AppState,
+    sort: AttackerSort,
+    c: &Option<String>,
+) -> ApiResult<Option<AttackerCursor>> {
+    let Some(c) = c.as_deref().filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let err = || bad(s, "cursor: not a cursor from a previous page");
+    let (a, id) = c.rsplit_once('.').ok_or_else(err)?;
+    let id: i64 = id.parse().map_err(|_| err())?;
+    let (tag, key) = a.split_once('.').ok_or_else(err)?;
+    let key: i64 = key.parse().map_err(|_| err())?;
+    match (tag, sort) {
+        ("l", AttackerSort::LastSeen) => Ok(Some(AttackerCursor::LastSeen {
+            last_seen_ns: key,
+            id,
+        })),
+        ("e", AttackerSort::Events) => Ok(Some(AttackerCursor::Events { events: key, id })),
+        _ => Err(err()),
+    }
+}
+
+/// Attackers, most recently active (or most events) first, paginated.
+#[utoipa::path(get, path = "/api/v1/attackers", tag = "viewer", security(("bearer" = [])),
+    params(AttackerQuery), responses((status = 200), (status = 400)))]
+async fn list_attackers(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<AttackerQuery>,
+) -> ApiResult<Json2<Page<AttackerView>>> {
+    let sort = match q.sort.as_deref() {
+        None | Some("") | Some("last_seen") => AttackerSort::LastSeen,
+        Some("events") => AttackerSort::Events,
+        Some(_) => return Err(bad(&s, "sort: last_seen or events")),
+    };
+    if q.ip.as_deref().is_some_and(|p| p.len() > 45) {
+        return Err(bad(&s, "ip: longer than an address"));
+    }
+    let f = AttackerFilter {
+        sort,
+        ip_prefix: q.ip,
+        min_events: q.min_events,
+        after: attacker_cursor(&s, sort, &q.cursor)?,
+        limit: limit_of(&s, q.limit)?,
+    };
+    let rows = s.repo.list_attackers(&f).await?;
+    let next = (rows.len() == f.limit as usize)
+        .then(|| {
+            rows.last().map(|r| match r.cursor(sort) {
+                AttackerCursor::LastSeen { last_seen_ns, id } => format!("l.{last_seen_ns}.{id}"),
+                AttackerCursor::Events { events, id } => format!("e.{events}.{id}"),
+            })
+        })
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(AttackerView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+/// One attacker: counters, profile (behaviour, score and its factors, tools, ATT&CK
+/// techniques), traversal path across deckies, sessions and their commands, credentials,
+/// fingerprints and recent events.
+#[utoipa::path(get, path = "/api/v1/attackers/{ip}", tag = "viewer", security(("bearer" = [])),
+    params(("ip" = String, Path, description = "The attacker's IP address")),
+    responses((status = 200), (status = 400), (status = 404)))]
+async fn attacker_detail(
+    State(s): St,
+    _v: Viewer,
+    Path(ip): Path<String>,
+) -> ApiResult<Json2<Value>> {
+    let ip: IpAddr = ip.parse().map_err(|_| bad(&s, "not an IP address"))?;
+    let a = s
+        .repo
+        .attacker_row(ip)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such attacker"))?;
+    let profile = s.repo.profile(ip).await?;
+    let touches = s.repo.traversal(ip).await?;
+    let sessions = s
+        .repo
+        .list_sessions(&SessionFilter {
+            attacker: Some(ip),
+            limit: 200,
+            ..Default::default()
+        })
+        .await?;
+    let creds = s
+        .repo
+        .list_credentials(&CredentialFilter {
+            attacker: Some(ip),
+            limit: 200,
+            ..Default::default()
+        })
+        .await?;
+    let fps = s.repo.attacker_fingerprints(ip).await?;
+    let events = s
+        .repo
+        .list_events(&EventFilter {
+            attacker: Some(ip),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    let commands: Vec<Value> = sessions
+        .iter()
+        .flat_map(|r| {
+            r.session.commands.iter().map(move |c| {
+                json!({"decky": r.session.decky, "service": r.session.service,
+                       "session_started": ts(r.session.started_ns), "command": c})
+            })
+        })
+        .take(1000)
+        .collect();
+    let profile = profile.map(|p| {
+        json!({
+            "behaviour": p.behaviour, "score": p.score, "factors": p.factors, "tools": p.tools,
+            "techniques": p.techniques, "evidence_until": ts(p.evidence_until_ns),
+            "computed_at": ts(p.computed_at_ns),
+        })
+    });
+    Ok(Json2(json!({
+        "attacker": AttackerView::from(&a),
+        "profile": profile,
+        "traversal": touches.iter().map(TouchView::from).collect::<Vec<_>>(),
+        "sessions": sessions.iter().map(SessionView::from).collect::<Vec<_>>(),
+        "commands": commands,
+        "credentials": creds.iter().map(CredentialView::from).collect::<Vec<_>>(),
+        "fingerprints": fps.iter().map(FingerprintView::from).collect::<Vec<_>>(),
+        "events": events.iter().map(EventView::from).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    attacker: Option<String>,
+    decky: Option<String>,
+    service: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Sessions (attacker × decky × service), newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "viewer", security(("bearer" = [])),
+    params(SessionQuery), responses((status = 200), (status = 400)))]
+async fn list_sessions(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<SessionQuery>,
+) -> ApiResult<Json2<Page<SessionView>>> {
+    let f = SessionFilter {
+        attacker: ip_of(&s, "attacker", &q.attacker)?,
+        decky: name_of(&s, "decky", q.decky)?,
+        service: name_of(&s, "service", q.service)?,
+        before_id: id_cursor(&s, &q.cursor)?,
+        limit: limit_of(&s, q.limit)?,
+    };
+    let rows = s.repo.list_sessions(&f).await?;
+    let next = (rows.len() == f.limit as usize)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(SessionView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialQuery {
+    attacker: Option<String>,
+    service: Option<String>,
+    /// Substring of the login name.
+    principal: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Captured credentials, newest first.
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "viewer", security(("bearer" = [])),
+    params(CredentialQuery), responses((status = 200), (status = 400)))]
+async fn list_credentials(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<CredentialQuery>,
+) -> ApiResult<Json2<Page<CredentialView>>> {
+    if q.principal.as_deref().is_some_and(|p| p.len() > 128) {
+        return Err(bad(&s, "principal: longer than 128 bytes"));
+    }
+    let f = CredentialFilter {
+        attacker: ip_of(&s, "attacker", &q.attacker)?,
+        service: name_of(&s, "service", q.service)?,
+        principal: q.principal,
+        before_id: id_cursor(&s, &q.cursor)?,
+        limit: limit_of(&s, q.limit)?,
+    };
+    let rows = s.repo.list_credentials(&f).await?;
+    let next = (rows.len() == f.limit as usize)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(CredentialView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FlowQuery {
+    src_ip: Option<String>,
+    dst_ip: Option<String>,
+    dst_port: Option<u16>,
+    proto: Option<u8>,
+    since: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Flows the sensor exported, newest first.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "viewer", security(("bearer" = [])),
+    params(FlowQuery), responses((status = 200), (status = 400)))]
+async fn list_flows(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<FlowQuery>,
+) -> ApiResult<Json2<Page<FlowView>>> {
+    let f = FlowFilter {
+        src_ip: ip_of(&s, "src_ip", &q.src_ip)?,
+        dst_ip: ip_of(&s, "dst_ip", &q.dst_ip)?,
+        dst_port: q.dst_port,
+        proto: q.proto,
+        since_ns: time_of(&s, "since", &q.since)?,
+        before_id: id_cursor(&s, &q.cursor)?,
+        limit: limit_of(&s, q.limit)?,
+    };
+    let rows = s.repo.list_flows_page(&f).await?;
+    let next = (rows.len() == f.limit as usize)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(FlowView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScanQuery {
+    /// Window start (default: 24 h ago).
+    since: Option<String>,
+    /// Distinct destination ports that make a scan (default 10).
+    min_ports: Option<u32>,
+    /// Distinct destination hosts that make a sweep (default 5).
+    min_hosts: Option<u32>,
+    limit: Option<u32>,
+}
+
+/// Port scans and host sweeps, derived from the flows (sources touching many ports or hosts).
+#[utoipa::path(get, path = "/api/v1/scans", tag = "viewer", security(("bearer" = [])),
+    params(ScanQuery), responses((status = 200), (status = 400)))]
+async fn list_scans(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult<Json2<Value>> {
+    let since =
+        time_of(&s, "since", &q.since)?.unwrap_or_else(|| now_ns() - 86_400 * 1_000_000_000);
+    let rows = s
+        .repo
+        .flow_scans(
+            since,
+            q.min_ports.unwrap_or(10).max(2),
+            q.min_hosts.unwrap_or(5).max(2),
+            limit_of(&s, q.limit)?,
+        )
+        .await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({"src_ip": r.src_ip.to_string(), "ports": r.ports, "hosts": r.hosts, "flows": r.flows,
+                   "first_seen": ts(r.first_seen_ns), "last_seen": ts(r.last_seen_ns)})
+        })
+        .collect();
+    Ok(Json2(json!({ "items": items })))
+}
+
+/// The decoy fleet: each decky with its services, status and activity in the last 24 h.
+#[utoipa::path(get, path = "/api/v1/deckies", tag = "viewer", security(("bearer" = [])),
+    responses((status = 200)))]
+async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
+    let deckies = s.repo.deckies().await?;
+    let activity = s
+        .repo
+        .decky_activity(now_ns() - 86_400 * 1_000_000_000)
+        .await?;
+    let mut out: Vec<DeckyView> = deckies.iter().map(DeckyView::new).collect();
+    for a in activity {
+        let v = match out.iter_mut().find(|d| d.name == a.decky) {
+            Some(v) => v,
+            None => {
+                out.push(DeckyView {
+                    name: a.decky.clone(),
+                    ip: String::new(),
+                    hostname: String::new(),
+                    os_family: String::new(),
+                    archetype: String::new(),
+                    status: "unrecorded".into(),
+                    services: Vec::new(),
+                    events_24h: 0,
+                    attackers_24h: 0,
+                    last_event: None,
+                });
+                out.last_mut()
+                    .ok_or_else(|| ApiError::internal("empty list"))?
+            }
+        };
+        v.events_24h = a.events;
+        v.attackers_24h = a.attackers;
+        v.last_event = a.last_event_ns.map(ts);
+    }
+    Ok(Json2(json!({ "items": out })))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DeckyActionBody {
+    /// `mutate` (recorded as a requested mutation; the fleet worker carries it out).
+    action: String,
+}
+
+/// Ask for an action on a decky (admin).
+#[utoipa::path(post, path = "/api/v1/deckies/{name}/actions", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Decky name")), request_body = DeckyActionBody,
+    responses((status = 202), (status = 400), (status = 404)))]
+async fn decky_action(
+    State(s): St,
+    Admin(c): Admin,
+    Path(name): Path<String>,
+    Json(b): Json<DeckyActionBody>,
+) -> ApiResult<(StatusCode, Json2<Value>)> {
+    if b.action != "mutate" {
+        return Err(bad(&s, "action: only `mutate` is available"));
+    }
+    if !s.repo.deckies().await?.iter().any(|d| d.name == name) {
+        return Err(ApiError::not_found("no such decky"));
+    }
+    let m = Mutation {
+        ts_ns: now_ns(),
+        decky: name.clone(),
+        kind: b.action.clone(),
+        detail: json!({"requested_by": c.sub}).to_string(),
+        status: "requested".into(),
+    };
+    s.repo
+        .write(&[Write::Mutations(std::slice::from_ref(&m))])
+        .await?;
+    tracing::info!(decky = %name, user = %c.sub, "decky mutation requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json2(json!({"decky": name, "action": b.action, "status": "requested"})),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// `1h` (minute buckets), `24h` (default, hour buckets) or `7d` (day buckets).
+    window: Option<String>,
+}
+
+/// Counts, top attackers/services/deckies and the event histogram (cached for 5 s).
+#[utoipa::path(get, path = "/api/v1/stats", tag = "viewer", security(("bearer" = [])),
+    params(StatsQuery), responses((status = 200), (status = 400)))]
+async fn stats(State(s): St, _v: Viewer, Query(q): Query<StatsQuery>) -> ApiResult<Json2<Value>> {
+    let (window, secs, bucket) = match q.window.as_deref().unwrap_or("24h") {
+        "1h" => ("1h", 3600, Bucket::Minute),
+        "24h" => ("24h", 86_400, Bucket::Hour),
+        "7d" => ("7d", 7 * 86_400, Bucket::Day),
+        _ => return Err(bad(&s, "window: 1h, 24h or 7d")),
+    };
+    let mut cache = s.stats_cache.lock().await;
+    if let Some((at, v)) = cache.get(window)
+        && at.elapsed() < Duration::from_secs(5)
+    {
+        let mut v = v.clone();
+        v["live"] = live(&s);
+        return Ok(Json2(v));
+    }
+    let since = now_ns() - secs * 1_000_000_000;
+    let counts = s.repo.counts().await?;
+    let top = s
+        .repo
+        .list_attackers(&AttackerFilter {
+            sort: AttackerSort::Events,
+            limit: 10,
+            ..Default::default()
+        })
+        .await?;
+    let services = s
+        .repo
+        .top_event_values(TopColumn::Service, since, 10)
+        .await?;
+    let deckies = s.repo.top_event_values(TopColumn::Decky, since, 10).await?;
+    let types = s
+        .repo
+        .top_event_values(TopColumn::EventType, since, 10)
+        .await?;
+    let hist = s.repo.event_histogram(since, bucket).await?;
+    let sessions = s
+        .repo
+        .list_sessions(&SessionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await?;
+    let mut v = json!({
+        "window": window,
+        "counts": counts,
+        "top_attackers": top.iter().map(AttackerView::from).collect::<Vec<_>>(),
+        "top_services": services,
+        "top_deckies": deckies,
+        "top_event_types": types,
+        "histogram": hist,
+        "recent_sessions": sessions.iter().map(SessionView::from).collect::<Vec<_>>(),
+    });
+    cache.insert(window.to_owned(), (std::time::Instant::now(), v.clone()));
+    v["live"] = live(&s);
+    Ok(Json2(v))
+}
+
+fn live(s: &AppState) -> Value {
+    json!({
+        "stream_clients": s.hub.clients.load(Ordering::Relaxed),
+        "last_event_id": s.hub.last_event_id.load(Ordering::Relaxed),
+    })
+}
+
+/// Worker leases (who runs, heartbeat age) and the workers' counters.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "viewer", security(("bearer" = [])),
+    responses((status = 200)))]
+async fn workers(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
+    let now = now_ns();
+    let leases: Vec<Value> = s
+        .repo
+        .leases()
+        .await?
+        .iter()
+        .map(|l| {
+            let age = (now - l.heartbeat_at_ns) as f64 / 1e9;
+            json!({"kind": l.kind, "host": l.host, "holder": l.holder, "pid": l.pid,
+                   "acquired_at": ts(l.acquired_at_ns), "heartbeat_at": ts(l.heartbeat_at_ns),
+                   "heartbeat_age_secs": age, "alive": age < 15.0})
+        })
+        .collect();
+    let counters: Vec<Value> = s
+        .repo
+        .counters()
+        .await?
+        .into_iter()
+        .map(|(w, h, n, v)| json!({"worker": w, "host": h, "name": n, "value": v}))
+        .collect();
+    Ok(Json2(json!({"leases": leases, "counters": counters})))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Resume after this event id (same as the Last-Event-ID header, which wins).
+    last_event_id: Option<i64>,
+}
+
+/// The live feed (Server-Sent Events): `event`, `session` and `attacker` messages; resumable
+/// with `Last-Event-ID`. A client that falls behind is sent `dropped` and disconnected.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "viewer", security(("bearer" = [])),
+    params(StreamQuery), responses((status = 200, content_type = "text/event-stream"), (status = 503)))]
+async fn stream(
+    State(s): St,
+    _v: Viewer,
+    headers: HeaderMap,
+    Query(q): Query<StreamQuery>,
+) -> ApiResult<Response> {
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| bad(&s, "Last-Event-ID: not an event id"))?,
+        ),
+        None => q.last_event_id,
+    };
+    if s.hub.clients.load(Ordering::Relaxed) >= s.runtime().max_stream_clients {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live-feed clients",
+        ));
+    }
+    let st = s.hub.subscribe(s.repo.clone(), resume);
+    Ok(Sse::new(st)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+// --- admin ------------------------------------------------------------------------------------
+
+/// Every user (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
+    responses((status = 200)))]
+async fn list_users(State(s): St, _a: Admin) -> ApiResult<Json2<Value>> {
+    let users = s.repo.users().await?;
+    Ok(Json2(json!({ "items": users })))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateUserBody {
+    username: String,
+    /// `admin` or `viewer`.
+    role: String,
+    /// Optional; generated (and returned once) when absent. Must be changed at first login
+    /// either way.
+    password: Option<String>,
+}
+
+fn role_of(s: &AppState, r: &str) -> ApiResult<Role> {
+    match r {
+        "admin" => Ok(Role::Admin),
+        "viewer" => Ok(Role::Viewer),
+        _ => Err(bad(s, "role: admin or viewer")),
+    }
+}
+
+fn valid_username(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= MAX_USERNAME
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Create a user (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
+    request_body = CreateUserBody, responses((status = 201), (status = 400), (status = 409)))]
+async fn create_user(
+    State(s): St,
+    Admin(c): Admin,
+    Json(b): Json<CreateUserBody>,
+) -> ApiResult<(StatusCode, Json2<Value>)> {
+    if !valid_username(&b.username) {
+        return Err(bad(&s, "username: 1..=64 of A-Z a-z 0-9 . _ - @"));
+    }
+    let role = role_of(&s, &b.role)?;
+    let (password, generated) = match b.password {
+        Some(p) => {
+            auth::password_policy(&b.username, &p).map_err(|e| bad(&s, e))?;
+            (p, false)
+        }
+        None => (auth::generate_password(), true),
+    };
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if !s.repo.create_user(&b.username, &hash, role, true).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "the username is taken"));
+    }
+    tracing::info!(user = %b.username, role = role.as_str(), by = %c.sub, "user created");
+    Ok((
+        StatusCode::CREATED,
+        Json2(
+            json!({"username": b.username, "role": role.as_str(), "must_change_password": true,
+                     "one_time_password": generated.then_some(password)}),
+        ),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RoleBody {
+    role: String,
+}
+
+/// Change a user's role (admin). The last admin cannot be demoted.
+#[utoipa::path(put, path = "/api/v1/users/{username}/role", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)), request_body = RoleBody,
+    responses((status = 200), (status = 400), (status = 404), (status = 409)))]
+async fn set_role(
+    State(s): St,
+    Admin(c): Admin,
+    Path(username): Path<String>,
+    Json(b): Json<RoleBody>,
+) -> ApiResult<Json2<Value>> {
+    let role = role_of(&s, &b.role)?;
+    let users = s.repo.users().await?;
+    let Some(u) = users.iter().find(|u| u.username == username) else {
+        return Err(ApiError::not_found("no such user"));
+    };
+    if u.role == Role::Admin
+        && role == Role::Viewer
+        && users.iter().filter(|u| u.role == Role::Admin).count() == 1
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot demote the last admin",
+        ));
+    }
+    s.repo.set_role(&username, role).await?;
+    s.revoke(&username);
+    tracing::info!(user = %username, role = role.as_str(), by = %c.sub, "role changed");
+    Ok(Json2(json!({"username": username, "role": role.as_str()})))
+}
+
+/// Reset a user's password to a generated one-time password (admin); returned once.
+#[utoipa::path(post, path = "/api/v1/users/{username}/password", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 200), (status = 404)))]
+async fn reset_password(
+    State(s): St,
+    Admin(c): Admin,
+    Path(username): Path<String>,
+) -> ApiResult<Json2<Value>> {
+    let password = auth::generate_password();
+    let pw = password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    if !s.repo.set_password(&username, &hash, true).await? {
+        return Err(ApiError::not_found("no such user"));
+    }
+    s.revoke(&username);
+    tracing::info!(user = %username, by = %c.sub, "password reset");
+    Ok(Json2(
+        json!({"username": username, "one_time_password": password, "must_change_password": true}),
+    ))
+}
+
+/// Runtime settings (admin).
+#[utoipa::path(get, path = "/api/v1/config", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = RuntimeConfig)))]
+async fn get_config(State(s): St, _a: Admin) -> Json2<RuntimeConfig> {
+    Json2(s.runtime())
+}
+
+/// Change runtime settings (admin): token lifetime, login limit, live-feed poll interval and
+/// client limit.
+#[utoipa::path(put, path = "/api/v1/config", tag = "admin", security(("bearer" = [])),
+    request_body = RuntimeConfig, responses((status = 200, body = RuntimeConfig), (status = 400)))]
+async fn put_config(
+    State(s): St,
+    Admin(c): Admin,
+    Json(b): Json<RuntimeConfig>,
+) -> ApiResult<Json2<RuntimeConfig>> {
+    if !(60..=7 * 86_400).contains(&b.token_lifetime_secs) {
+        return Err(bad(&s, "token_lifetime_secs: 60..=604800"));
+    }
+    if !(1..=10_000).contains(&b.login_max_attempts) || !(1..=86_400).contains(&b.login_window_secs)
+    {
+        return Err(bad(
+            &s,
+            "login_max_attempts: 1..=10000, login_window_secs: 1..=86400",
+        ));
+    }
+    if !(50..=60_000).contains(&b.stream_poll_ms) || !(1..=10_000).contains(&b.max_stream_clients) {
+        return Err(bad(
+            &s,
+            "stream_poll_ms: 50..=60000, max_stream_clients: 1..=10000",
+        ));
+    }
+    s.hub.poll_ms.store(b.stream_poll_ms, Ordering::Relaxed);
+    *s.runtime.write().unwrap_or_else(|p| p.into_inner()) = b.clone();
+    tracing::info!(by = %c.sub, ?b, "runtime settings changed");
+    Ok(Json2(b))
+}
+
+/// Prometheus metrics: requests, latency, live feed, and the workers' counters and leases from
+/// the repository. Needs a viewer token or the static metrics token (`DECNET_METRICS_TOKEN`).
+#[utoipa::path(get, path = "/metrics", tag = "viewer", security(("bearer" = [])),
+    responses((status = 200, content_type = "text/plain")))]
+async fn metrics(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(sch, _)| sch.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let Some(token) = token else {
+        return Err(ApiError::unauthorized("authentication required"));
+    };
+    let static_ok = s
+        .metrics_token
+        .as_deref()
+        .is_some_and(|m| constant_time_eq(m.as_bytes(), token.as_bytes()));
+    if !static_ok {
+        let c = s
+            .keys
+            .verify(token)
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+        if s.is_revoked(&c) {
+            return Err(ApiError::unauthorized("token revoked"));
+        }
+        if c.mcp {
+            return Err(ApiError::forbidden("password change required"));
+        }
+    }
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    s.metrics.render_requests(&mut out);
+    let hub = &s.hub;
+    let _ = writeln!(
+        out,
+        "# TYPE decnet_web_stream_clients gauge\ndecnet_web_stream_clients {}",
+        hub.clients.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE decnet_web_stream_dropped_clients_total counter\ndecnet_web_stream_dropped_clients_total {}",
+        hub.dropped_clients.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE decnet_web_stream_messages_total counter\ndecnet_web_stream_messages_total {}",
+        hub.sent.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE decnet_web_stream_poll_errors_total counter\ndecnet_web_stream_poll_errors_total {}",
+        hub.poll_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE decnet_web_bad_requests_total counter\ndecnet_web_bad_requests_total {}",
+        s.bad_requests.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP decnet_worker_counter A worker's counter as recorded in the repository.\n# TYPE decnet_worker_counter gauge"
+    );
+    for (w, h, n, v) in s.repo.counters().await? {
+        let _ = writeln!(
+            out,
+            "decnet_worker_counter{{worker=\"{}\",host=\"{}\",name=\"{}\"}} {v}",
+            esc(&w),
+            esc(&h),
+            esc(&metric_name(&n))
+        );
+    }
+    let now = now_ns();
+    let _ = writeln!(
+        out,
+        "# HELP decnet_worker_heartbeat_age_seconds Seconds since a lease holder's last heartbeat.\n# TYPE decnet_worker_heartbeat_age_seconds gauge"
+    );
+    for l in s.repo.leases().await? {
+        let _ = writeln!(
+            out,
+            "decnet_worker_heartbeat_age_seconds{{kind=\"{}\",host=\"{}\",pid=\"{}\"}} {}",
+            esc(&l.kind),
+            esc(&l.host),
+            l.pid,
+            (now - l.heartbeat_at_ns) as f64 / 1e9
+        );
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
