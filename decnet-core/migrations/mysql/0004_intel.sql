@@ -35,8 +35,11 @@ CREATE TABLE pivots (
     PRIMARY KEY (src_decky, dst_decky, dst_port, proto)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
+-- secret_hash is a BLOB (BINARY reads back as text through sqlx's Any driver), unique on its
+-- full 32 bytes.
 CREATE TABLE credential_reuse (
-    secret_hash      BINARY(32)    NOT NULL PRIMARY KEY,
+    id               BIGINT        NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    secret_hash      BLOB          NOT NULL,
     secret_kind      VARCHAR(64)   NOT NULL,
     secret_printable VARCHAR(1024) NOT NULL,
     target_count     BIGINT        NOT NULL,
@@ -45,7 +48,8 @@ CREATE TABLE credential_reuse (
     attackers        MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
     attempts         BIGINT        NOT NULL,
     first_seen       CHAR(30)      NOT NULL,
-    last_seen        CHAR(30)      NOT NULL
+    last_seen        CHAR(30)      NOT NULL,
+    UNIQUE KEY credential_reuse_secret (secret_hash(32))
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 CREATE TABLE attacker_evidence (

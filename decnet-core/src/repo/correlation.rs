@@ -731,8 +731,9 @@ impl Repository {
         let (from, to) = (format_ts(from_ns), format_ts(to_ns));
         let mut total = 0u64;
         for (src, dst, port_col) in [(&a, &d, "dst_port"), (&d, &a, "src_port")] {
-            let n: Option<i64> = sqlx::query_scalar(&format!(
-                "SELECT SUM(bytes) FROM flows WHERE src_ip = ? AND dst_ip = ? AND {port_col} = ? \
+            // Summed here: SUM() is DECIMAL on MySQL, which the Any driver does not decode.
+            let rows: Vec<i64> = sqlx::query_scalar(&format!(
+                "SELECT bytes FROM flows WHERE src_ip = ? AND dst_ip = ? AND {port_col} = ? \
                  AND first_seen >= ? AND first_seen <= ?"
             ))
             .bind(src.clone())
@@ -740,9 +741,11 @@ impl Repository {
             .bind(i64::from(port))
             .bind(from.clone())
             .bind(to.clone())
-            .fetch_one(self.pool())
+            .fetch_all(self.pool())
             .await?;
-            total = total.saturating_add(u64::try_from(n.unwrap_or(0)).unwrap_or(0));
+            for n in rows {
+                total = total.saturating_add(u64::try_from(n).unwrap_or(0));
+            }
         }
         Ok(total)
     }
