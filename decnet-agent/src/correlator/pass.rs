@@ -74,7 +74,7 @@ impl Counters {
         }
     }
 
-    fn values(&self) -> Vec<(&'static str, i64)> {
+    pub fn values(&self) -> Vec<(&'static str, i64)> {
         self.0
             .iter()
             .map(|(k, v)| (*k, i64::try_from(*v).unwrap_or(i64::MAX)))

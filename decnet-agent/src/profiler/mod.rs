@@ -1,14 +1,434 @@
 //! # profiler — attackers with new evidence → behaviour class, tools, explainable threat score,
-//! ATT&CK techniques (`decnet profiler`). Placeholder: filled in by the profiler issue.
+//! ATT&CK techniques (`decnet profiler`)
+//!
+//! **Input**: `attacker_evidence` (the correlator's queue: attackers whose evidence changed, by
+//! sequence number; the profiler keeps a cursor `profiler/evidence` on it), and for each such
+//! attacker its row, newest events (at most `--max-events`), touches, credentials, sessions,
+//! detected scans, credential reuse and fingerprints.
+//! **Output**: one `attacker_profiles` row per attacker — [`behaviour`] class, [`tools`]
+//! guesses, [`score`] (0–100 with its factors and weights), [`attack`] technique ids — and
+//! counters in `worker_counters` (worker `profiler`).
+//!
+//! The profile is a pure function of the evidence ([`profile`]); `computed_at` is the only
+//! wall-clock field. A profile built on older evidence never replaces a newer one. Without
+//! `--daemon` it profiles everything queued and exits; with it, every `--interval` until
+//! SIGTERM/SIGINT. One profiler per host (lease `profiler`). Cost per pass grows with the
+//! number of attackers with new evidence, not with history.
+pub mod attack;
+pub mod behaviour;
+pub mod score;
+pub mod tools;
 
-/// `decnet profiler`.
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use decnet_core::{
+    model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Session, Touch},
+    repo::{
+        CounterMode, DbConfig, LeaseHolder, RepoError, Repository, Write, correlation::EventFact,
+        hostname,
+    },
+    time_fmt::now_ns,
+};
+
+use crate::{
+    common::{LEASE_TTL, positive_secs, write_ready},
+    correlator::{
+        pass::Counters,
+        stop_on_signals,
+        vocab::{self, Kind},
+    },
+};
+
+use self::{
+    behaviour::{BehaviourConfig, Facts, Seen},
+    score::Signals,
+};
+
+pub const WORKER: &str = "profiler";
+
+/// `decnet profiler`: behaviour, tools, threat score and ATT&CK techniques for every attacker
+/// with new evidence.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  decnet profiler                  # everything queued, then exit\n  \
+decnet profiler --daemon --interval 10\n  \
+decnet profiler --brute-min-attempts 20 --beacon-max-cv 0.1"
+)]
 pub struct ProfilerArgs {
-    /// Run until SIGTERM/SIGINT instead of one pass.
+    /// Run until SIGTERM/SIGINT, a pass every --interval, instead of one pass.
     #[arg(long)]
     pub daemon: bool,
+
+    /// Seconds between passes with --daemon.
+    #[arg(long, value_name = "SECS", env = "DECNET_PROFILER_INTERVAL", default_value = "10", value_parser = positive_secs)]
+    pub interval: f64,
+
+    /// Attackers per transaction.
+    #[arg(long, value_name = "N", env = "DECNET_PROFILER_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch: u32,
+
+    /// Newest events of an attacker read for timing and content.
+    #[arg(long, value_name = "N", env = "DECNET_PROFILER_MAX_EVENTS", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_events: u32,
+
+    /// Fewer events than this (and no detected scan) is `unknown`.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub min_events: u64,
+
+    /// Credential attempts that make a brute force.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "DECNET_PROFILER_BRUTE_MIN_ATTEMPTS",
+        default_value_t = 10
+    )]
+    pub brute_min_attempts: u64,
+
+    /// Callbacks needed to call a beacon.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub beacon_min_callbacks: usize,
+
+    /// Largest coefficient of variation (jitter) of a beacon's periods.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.2)]
+    pub beacon_max_cv: f64,
+
+    /// Shortest mean beacon period, seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = positive_secs)]
+    pub beacon_min_period: f64,
+
+    /// Events closer than this (seconds) are one callback.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = positive_secs)]
+    pub callback_burst: f64,
+
+    /// Commands that make an attacker interactive.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub interactive_min_commands: u64,
+
+    /// A scan at most this many probes per minute is a slow scan.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub slow_scan_max_rate: u64,
+
+    /// Distinct (decky, service) pairs touched without engaging that make a scan seen in events.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub scan_min_targets: usize,
+
+    /// Repository backend: `sqlite` (default, embedded file) or `mysql`.
+    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
+    pub db_type: Option<String>,
+
+    /// Repository URL (sqlx).
+    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
+    pub db_url: Option<String>,
+
+    /// Written once the lease is held (one line: `profiler`).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Write the exit counters as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub summary_json: Option<PathBuf>,
 }
 
-pub async fn run(_args: ProfilerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("decnet profiler is not built yet")
+/// The profiler's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub behaviour: BehaviourConfig,
+    pub batch: u32,
+    pub max_events: u32,
+    pub host: String,
+}
+
+impl ProfilerArgs {
+    pub fn config(&self) -> Config {
+        Config {
+            behaviour: BehaviourConfig {
+                min_events: self.min_events,
+                brute_min_attempts: self.brute_min_attempts,
+                beacon_min_callbacks: self.beacon_min_callbacks,
+                beacon_max_cv: self.beacon_max_cv,
+                beacon_min_period_s: self.beacon_min_period,
+                callback_burst_s: self.callback_burst,
+                interactive_min_commands: self.interactive_min_commands,
+                slow_scan_max_rate: self.slow_scan_max_rate,
+                scan_min_targets: self.scan_min_targets,
+            },
+            batch: self.batch,
+            max_events: self.max_events,
+            host: hostname(),
+        }
+    }
+}
+
+/// Everything a profile is computed from.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub attacker: Attacker,
+    /// Newest events, in time order.
+    pub events: Vec<EventFact>,
+    pub touches: Vec<Touch>,
+    /// Σ attempts over the attacker's credentials.
+    pub credential_attempts: u64,
+    pub sessions: Vec<Session>,
+    pub scans: Vec<Scan>,
+    pub reuse: Vec<CredentialReuse>,
+    pub fingerprints: Vec<Fingerprint>,
+}
+
+/// The profile of one attacker: a pure function of `input` (and `computed_at_ns`, stored as is).
+pub fn profile(input: &Input, cfg: &BehaviourConfig, computed_at_ns: i64) -> AttackerProfile {
+    let mut seen = Vec::with_capacity(input.events.len());
+    let mut uas: BTreeSet<String> = BTreeSet::new();
+    let mut ssh: BTreeSet<String> = BTreeSet::new();
+    let (mut auth_events, mut logins) = (0u64, 0u64);
+    for e in &input.events {
+        let i = vocab::interpret(&e.event_type, &e.fields);
+        match i.kind {
+            Kind::Auth(Some(true)) => {
+                auth_events += 1;
+                logins += 1;
+            }
+            Kind::Auth(_) => auth_events += 1,
+            Kind::Login => logins += 1,
+            _ => {}
+        }
+        uas.extend(i.user_agent);
+        ssh.extend(i.ssh_client);
+        seen.push(Seen {
+            ts_ns: e.ts_ns,
+            kind: i.kind,
+            decky: e.decky.clone(),
+            service: e.service.clone(),
+        });
+    }
+    for f in &input.fingerprints {
+        match f.kind.as_str() {
+            "http_ua" | "user_agent" => {
+                uas.insert(f.value.clone());
+            }
+            "ssh_client" | "ssh_banner" => {
+                ssh.insert(f.value.clone());
+            }
+            _ => {}
+        }
+    }
+    let commands: u64 = input.sessions.iter().map(|s| s.commands.len() as u64).sum();
+    let auth_attempts = input.credential_attempts.max(auth_events);
+    let facts = Facts {
+        event_count: input.attacker.event_count.max(input.events.len() as u64),
+        events: seen,
+        auth_attempts,
+        commands,
+        scans: input.scans.iter().filter(|s| s.detected).cloned().collect(),
+    };
+    let verdict = behaviour::classify(&facts, cfg);
+    let uas: Vec<String> = uas.into_iter().collect();
+    let ssh: Vec<String> = ssh.into_iter().collect();
+    let guesses = tools::guess(&uas, &ssh, verdict.beacon.map(|b| b.period_s));
+    let mut scan_kinds: BTreeSet<String> = facts.scans.iter().map(|s| s.kind.clone()).collect();
+    if facts.scans.is_empty()
+        && verdict
+            .matched
+            .iter()
+            .any(|m| *m == "scanning" || *m == "slow_scan")
+    {
+        scan_kinds.insert("service_sweep".into());
+    }
+    let deckies: BTreeSet<&str> = input.touches.iter().map(|t| t.decky.as_str()).collect();
+    let signals = Signals {
+        deckies: deckies.len(),
+        logins,
+        commands,
+        auth_attempts,
+        brute_force: verdict.matched.contains(&"brute_force"),
+        scan_kinds: scan_kinds.into_iter().collect(),
+        beacon: verdict.beacon,
+        reuse_targets: input
+            .reuse
+            .iter()
+            .map(|r| r.target_count)
+            .max()
+            .unwrap_or(0),
+        tools: guesses.clone(),
+    };
+    let (score, factors) = score::score(&signals);
+    AttackerProfile {
+        attacker_ip: input.attacker.ip,
+        behaviour: verdict.class.to_owned(),
+        score,
+        factors,
+        tools: guesses.into_iter().map(|g| g.tool).collect(),
+        techniques: attack::techniques(&signals),
+        evidence_until_ns: input
+            .attacker
+            .last_seen_ns
+            .max(input.events.last().map_or(i64::MIN, |e| e.ts_ns)),
+        computed_at_ns,
+    }
+}
+
+/// Reads the evidence of `ip`; `None` if it has no attacker row.
+pub async fn gather(
+    repo: &Repository,
+    ip: IpAddr,
+    max_events: u32,
+) -> Result<Option<Input>, RepoError> {
+    let Some(attacker) = repo.attacker(ip).await? else {
+        return Ok(None);
+    };
+    let credential_attempts = repo
+        .credentials(Some(ip))
+        .await?
+        .iter()
+        .map(|c| c.attempts)
+        .fold(0, u64::saturating_add);
+    Ok(Some(Input {
+        attacker,
+        events: repo.recent_events(ip, max_events).await?,
+        touches: repo.traversal(ip).await?,
+        credential_attempts,
+        sessions: repo.sessions(ip).await?,
+        scans: repo.scan_episodes(ip, true).await?,
+        reuse: repo.reuse_of(ip).await?,
+        fingerprints: repo.fingerprints(ip).await?,
+    }))
+}
+
+/// Profiles every queued attacker (until `stop`). Returns this pass's counters.
+pub async fn run_pass(
+    repo: &Repository,
+    cfg: &Config,
+    stop: &Arc<AtomicBool>,
+) -> Result<Counters, RepoError> {
+    let mut total = Counters::default();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(total);
+        }
+        let (seq, after_ip) = match repo.cursor(WORKER, &cfg.host, "evidence").await? {
+            Some(c) => (c.position, c.state),
+            None => (0, String::new()),
+        };
+        let queued = repo.evidence_after(seq, &after_ip, cfg.batch).await?;
+        let Some((last_seq, last_ip)) = queued.last().copied() else {
+            return Ok(total);
+        };
+        let mut c = Counters::default();
+        let mut profiles = Vec::with_capacity(queued.len());
+        let now = now_ns();
+        for (_, ip) in &queued {
+            match gather(repo, *ip, cfg.max_events).await? {
+                Some(input) => profiles.push(profile(&input, &cfg.behaviour, now)),
+                None => c.add("attackers_missing", 1),
+            }
+        }
+        c.add("attackers_profiled", profiles.len() as u64);
+        c.add("batches", 1);
+        let values = c.values();
+        let state = last_ip.to_string();
+        repo.write(&[
+            Write::Profiles(&profiles),
+            Write::Cursor {
+                worker: WORKER,
+                host: &cfg.host,
+                name: "evidence",
+                position: last_seq,
+                state: &state,
+            },
+            Write::Counters {
+                worker: WORKER,
+                host: &cfg.host,
+                values: &values,
+                mode: CounterMode::Add,
+            },
+        ])
+        .await?;
+        for (k, v) in c.0 {
+            total.add(k, v);
+        }
+    }
+}
+
+pub async fn run(args: ProfilerArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    stop_on_signals(stop.clone(), wake.clone())?;
+    let repo = Repository::open(&DbConfig::new(
+        args.db_type.as_deref(),
+        args.db_url.as_deref(),
+    )?)
+    .await?;
+    let mut lease = match repo
+        .hold_lease(LeaseHolder::this_process(WORKER), LEASE_TTL)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            repo.close().await;
+            return Err(e.into());
+        }
+    };
+    let cfg = args.config();
+    let started = std::time::Instant::now();
+    let mut totals = Counters::default();
+    let result = async {
+        write_ready(args.ready_file.as_deref(), &[WORKER.to_owned()])?;
+        loop {
+            let outcome = tokio::select! {
+                r = run_pass(&repo, &cfg, &stop) => Some(r),
+                _ = lease.lost() => None,
+            };
+            match outcome {
+                None => bail!("stopped: the profiler lease was taken over by another instance"),
+                Some(Ok(c)) => {
+                    if !c.0.is_empty() {
+                        tracing::info!("pass: {}", c.line());
+                    }
+                    for (k, v) in c.0 {
+                        totals.add(k, v);
+                    }
+                    totals.add("passes", 1);
+                }
+                Some(Err(e)) if args.daemon => {
+                    totals.add("db_errors", 1);
+                    tracing::error!("pass failed, retrying next interval: {e}");
+                }
+                Some(Err(e)) => return Err(anyhow::Error::from(e).context("profiler pass failed")),
+            }
+            if !args.daemon || stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(args.interval)) => {}
+                _ = wake.notified() => {}
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!("could not release the profiler lease: {e}");
+    }
+    repo.close().await;
+    println!(
+        "profiler: {:.1} s, {}",
+        started.elapsed().as_secs_f64(),
+        totals.line()
+    );
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_vec_pretty(&totals)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    result
 }
