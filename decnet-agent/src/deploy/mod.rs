@@ -1,22 +1,874 @@
-//! # deploy — `decnet deploy`, `decnet teardown`, `decnet status`: the fleet and its supervisor.
-//! Placeholder: filled in by the fleet issue.
+//! # deploy — `decnet deploy`, `decnet teardown`, `decnet status`
+//!
+//! **Input:** a fleet file ([`crate::fleet`]).
+//! **Output:** the decoy LAN — the bridge (created if missing) with the host's address, one
+//! network namespace per decky with a veth on the bridge, the decky's IP and MAC and its OS
+//! persona's sysctls — and the processes: one `decnet decky` per decky inside its namespace and
+//! the workers (`decnet collect`, `decnet sniffer`, `decnet correlate`, `decnet profiler`), all
+//! supervised ([`supervise`]). The deckies are recorded in the repository; what was created and
+//! what runs is recorded in `<run-dir>/<bridge>.json` ([`state`]), which `teardown` and
+//! `status` read.
+//!
+//! SIGTERM/SIGINT: stop the deckies, then the workers, then remove the network. `decnet
+//! teardown` removes exactly what a deployment created (asking a running supervisor to stop
+//! first), and is safe to run twice; `decnet deploy` cleans up after a deployment that died
+//! before it starts.
+pub mod netns;
+pub mod state;
+pub mod supervise;
 
-/// `decnet deploy`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DeployArgs {}
-/// `decnet teardown`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TeardownArgs {}
-/// `decnet status`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct StatusArgs {}
+use std::{
+    ffi::OsString,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-pub async fn deploy(_args: DeployArgs) -> anyhow::Result<()> {
-    anyhow::bail!("decnet deploy is not built yet")
+use anyhow::{Context as _, bail};
+use decnet_core::{
+    model::{Decky, DeckyService},
+    repo::{DbConfig, Repository, hostname},
+    time_fmt::now_ns,
+};
+use futures::{StreamExt as _, stream};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::Instant,
+};
+
+use self::{
+    state::{DEFAULT_RUN_DIR, DeckyState, DeployState, ProcState, is_decnet_process, state_path},
+    supervise::{Supervisor, UnitSpec},
+};
+use crate::{
+    common::positive_secs,
+    fleet::{DeckySpec, Fleet, Lan, persona},
+};
+
+/// The default fleet file.
+pub const DEFAULT_FLEET: &str = "/etc/decnet/fleet.toml";
+/// Where deckies keep their host keys and certificates (stable across restarts).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/decnet";
+
+/// The workers `decnet deploy` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Worker {
+    Collector,
+    Sniffer,
+    Correlate,
+    Profiler,
+    /// No workers: only the deckies (when systemd runs the workers; see deploy/systemd).
+    None,
 }
-pub async fn teardown(_args: TeardownArgs) -> anyhow::Result<()> {
-    anyhow::bail!("decnet teardown is not built yet")
+
+/// `decnet deploy`: bring up the decoy fleet and the workers, and supervise them.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Runs in the foreground until SIGTERM/SIGINT (or --duration), then stops the deckies and workers \
+and removes the namespaces, links and (if it created it) the bridge. A worker or decky that dies \
+is restarted after 1 s, 2 s, 4 s … up to 30 s; each restart is logged and counted (see `decnet \
+status`).\n\nExamples:\n  decnet deploy --fleet /etc/decnet/fleet.toml\n  \
+decnet deploy --fleet deploy/fleet.example.toml --db-url sqlite:///var/lib/decnet/decnet.db\n  \
+decnet deploy --workers none        # deckies only; systemd runs the workers")]
+pub struct DeployArgs {
+    /// The fleet file (TOML; see deploy/fleet.example.toml).
+    #[arg(long, env = "DECNET_FLEET", default_value = DEFAULT_FLEET)]
+    pub fleet: PathBuf,
+
+    /// Workers to run and supervise, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "collector,sniffer,correlate,profiler"
+    )]
+    pub workers: Vec<Worker>,
+
+    /// Directory for the deployment record and ready files.
+    #[arg(long, env = "DECNET_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+
+    /// Directory for the deckies' host keys and certificates (kept across restarts).
+    #[arg(long, env = "DECNET_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+
+    /// Repository backend (`sqlite` or `mysql`); passed to the workers.
+    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
+    pub db_type: Option<String>,
+
+    /// Repository URL (default `sqlite://decnet.db` in the working directory); passed to the
+    /// workers.
+    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
+    pub db_url: Option<String>,
+
+    /// Write this file (lines `deckies=N`, `services=N`, `seconds=S`) once every decky and
+    /// worker is up.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Stop after SECS seconds (for scripts, tests and benchmarks).
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
+    pub duration: Option<f64>,
+
+    /// Extra arguments for `decnet sniffer` (e.g. `--sniffer-arg=--mode=xdp`). Repeatable.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub sniffer_arg: Vec<String>,
 }
-pub async fn status(_args: StatusArgs) -> anyhow::Result<()> {
-    anyhow::bail!("decnet status is not built yet")
+
+/// `decnet teardown`: remove what `decnet deploy` created.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Reads the deployment records in --run-dir; a running `decnet deploy` is asked to stop (SIGTERM) \
+and given 30 s, then whatever is left — processes, namespaces, veths, the host address and the \
+bridge if the deployment created it — is removed. Nothing else is touched. Safe to run twice.")]
+pub struct TeardownArgs {
+    /// Only the deployment on this bridge (default: all records in --run-dir).
+    #[arg(long)]
+    pub bridge: Option<String>,
+
+    #[arg(long, env = "DECNET_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+}
+
+/// `decnet status`: deckies, workers and key counters.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    /// Only the deployment on this bridge.
+    #[arg(long)]
+    pub bridge: Option<String>,
+
+    #[arg(long, env = "DECNET_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+
+    /// Repository backend (`sqlite` or `mysql`).
+    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
+    pub db_type: Option<String>,
+
+    /// Repository URL (default `sqlite://decnet.db` in the working directory).
+    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
+    pub db_url: Option<String>,
+
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The namespace of a decky.
+pub fn netns_name(decky: &str) -> String {
+    format!("decnet-{decky}")
+}
+
+/// The host side of a decky's veth (≤ 15 characters, stable per bridge and decky).
+pub fn veth_name(bridge: &str, decky: &str) -> String {
+    format!("dn{:08x}", persona::fnv1a(&format!("{bridge}/{decky}")))
+}
+
+fn ready_dir(run_dir: &Path, bridge: &str) -> PathBuf {
+    run_dir.join(format!("{bridge}.d"))
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let fleet = Fleet::load(&args.fleet)?;
+    let fleet_file = std::fs::canonicalize(&args.fleet)
+        .with_context(|| format!("cannot resolve {}", args.fleet.display()))?;
+    netns::require_root("decnet deploy")?;
+    let db = DbConfig::new(args.db_type.as_deref(), args.db_url.as_deref())?;
+    let repo = Repository::open(&db).await?;
+    let bridge = fleet.lan.bridge.clone();
+
+    // A previous deployment on this bridge: running → refuse; dead → clean up after it.
+    let path = state_path(&args.run_dir, &bridge);
+    if let Some(old) = DeployState::load(&path)? {
+        if old.supervisor_pid != std::process::id() && is_decnet_process(old.supervisor_pid) {
+            bail!(
+                "a deployment on bridge {bridge} is already running (decnet deploy, pid {}); \
+                 stop it with `decnet teardown --bridge {bridge}`",
+                old.supervisor_pid
+            );
+        }
+        tracing::warn!(
+            "a previous deployment on {bridge} did not stop cleanly (pid {} is gone): removing what it left",
+            old.supervisor_pid
+        );
+        remove_deployment(&old, &args.run_dir).await?;
+    }
+    for d in &fleet.deckies {
+        if netns::netns_exists(&netns_name(&d.name)) {
+            bail!(
+                "network namespace {} already exists and is not from a decnet deployment on {bridge}; \
+                 remove it (`ip netns del {}`) or rename decky {:?}",
+                netns_name(&d.name),
+                netns_name(&d.name),
+                d.name
+            );
+        }
+    }
+
+    let st = DeployState {
+        supervisor_pid: std::process::id(),
+        started_ns: now_ns(),
+        fleet_file: fleet_file.clone(),
+        bridge: bridge.clone(),
+        ..Default::default()
+    };
+    st.save(&args.run_dir)?;
+    let st = Arc::new(Mutex::new(st));
+    let built = build_network(&fleet, &st, &args.run_dir).await;
+    if let Err(e) = built {
+        let snapshot = lock(&st).clone();
+        if let Err(e2) = remove_deployment(&snapshot, &args.run_dir).await {
+            tracing::error!("cleaning up after a failed deploy: {e2:#}");
+        }
+        return Err(e);
+    }
+    let network_secs = t0.elapsed().as_secs_f64();
+    tracing::info!(
+        "network up: bridge {bridge}, {} deckies in {network_secs:.2} s",
+        fleet.deckies.len()
+    );
+
+    record_deckies(&repo, &fleet, "up").await;
+
+    let units = units(&fleet, &fleet_file, &args, &db)?;
+    let mut sup = Supervisor::new(units);
+    let services: usize = fleet.deckies.iter().map(|d| d.services.len()).sum();
+    let save = |snap: &[(String, ProcState)]| {
+        let mut s = lock(&st);
+        for (name, p) in snap {
+            s.processes.insert(name.clone(), p.clone());
+        }
+        if let Err(e) = s.save(&args.run_dir) {
+            tracing::warn!("cannot save the deployment record: {e:#}");
+        }
+    };
+    let ready_file = args.ready_file.clone();
+    let n_deckies = fleet.deckies.len();
+    let st_ready = Arc::clone(&st);
+    let run_dir = args.run_dir.clone();
+    let db_shown = decnet_core::repo::redact_url(&db.url);
+    let on_ready = Box::new(move || {
+        let secs = t0.elapsed().as_secs_f64();
+        {
+            let mut s = lock(&st_ready);
+            s.ready = true;
+            let _ = s.save(&run_dir);
+        }
+        tracing::info!(
+            "fleet up: {n_deckies} deckies, {services} services in {secs:.2} s; data in {db_shown}; \
+             stop with Ctrl-C or `decnet teardown`"
+        );
+        if let Err(e) = crate::common::write_ready(
+            ready_file.as_deref(),
+            &[
+                format!("deckies={n_deckies}"),
+                format!("services={services}"),
+                format!("seconds={secs:.3}"),
+            ],
+        ) {
+            tracing::error!("{e:#}");
+        }
+    });
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let duration = args.duration.map(Duration::from_secs_f64);
+    let stop = async {
+        tokio::select! {
+            _ = sigterm.recv() => tracing::info!("SIGTERM: stopping the fleet"),
+            _ = sigint.recv() => tracing::info!("SIGINT: stopping the fleet"),
+            () = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => tracing::info!("--duration reached: stopping the fleet"),
+        }
+    };
+    let counters_repo = repo.clone();
+    let host = hostname();
+    let mut last_restarts = 0u64;
+    {
+        let mut changed = |snap: &[(String, ProcState)]| {
+            save(snap);
+            let total: u64 = snap.iter().map(|(_, p)| u64::from(p.restarts)).sum();
+            if total != last_restarts {
+                last_restarts = total;
+                let r = counters_repo.clone();
+                let host = host.clone();
+                let per: Vec<(String, i64)> = snap
+                    .iter()
+                    .map(|(n, p)| (format!("restarts.{n}"), i64::from(p.restarts)))
+                    .collect();
+                tokio::spawn(async move {
+                    let refs: Vec<(&str, i64)> =
+                        per.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                    if let Err(e) = r
+                        .record_counters(
+                            "supervisor",
+                            &host,
+                            &refs,
+                            decnet_core::repo::CounterMode::Set,
+                        )
+                        .await
+                    {
+                        tracing::warn!("cannot record restart counters: {e:#}");
+                    }
+                });
+            }
+        };
+        sup.run(stop, &mut changed, Some(on_ready)).await;
+        if !sup.all_ready() {
+            tracing::warn!(
+                "stopping before these were up: {}",
+                sup.not_ready().join(", ")
+            );
+        }
+        sup.stop_all(Duration::from_secs(10), &mut changed).await;
+    }
+    record_deckies(&repo, &fleet, "down").await;
+    let snapshot = lock(&st).clone();
+    remove_deployment(&snapshot, &args.run_dir).await?;
+    tracing::info!(
+        "fleet stopped and removed ({} restarts during the run)",
+        sup.restarts
+    );
+    repo.close().await;
+    Ok(())
+}
+
+fn lock(st: &Mutex<DeployState>) -> std::sync::MutexGuard<'_, DeployState> {
+    st.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Bridge, host address, uplink, then every decky's namespace, veth and persona — each step
+/// recorded before it is taken.
+async fn build_network(
+    fleet: &Fleet,
+    st: &Arc<Mutex<DeployState>>,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    let lan = &fleet.lan;
+    let h = netns::netlink()?;
+    if netns::link_index(&h, &lan.bridge).await?.is_none() {
+        lock(st).bridge_created = true;
+        lock(st).save(run_dir)?;
+    }
+    let (bridge_idx, _) = netns::ensure_bridge(&h, &lan.bridge).await?;
+    lock(st).host_addr = Some((lan.host_ip, lan.prefix));
+    lock(st).save(run_dir)?;
+    if !netns::add_address(&h, bridge_idx, lan.host_ip, lan.prefix).await? {
+        // It was there before us: not ours to remove.
+        lock(st).host_addr = None;
+        lock(st).save(run_dir)?;
+    }
+    if let Some(uplink) = &lan.uplink {
+        lock(st).uplink = Some(uplink.clone());
+        lock(st).save(run_dir)?;
+        netns::set_controller(&h, uplink, Some(bridge_idx))
+            .await
+            .with_context(|| format!("lan.uplink {uplink}"))?;
+    }
+    // Record every namespace and veth before creating any, then build them concurrently.
+    {
+        let mut s = lock(st);
+        for d in &fleet.deckies {
+            s.namespaces.push(netns_name(&d.name));
+            s.veths.push(veth_name(&lan.bridge, &d.name));
+        }
+        s.save(run_dir)?;
+    }
+    let results: Vec<anyhow::Result<DeckyState>> = stream::iter(fleet.deckies.iter())
+        .map(|d| build_decky(&h, lan, bridge_idx, d))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut deckies = Vec::new();
+    for r in results {
+        deckies.push(r?);
+    }
+    deckies.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut s = lock(st);
+    s.deckies = deckies;
+    s.save(run_dir)
+}
+
+async fn build_decky(
+    h: &rtnetlink::Handle,
+    lan: &Lan,
+    bridge_idx: u32,
+    d: &DeckySpec,
+) -> anyhow::Result<DeckyState> {
+    let ns = netns_name(&d.name);
+    let veth = veth_name(&lan.bridge, &d.name);
+    netns::create_netns(&ns)?;
+    let fd = netns::open_netns(&ns)?;
+    let mac = persona::mac(d);
+    netns::create_veth(h, &veth, bridge_idx, &fd, mac).await?;
+    let (ip, prefix, gw) = (d.ip, lan.prefix, lan.host_ip);
+    let sysctls = persona::sysctls(d.os);
+    tokio::task::spawn_blocking(move || netns::configure_inside(&fd, ip, prefix, gw, sysctls))
+        .await
+        .context("namespace setup task failed")?
+        .with_context(|| format!("decky {}", d.name))?;
+    Ok(DeckyState {
+        name: d.name.clone(),
+        ip: d.ip,
+        netns: ns,
+        veth,
+        mac: persona::mac_string(mac),
+        os: d.os.name().to_owned(),
+        services: d
+            .services
+            .iter()
+            .map(|s| (s.kind.name().to_owned(), s.port))
+            .collect(),
+    })
+}
+
+fn units(
+    fleet: &Fleet,
+    fleet_file: &Path,
+    args: &DeployArgs,
+    db: &DbConfig,
+) -> anyhow::Result<Vec<UnitSpec>> {
+    let exe = std::env::current_exe().context("cannot find the decnet binary")?;
+    let rdir = ready_dir(&args.run_dir, &fleet.lan.bridge);
+    std::fs::create_dir_all(&rdir).with_context(|| format!("cannot create {}", rdir.display()))?;
+    let db_args = |v: &mut Vec<OsString>| {
+        v.push("--db-type".into());
+        v.push(
+            match db.db_type {
+                decnet_core::repo::DbType::Sqlite => "sqlite",
+                decnet_core::repo::DbType::MySql => "mysql",
+            }
+            .into(),
+        );
+        v.push("--db-url".into());
+        v.push(db.url.clone().into());
+    };
+    let collector: SocketAddr = fleet.lan.collector();
+    let mut units = Vec::new();
+    let workers: Vec<Worker> = if args.workers.contains(&Worker::None) {
+        Vec::new()
+    } else {
+        args.workers.clone()
+    };
+    for w in workers {
+        let (name, mut a): (&str, Vec<OsString>) = match w {
+            Worker::Collector => (
+                "collector",
+                vec![
+                    "collect".into(),
+                    "--daemon".into(),
+                    "--udp".into(),
+                    collector.to_string().into(),
+                    "--tcp".into(),
+                    collector.to_string().into(),
+                ],
+            ),
+            Worker::Sniffer => {
+                let mut a: Vec<OsString> = vec![
+                    "sniffer".into(),
+                    "--daemon".into(),
+                    "--bridge".into(),
+                    fleet.lan.bridge.clone().into(),
+                ];
+                a.extend(args.sniffer_arg.iter().map(OsString::from));
+                ("sniffer", a)
+            }
+            Worker::Correlate => ("correlator", vec!["correlate".into(), "--daemon".into()]),
+            Worker::Profiler => ("profiler", vec!["profiler".into(), "--daemon".into()]),
+            Worker::None => continue,
+        };
+        db_args(&mut a);
+        let ready = matches!(w, Worker::Collector | Worker::Sniffer).then(|| {
+            let f = rdir.join(format!("{name}.ready"));
+            a.push("--ready-file".into());
+            a.push(f.clone().into());
+            f
+        });
+        units.push(UnitSpec {
+            name: name.to_owned(),
+            kind: "worker",
+            program: exe.clone(),
+            args: a,
+            netns: None,
+            ready_file: ready,
+        });
+    }
+    for d in &fleet.deckies {
+        let ready = rdir.join(format!("decky-{}.ready", d.name));
+        units.push(UnitSpec {
+            name: format!("decky:{}", d.name),
+            kind: "decky",
+            program: exe.clone(),
+            args: vec![
+                "decky".into(),
+                "--name".into(),
+                d.name.clone().into(),
+                "--fleet".into(),
+                fleet_file.into(),
+                "--collector".into(),
+                collector.to_string().into(),
+                "--state-dir".into(),
+                args.state_dir.join("deckies").join(&d.name).into(),
+                "--ready-file".into(),
+                ready.clone().into(),
+            ],
+            netns: Some(netns_name(&d.name)),
+            ready_file: Some(ready),
+        });
+    }
+    Ok(units)
+}
+
+async fn record_deckies(repo: &Repository, fleet: &Fleet, status: &str) {
+    let deckies: Vec<Decky> = fleet
+        .deckies
+        .iter()
+        .map(|d| Decky {
+            name: d.name.clone(),
+            ip: d.ip.into(),
+            hostname: d.hostname.clone(),
+            os_family: d.os.name().to_owned(),
+            archetype: d.archetype.clone().unwrap_or_default(),
+            persona: serde_json::json!({
+                "mac": persona::mac_string(persona::mac(d)),
+                "initial_ttl": persona::initial_ttl(d.os),
+                "sysctls": persona::sysctls(d.os)
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+                "bridge": fleet.lan.bridge,
+            })
+            .to_string(),
+            status: status.to_owned(),
+            services: d
+                .services
+                .iter()
+                .map(|s| DeckyService {
+                    service: s.kind.name().to_owned(),
+                    port: s.port,
+                    settings: serde_json::json!({
+                        "banner": s.banner,
+                        "accepts_logins": s.accept.len(),
+                    })
+                    .to_string(),
+                })
+                .collect(),
+        })
+        .collect();
+    let r = async {
+        let mut tx = repo.begin().await?;
+        tx.upsert_deckies(&deckies).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::warn!("cannot record the deckies as {status} in the repository: {e:#}");
+    }
+}
+
+/// Removes what a deployment record lists: processes (if still alive), veths, namespaces,
+/// uplink enslavement, host address, bridge (if created), ready files, the record.
+async fn remove_deployment(st: &DeployState, run_dir: &Path) -> anyhow::Result<()> {
+    for (name, p) in &st.processes {
+        if let Some(pid) = p.pid
+            && pid != std::process::id()
+            && is_decnet_process(pid)
+        {
+            tracing::info!("killing leftover {name} (pid {pid})");
+            supervise::signal(pid, libc::SIGKILL);
+        }
+    }
+    let h = netns::netlink()?;
+    let mut problems = Vec::new();
+    for veth in &st.veths {
+        if let Err(e) = netns::delete_link(&h, veth).await {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    for ns in &st.namespaces {
+        if let Err(e) = netns::delete_netns(ns) {
+            problems.push(format!("{e:#}"));
+        }
+    }
+    if let Some(uplink) = &st.uplink
+        && netns::link_index(&h, uplink).await?.is_some()
+        && let Err(e) = netns::set_controller(&h, uplink, None).await
+    {
+        problems.push(format!("{e:#}"));
+    }
+    if st.bridge_created {
+        if let Err(e) = netns::delete_link(&h, &st.bridge).await {
+            problems.push(format!("{e:#}"));
+        }
+    } else if let Some((ip, prefix)) = st.host_addr
+        && let Err(e) = netns::del_address(&h, &st.bridge, ip, prefix).await
+    {
+        problems.push(format!("{e:#}"));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "could not remove everything of the deployment on {} (its record is kept, run \
+             `decnet teardown` again):\n  {}",
+            st.bridge,
+            problems.join("\n  ")
+        );
+    }
+    let _ = std::fs::remove_dir_all(ready_dir(run_dir, &st.bridge));
+    match std::fs::remove_file(state_path(run_dir, &st.bridge)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).context("cannot remove the deployment record"),
+    }
+}
+
+pub async fn teardown(args: TeardownArgs) -> anyhow::Result<()> {
+    netns::require_root("decnet teardown")?;
+    let records = DeployState::load_all(&args.run_dir)?;
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|(_, s)| args.bridge.as_ref().is_none_or(|b| *b == s.bridge))
+        .collect();
+    if records.is_empty() {
+        println!(
+            "nothing to tear down: no deployment{} recorded in {}",
+            args.bridge
+                .as_ref()
+                .map(|b| format!(" on bridge {b}"))
+                .unwrap_or_default(),
+            args.run_dir.display()
+        );
+        return Ok(());
+    }
+    for (path, st) in records {
+        let pid = st.supervisor_pid;
+        if pid != std::process::id() && is_decnet_process(pid) {
+            println!("{}: asking decnet deploy (pid {pid}) to stop", st.bridge);
+            supervise::signal(pid, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while is_decnet_process(pid) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if is_decnet_process(pid) {
+                println!("{}: pid {pid} did not stop in 30 s: killing it", st.bridge);
+                supervise::signal(pid, libc::SIGKILL);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        // The supervisor removes its own record when it stops cleanly; otherwise do it here.
+        match DeployState::load(&path)? {
+            Some(left) => {
+                remove_deployment(&left, &args.run_dir).await?;
+                println!(
+                    "{}: removed {} namespaces, {} links{}",
+                    left.bridge,
+                    left.namespaces.len(),
+                    left.veths.len(),
+                    if left.bridge_created {
+                        " and the bridge"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => println!("{}: stopped and removed by decnet deploy", st.bridge),
+        }
+    }
+    Ok(())
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let records: Vec<_> = DeployState::load_all(&args.run_dir)?
+        .into_iter()
+        .filter(|(_, s)| args.bridge.as_ref().is_none_or(|b| *b == s.bridge))
+        .collect();
+    let repo = match DbConfig::new(args.db_type.as_deref(), args.db_url.as_deref()) {
+        Ok(db) => Repository::open(&db).await.ok(),
+        Err(_) => None,
+    };
+    let leases = match &repo {
+        Some(r) => r.leases().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let counters = match &repo {
+        Some(r) => r.counters().await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let now = now_ns();
+    let mut out = Vec::new();
+    for (_, st) in &records {
+        let supervisor_up = is_decnet_process(st.supervisor_pid);
+        let mut deckies = Vec::new();
+        for d in &st.deckies {
+            let proc_up = st
+                .processes
+                .get(&format!("decky:{}", d.name))
+                .and_then(|p| p.pid)
+                .is_some_and(is_decnet_process);
+            let mut services = Vec::new();
+            for (svc, port) in &d.services {
+                let up = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect((d.ip, *port)),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok());
+                services.push(serde_json::json!({"service": svc, "port": port, "up": up}));
+            }
+            let all_up = proc_up && services.iter().all(|s| s["up"] == true);
+            deckies.push(serde_json::json!({
+                "name": d.name, "ip": d.ip.to_string(), "os": d.os, "mac": d.mac,
+                "netns": d.netns, "up": all_up, "process_up": proc_up, "services": services,
+            }));
+        }
+        let mut workers = Vec::new();
+        for (name, p) in &st.processes {
+            if p.kind != "worker" {
+                continue;
+            }
+            let alive = p.pid.is_some_and(is_decnet_process);
+            let kind = if name == "sniffer" {
+                format!("sniffer@{}", st.bridge)
+            } else {
+                name.clone()
+            };
+            let lease = leases
+                .iter()
+                .find(|l| l.kind == kind && l.host == hostname());
+            workers.push(serde_json::json!({
+                "name": name,
+                "pid": p.pid,
+                "up": alive,
+                "uptime_s": if alive { Some((now - p.started_ns) / 1_000_000_000) } else { None },
+                "restarts": p.restarts,
+                "last_exit": p.last_exit,
+                "lease_holder_pid": lease.map(|l| l.pid),
+                "lease_heartbeat_age_s": lease.map(|l| (now - l.heartbeat_at_ns) as f64 / 1e9),
+            }));
+        }
+        out.push(serde_json::json!({
+            "bridge": st.bridge,
+            "fleet": st.fleet_file,
+            "supervisor_pid": st.supervisor_pid,
+            "supervisor_up": supervisor_up,
+            "ready": st.ready,
+            "deckies": deckies,
+            "workers": workers,
+        }));
+    }
+    let key_counters: Vec<serde_json::Value> = counters
+        .iter()
+        .filter(|(_, _, name, _)| {
+            [
+                "received",
+                "stored",
+                "rejected",
+                "events_lost",
+                "dropped_udp",
+                "flows_written",
+                "packets",
+            ]
+            .iter()
+            .any(|k| name.contains(k))
+                || name.starts_with("restarts.")
+        })
+        .map(|(w, h, n, v)| serde_json::json!({"worker": w, "host": h, "counter": n, "value": v}))
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "deployments": out, "counters": key_counters
+            }))?
+        );
+        return Ok(());
+    }
+    if out.is_empty() {
+        println!(
+            "nothing deployed (no deployment records in {})",
+            args.run_dir.display()
+        );
+    }
+    for dep in &out {
+        println!(
+            "deployment on {} — decnet deploy pid {} ({}), fleet {}",
+            dep["bridge"].as_str().unwrap_or(""),
+            dep["supervisor_pid"],
+            if dep["supervisor_up"] == true {
+                "running"
+            } else {
+                "NOT RUNNING — run `decnet teardown`"
+            },
+            dep["fleet"].as_str().unwrap_or("")
+        );
+        println!(
+            "\n  {:<20} {:<15} {:<15} {:<5} services",
+            "DECKY", "IP", "OS", "STATE"
+        );
+        for d in dep["deckies"].as_array().into_iter().flatten() {
+            let svcs: Vec<String> = d["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{}/{}{}",
+                        s["service"].as_str().unwrap_or(""),
+                        s["port"],
+                        if s["up"] == true { "" } else { "(down)" }
+                    )
+                })
+                .collect();
+            println!(
+                "  {:<20} {:<15} {:<15} {:<5} {}",
+                d["name"].as_str().unwrap_or(""),
+                d["ip"].as_str().unwrap_or(""),
+                d["os"].as_str().unwrap_or(""),
+                if d["up"] == true { "up" } else { "DOWN" },
+                svcs.join(" ")
+            );
+        }
+        println!(
+            "\n  {:<12} {:<8} {:<5} {:>9} {:>8}  lease",
+            "WORKER", "PID", "STATE", "UPTIME", "RESTARTS"
+        );
+        for w in dep["workers"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<12} {:<8} {:<5} {:>9} {:>8}  {}",
+                w["name"].as_str().unwrap_or(""),
+                w["pid"]
+                    .as_u64()
+                    .map(|p| p.to_string())
+                    .unwrap_or("-".into()),
+                if w["up"] == true { "up" } else { "DOWN" },
+                w["uptime_s"]
+                    .as_i64()
+                    .map(|s| format!("{s}s"))
+                    .unwrap_or("-".into()),
+                w["restarts"],
+                match (
+                    w["lease_holder_pid"].as_u64(),
+                    w["lease_heartbeat_age_s"].as_f64()
+                ) {
+                    (Some(p), Some(age)) => format!("pid {p}, heartbeat {age:.1}s ago"),
+                    _ => "-".into(),
+                }
+            );
+        }
+        println!();
+    }
+    if !key_counters.is_empty() {
+        println!("  {:<12} {:<28} {:>12}", "WORKER", "COUNTER", "VALUE");
+        for c in &key_counters {
+            println!(
+                "  {:<12} {:<28} {:>12}",
+                c["worker"].as_str().unwrap_or(""),
+                c["counter"].as_str().unwrap_or(""),
+                c["value"]
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,475 @@
+//! The supervisor: runs each unit (a worker, or a decky's `decnet decky` inside its namespace) as
+//! a child process, restarts one that exits with exponential backoff (1 s, 2 s, 4 s … 30 s; back
+//! to 1 s after a run of a minute), logs and counts every restart, and stops everything in order
+//! (deckies first, so their last events reach the collector; then the workers).
+//!
+//! Children run in their own process group (a Ctrl-C in the terminal reaches only the
+//! supervisor, which then stops them in order) and get SIGTERM if the supervisor dies
+//! (`PR_SET_PDEATHSIG`), so a killed deploy leaves no orphan serving decoys.
+use std::{
+    ffi::OsString,
+    os::{fd::AsRawFd as _, unix::process::ExitStatusExt as _},
+    path::PathBuf,
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{sync::mpsc, time::Instant};
+
+use super::{netns, state::ProcState};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    /// `collector`, `sniffer`, `decky:web-01`, …
+    pub name: String,
+    /// `worker` or `decky`.
+    pub kind: &'static str,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Enter this named network namespace before exec.
+    pub netns: Option<String>,
+    /// The unit writes this file once it is up (removed before each start).
+    pub ready_file: Option<PathBuf>,
+}
+
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A run at least this long resets the backoff.
+pub const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// Exponential restart delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next start, given how long the last run lasted.
+    pub fn after_run(&mut self, ran: Duration) -> Duration {
+        if ran >= STABLE_RUN {
+            self.next = BACKOFF_FIRST;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+}
+
+struct Unit {
+    spec: UnitSpec,
+    pid: Option<u32>,
+    generation: u64,
+    started: Instant,
+    backoff: Backoff,
+    next_start: Option<Instant>,
+    state: ProcState,
+}
+
+struct Exit {
+    unit: usize,
+    generation: u64,
+    status: std::io::Result<ExitStatus>,
+}
+
+/// Describes how a child ended.
+pub fn describe(status: &std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "ended".into(),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+pub struct Supervisor {
+    units: Vec<Unit>,
+    tx: mpsc::UnboundedSender<Exit>,
+    rx: mpsc::UnboundedReceiver<Exit>,
+    stopping: bool,
+    /// Total restarts so far.
+    pub restarts: u64,
+}
+
+/// Something the owner of the supervisor wants to know after each change (to save the
+/// deployment record and the counters).
+pub type Changed<'a> = &'a mut dyn FnMut(&[(String, ProcState)]);
+
+impl Supervisor {
+    pub fn new(specs: Vec<UnitSpec>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        Supervisor {
+            units: specs
+                .into_iter()
+                .map(|spec| Unit {
+                    state: ProcState {
+                        kind: spec.kind.to_owned(),
+                        ..Default::default()
+                    },
+                    spec,
+                    pid: None,
+                    generation: 0,
+                    started: now,
+                    backoff: Backoff::default(),
+                    next_start: Some(now),
+                })
+                .collect(),
+            tx,
+            rx,
+            stopping: false,
+            restarts: 0,
+        }
+    }
+
+    /// (unit name, state) of every unit.
+    pub fn snapshot(&self) -> Vec<(String, ProcState)> {
+        self.units
+            .iter()
+            .map(|u| (u.spec.name.clone(), u.state.clone()))
+            .collect()
+    }
+
+    pub fn pids(&self) -> Vec<(String, Option<u32>)> {
+        self.units
+            .iter()
+            .map(|u| (u.spec.name.clone(), u.pid))
+            .collect()
+    }
+
+    /// Whether every unit with a ready file has written it in its current run.
+    pub fn all_ready(&self) -> bool {
+        self.units.iter().all(|u| {
+            u.spec
+                .ready_file
+                .as_ref()
+                .is_none_or(|f| u.pid.is_some() && f.exists())
+        })
+    }
+
+    /// Names of units not (yet) ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.units
+            .iter()
+            .filter(|u| {
+                u.spec
+                    .ready_file
+                    .as_ref()
+                    .is_some_and(|f| u.pid.is_none() || !f.exists())
+            })
+            .map(|u| u.spec.name.clone())
+            .collect()
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let tx = self.tx.clone();
+        let unit = &mut self.units[i];
+        unit.next_start = None;
+        unit.generation += 1;
+        if let Some(f) = &unit.spec.ready_file {
+            let _ = std::fs::remove_file(f);
+        }
+        match spawn_child(&unit.spec) {
+            Ok(mut child) => {
+                let pid = child.id();
+                unit.pid = pid;
+                unit.started = Instant::now();
+                unit.state.pid = pid;
+                unit.state.started_ns = decnet_core::time_fmt::now_ns();
+                let generation = unit.generation;
+                tokio::spawn(async move {
+                    let status = child.wait().await;
+                    let _ = tx.send(Exit {
+                        unit: i,
+                        generation,
+                        status,
+                    });
+                });
+                tracing::info!(
+                    unit = %unit.spec.name,
+                    pid = pid.unwrap_or(0),
+                    restarts = unit.state.restarts,
+                    "started {}",
+                    unit.spec.name
+                );
+            }
+            Err(e) => {
+                let delay = unit.backoff.after_run(Duration::ZERO);
+                unit.state.last_exit = Some(format!("could not start: {e:#}"));
+                unit.next_start = Some(Instant::now() + delay);
+                tracing::error!(
+                    unit = %unit.spec.name,
+                    "cannot start {}: {e:#}; retrying in {:.0} s",
+                    unit.spec.name,
+                    delay.as_secs_f64()
+                );
+            }
+        }
+    }
+
+    fn on_exit(&mut self, exit: Exit) {
+        let stopping = self.stopping;
+        let unit = &mut self.units[exit.unit];
+        if exit.generation != unit.generation {
+            return;
+        }
+        let ran = unit.started.elapsed();
+        let how = describe(&exit.status);
+        unit.pid = None;
+        unit.state.pid = None;
+        unit.state.last_exit = Some(how.clone());
+        if stopping {
+            tracing::info!(unit = %unit.spec.name, "{} stopped ({how})", unit.spec.name);
+            return;
+        }
+        let delay = unit.backoff.after_run(ran);
+        unit.state.restarts += 1;
+        self.restarts += 1;
+        unit.next_start = Some(Instant::now() + delay);
+        tracing::warn!(
+            unit = %unit.spec.name,
+            restarts = unit.state.restarts,
+            "{} {how} after {:.1} s; restart #{} in {:.0} s",
+            unit.spec.name,
+            ran.as_secs_f64(),
+            unit.state.restarts,
+            delay.as_secs_f64()
+        );
+    }
+
+    /// Starts due units and handles exits until `stop` resolves. `changed` is called after
+    /// every start or exit; `ready` once, the first time every unit is ready.
+    pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+        changed: Changed<'_>,
+        mut ready: Option<Box<dyn FnOnce() + Send + '_>>,
+    ) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            let due: Vec<usize> = self
+                .units
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.next_start.is_some_and(|t| t <= Instant::now()))
+                .map(|(i, _)| i)
+                .collect();
+            if !due.is_empty() {
+                for i in due {
+                    self.spawn(i);
+                }
+                changed(&self.snapshot());
+            }
+            if ready.is_some() && self.all_ready() {
+                if let Some(f) = ready.take() {
+                    f();
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                Some(exit) = self.rx.recv() => {
+                    self.on_exit(exit);
+                    changed(&self.snapshot());
+                }
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Stops every unit: deckies first, then workers in reverse start order; SIGTERM, then
+    /// SIGKILL after `grace`.
+    pub async fn stop_all(&mut self, grace: Duration, changed: Changed<'_>) {
+        self.stopping = true;
+        for u in &mut self.units {
+            u.next_start = None;
+        }
+        let mut order: Vec<usize> = (0..self.units.len())
+            .filter(|&i| self.units[i].spec.kind == "decky")
+            .collect();
+        order.extend(
+            (0..self.units.len())
+                .rev()
+                .filter(|&i| self.units[i].spec.kind != "decky"),
+        );
+        // Deckies as one group, then each worker on its own.
+        let mut groups: Vec<Vec<usize>> = vec![
+            order
+                .iter()
+                .copied()
+                .filter(|&i| self.units[i].spec.kind == "decky")
+                .collect(),
+        ];
+        groups.extend(
+            order
+                .iter()
+                .copied()
+                .filter(|&i| self.units[i].spec.kind != "decky")
+                .map(|i| vec![i]),
+        );
+        for group in groups {
+            for &i in &group {
+                if let Some(pid) = self.units[i].pid {
+                    signal(pid, libc::SIGTERM);
+                }
+            }
+            let deadline = Instant::now() + grace;
+            while group.iter().any(|&i| self.units[i].pid.is_some()) {
+                match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                    Ok(Some(exit)) => {
+                        self.on_exit(exit);
+                        changed(&self.snapshot());
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        for &i in &group {
+                            if let Some(pid) = self.units[i].pid {
+                                tracing::warn!(
+                                    unit = %self.units[i].spec.name,
+                                    "{} did not stop within {:.0} s: killing it",
+                                    self.units[i].spec.name,
+                                    grace.as_secs_f64()
+                                );
+                                signal(pid, libc::SIGKILL);
+                            }
+                        }
+                        // Collect the kills.
+                        while group.iter().any(|&i| self.units[i].pid.is_some()) {
+                            match tokio::time::timeout(Duration::from_secs(5), self.rx.recv()).await
+                            {
+                                Ok(Some(exit)) => self.on_exit(exit),
+                                _ => break,
+                            }
+                        }
+                        changed(&self.snapshot());
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) on a pid we started.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+fn spawn_child(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(false);
+    let ns = match &spec.netns {
+        Some(name) => Some(netns::open_netns(name)?),
+        None => None,
+    };
+    let ns_fd = ns.as_ref().map(|f| f.as_raw_fd());
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // syscalls (setns, prctl, setpgid) on values captured by copy.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = ns_fd
+                && libc::setns(fd, libc::CLONE_NEWNET) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", spec.program.display()))?;
+    drop(ns);
+    Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds_and_resets_after_a_stable_run() {
+        let mut b = Backoff::default();
+        let quick = Duration::from_millis(10);
+        let delays: Vec<u64> = (0..7).map(|_| b.after_run(quick).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(b.after_run(STABLE_RUN).as_secs(), 1);
+        assert_eq!(b.after_run(quick).as_secs(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_unit_that_dies_is_restarted_and_counted_and_stop_ends_it() {
+        let dir = std::env::temp_dir().join(format!("decnet-sup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ready = dir.join("ready");
+        // Writes its ready file, then sleeps: a well-behaved long-running unit.
+        let spec = UnitSpec {
+            name: "sleeper".into(),
+            kind: "worker",
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                format!("touch {}; exec sleep 30", ready.display()).into(),
+            ],
+            netns: None,
+            ready_file: Some(ready.clone()),
+        };
+        let mut sup = Supervisor::new(vec![spec]);
+        let mut changes = 0;
+        let mut became_ready = false;
+        {
+            let flag = &mut became_ready;
+            sup.run(
+                tokio::time::sleep(Duration::from_millis(600)),
+                &mut |_| changes += 1,
+                Some(Box::new(move || *flag = true)),
+            )
+            .await;
+        }
+        assert!(became_ready);
+        let first = sup.pids()[0].1.expect("running");
+        signal(first, libc::SIGKILL);
+        // Restarted after the 1 s backoff.
+        sup.run(
+            tokio::time::sleep(Duration::from_millis(1600)),
+            &mut |_| {},
+            None,
+        )
+        .await;
+        let snap = sup.snapshot();
+        assert_eq!(snap[0].1.restarts, 1);
+        assert_eq!(snap[0].1.last_exit.as_deref(), Some("killed by signal 9"));
+        let second = sup.pids()[0].1.expect("restarted");
+        assert_ne!(first, second);
+        assert_eq!(sup.restarts, 1);
+        sup.stop_all(Duration::from_secs(5), &mut |_| {}).await;
+        assert_eq!(sup.pids()[0].1, None);
+        assert!(!std::path::Path::new(&format!("/proc/{second}")).exists());
+        assert!(changes >= 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
