@@ -47,9 +47,10 @@ pub struct DeckyArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "fleet")]
     pub spec_json: Option<PathBuf>,
 
-    /// The collector's TCP listener (`decnet collect --tcp`), where the events go.
-    #[arg(long, env = "DECNET_DECKY_COLLECTOR", value_name = "ADDR:PORT", default_value = DEFAULT_COLLECTOR)]
-    pub collector: SocketAddr,
+    /// The collector's TCP listener (`decnet collect --tcp`), where the events go [default: the
+    /// fleet's `host_ip:collector_port`; with --spec-json, 127.0.0.1:5514].
+    #[arg(long, env = "DECNET_DECKY_COLLECTOR", value_name = "ADDR:PORT")]
+    pub collector: Option<SocketAddr>,
 
     /// Host keys and certificates of this decky [default: /var/lib/decnet/deckies/<name>].
     #[arg(long, value_name = "DIR")]
@@ -78,7 +79,13 @@ pub async fn stopped(shutdown: &mut Shutdown) {
 }
 
 pub async fn run(args: DeckyArgs) -> anyhow::Result<()> {
-    let spec = load_spec(&args)?;
+    let (spec, fleet_collector) = load_spec(&args)?;
+    let collector = match (args.collector, fleet_collector) {
+        (Some(c), _) | (None, Some(c)) => c,
+        (None, None) => DEFAULT_COLLECTOR
+            .parse()
+            .context("the default collector address")?,
+    };
     let state_dir = args
         .state_dir
         .clone()
@@ -90,7 +97,7 @@ pub async fn run(args: DeckyArgs) -> anyhow::Result<()> {
     });
     run_spec(
         spec,
-        args.collector,
+        collector,
         &state_dir,
         args.ready_file.as_deref(),
         args.bind,
@@ -99,14 +106,18 @@ pub async fn run(args: DeckyArgs) -> anyhow::Result<()> {
     .await
 }
 
-fn load_spec(args: &DeckyArgs) -> anyhow::Result<DeckySpec> {
-    let spec: DeckySpec = if let Some(path) = &args.spec_json {
+/// The decky, and the fleet's collector address when it came from a fleet file.
+fn load_spec(args: &DeckyArgs) -> anyhow::Result<(DeckySpec, Option<SocketAddr>)> {
+    let (spec, collector) = if let Some(path) = &args.spec_json {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a decky spec", path.display()))?
+        let spec: DeckySpec = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a decky spec", path.display()))?;
+        (spec, None)
     } else if let Some(path) = &args.fleet {
-        load_from_fleet(path, &args.name)?
+        let fleet = crate::fleet::Fleet::load(path)?;
+        let spec = fleet.decky(&args.name)?.clone();
+        (spec, Some(fleet.lan.collector()))
     } else {
         bail!("say where the decky is described: --fleet FILE or --spec-json FILE");
     };
@@ -117,12 +128,7 @@ fn load_spec(args: &DeckyArgs) -> anyhow::Result<DeckySpec> {
             args.name
         );
     }
-    Ok(spec)
-}
-
-fn load_from_fleet(path: &Path, name: &str) -> anyhow::Result<DeckySpec> {
-    let _ = (path, name);
-    bail!("loading a decky from the fleet file is not available yet; use --spec-json")
+    Ok((spec, collector))
 }
 
 async fn wait_for_signal() {

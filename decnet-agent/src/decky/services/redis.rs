@@ -177,7 +177,13 @@ async fn session(stream: TcpStream, conn: Conn, accept: &[Login]) {
                 match (user, pass) {
                     (Some(user), Some(pass)) => {
                         auths += 1;
-                        let ok = requires_auth && Conn::accepted(accept, &user, pass);
+                        // `requirepass` has no user name: for `default`, any accepted password.
+                        let ok = requires_auth
+                            && if user == "default" {
+                                accept.iter().any(|l| l.password.as_bytes() == pass.as_slice())
+                            } else {
+                                Conn::accepted(accept, &user, pass)
+                            };
                         conn.auth(&user, pass, "password", &[("result", if ok { "accepted" } else { "rejected" })]);
                         if ok {
                             authed = true;
