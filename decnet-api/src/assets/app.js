@@ -39,9 +39,11 @@ function table(cols, rows, rowFn, attrs) {
     el("tbody", {}, rows.map(rowFn)));
 }
 function attackerLink(ip) { return ip ? el("a", { href: "#/attacker/" + encodeURIComponent(ip), class: "attacker-link" }, ip) : ""; }
+// An event's fields as `key=value` lines, values verbatim (still text, never HTML).
 function fieldsText(f) {
   if (f === null || f === undefined) return "";
-  return typeof f === "string" ? f : JSON.stringify(f);
+  if (typeof f !== "object" || Array.isArray(f)) return typeof f === "string" ? f : JSON.stringify(f);
+  return Object.entries(f).map(([k, v]) => k + "=" + (typeof v === "string" ? v : JSON.stringify(v))).join("\n");
 }
 
 // ---- API ------------------------------------------------------------------------------------
