@@ -7,6 +7,8 @@
 //! - [`oracle`]: an independent ground truth: AF_PACKET capture at every bridge port's ingress,
 //!   counted per unidirectional 5-tuple.
 //! - [`sensor`]: runs the real `decnet sniffer` binary in the lab and reads back its DB and summary.
+//! - [`fleet`]: runs the real `decnet deploy` with a test's own fleet file, attacker namespaces on
+//!   its bridge, and reads back the deployment record, events, credentials and leases.
 //! - [`collector`]: runs the real `decnet collect` binary on loopback (ephemeral ports) and reads
 //!   back its events, credentials and summary; syslog clients (UDP, TCP octet counting or LF), a
 //!   private `rsyslogd`, and the checks for `logger` and `rsyslogd`.
@@ -15,6 +17,7 @@
 //! saying what to install or run, never a silent skip: see [`prereq`].
 
 pub mod collector;
+pub mod fleet;
 pub mod frames;
 pub mod netns;
 pub mod oracle;
