@@ -706,9 +706,15 @@ async fn scenario_tables_are_exact(b: Backend) {
     let r = &reuse[0];
     assert_eq!(r.secret_printable, "Winter2024!");
     assert_eq!(r.targets, vec!["db-01/ssh", "files-01/ftp", "web-01/ssh"]);
-    assert_eq!((r.target_count, r.attacker_count, r.attempts), (3, 1, 3));
+    assert_eq!(
+        (r.target_count, r.attacker_count, r.credential_rows),
+        (3, 1, 3)
+    );
     assert_eq!(r.attackers, vec![pv.to_string()]);
     assert_eq!((r.first_seen_ns, r.last_seen_ns), (t + SEC, t + 201 * SEC));
+    // The SQL aggregation agrees with the rule as plain code.
+    let all = repo.credential_facts_after(0, 1_000_000).await.unwrap();
+    assert_eq!(reuse, correlator::reuse::reuse(&all));
     let a = repo.attacker(pv).await.unwrap().unwrap();
     assert_eq!(
         (a.event_count, a.session_count, a.credential_count),

@@ -440,7 +440,8 @@ pub struct CredentialReuse {
     pub attacker_count: u64,
     /// Attacker IPs, sorted, bounded.
     pub attackers: Vec<String>,
-    pub attempts: u64,
+    /// Credential rows (distinct attacker × target × principal) with this secret.
+    pub credential_rows: u64,
     pub first_seen_ns: i64,
     pub last_seen_ns: i64,
 }

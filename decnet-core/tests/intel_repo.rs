@@ -226,7 +226,7 @@ async fn derived_tables_round_trip(b: Backend) {
         targets: vec!["db-01/ssh".into(), "web-01/ssh".into()],
         attacker_count: 1,
         attackers: vec![a.to_string()],
-        attempts: 2,
+        credential_rows: 2,
         first_seen_ns: T0,
         last_seen_ns: T0 + SEC,
     };
@@ -522,7 +522,7 @@ async fn reads_for_the_workers(b: Backend) {
         targets: vec!["db-01/ssh".into(), "web-01/ssh".into()],
         attacker_count: 2,
         attackers: vec![a.to_string(), other.to_string()],
-        attempts: 2,
+        credential_rows: 2,
         first_seen_ns: T0,
         last_seen_ns: T0,
     };

@@ -1,5 +1,5 @@
 //! One correlator pass: the repository I/O around the pure rules of [`super::sessions`],
-//! [`super::scans`], [`super::traversal`] and [`super::reuse`].
+//! [`super::scans`] and [`super::traversal`] (credential reuse is aggregated in SQL; [`super::reuse`] is its reference).
 //!
 //! Three inputs, each behind its own cursor (worker `correlator`, names `events`, `credentials`,
 //! `flows`; position = the last row id done), read in batches of `--batch` rows. Each batch is
@@ -30,11 +30,9 @@ use decnet_core::{
 use serde::Serialize;
 
 use super::{
-    reuse,
     scans::{self, Probe, ProbeKind, ScanConfig},
     sessions::{self, KeyEvent},
-    traversal,
-    vocab::{self, Kind},
+    traversal, vocab,
 };
 
 pub const WORKER: &str = "correlator";
@@ -203,8 +201,9 @@ pub async fn run_pass(
                     let mut c = Counters::default();
                     c.add("credentials_read", creds.len() as u64);
                     let hashes: BTreeSet<[u8; 32]> = creds.iter().map(|c| c.secret_hash).collect();
+                    let ips: BTreeSet<IpAddr> = creds.iter().map(|c| c.attacker_ip).collect();
                     let mut b = IntelBatch::default();
-                    reuse_for(repo, &hashes, &mut b, &mut c).await?;
+                    reuse_for(repo, &hashes, &ips, &mut b, &mut c).await?;
                     (b, last, c)
                 }
                 _ => {
@@ -304,10 +303,13 @@ async fn recompute_sessions(
     Ok(out)
 }
 
-/// Credential reuse for `hashes`, recomputed; their attackers go to the profiler.
+/// Credential reuse for `hashes` (secrets of new credential rows), recomputed in SQL. The
+/// attackers of a secret whose target count changed go to the profiler (their "credential
+/// reused" factor changed); otherwise only the new rows' attackers do.
 async fn reuse_for(
     repo: &Repository,
     hashes: &BTreeSet<[u8; 32]>,
+    new_rows: &BTreeSet<IpAddr>,
     b: &mut IntelBatch,
     c: &mut Counters,
 ) -> Result<(), RepoError> {
@@ -315,16 +317,14 @@ async fn reuse_for(
         return Ok(());
     }
     let hashes: Vec<[u8; 32]> = hashes.iter().copied().collect();
-    let creds = repo.credentials_by_secret(&hashes).await?;
-    let records = reuse::reuse(&creds);
-    let reused: BTreeSet<[u8; 32]> = records.iter().map(|r| r.secret_hash).collect();
-    let mut ips: BTreeSet<IpAddr> = b.evidence.iter().copied().collect();
-    ips.extend(
-        creds
-            .iter()
-            .filter(|c| reused.contains(&c.secret_hash))
-            .map(|c| c.attacker_ip),
-    );
+    let stored = repo.reuse_target_counts(&hashes).await?;
+    let records = repo.reuse_of_secrets(&hashes).await?;
+    let mut ips: BTreeSet<IpAddr> = new_rows.clone();
+    for r in &records {
+        if stored.get(&r.secret_hash) != Some(&r.target_count) {
+            ips.extend(repo.secret_attackers(&r.secret_hash, usize::MAX).await?);
+        }
+    }
     b.evidence = ips.into_iter().collect();
     c.add("reuse_written", records.len() as u64);
     b.reuse = records;
@@ -362,7 +362,6 @@ async fn events_batch(
     let mut keys: BTreeMap<Key, i64> = BTreeMap::new();
     let mut touches: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
     let mut attackers: BTreeMap<IpAddr, (i64, i64)> = BTreeMap::new();
-    let mut secrets: BTreeSet<[u8; 32]> = BTreeSet::new();
     for f in facts {
         let Some(ip) = f.attacker_ip else {
             c.add("events_without_attacker", 1);
@@ -371,9 +370,6 @@ async fn events_batch(
         let i = vocab::interpret(&f.event_type, &f.fields);
         if i.bad_fields {
             c.add("events_bad_fields", 1);
-        }
-        if let (Kind::Auth(_), Some(h)) = (i.kind, i.secret_hash) {
-            secrets.insert(h);
         }
         let key = (ip, f.decky.clone(), f.service.clone());
         let k = keys.entry(key.clone()).or_insert(f.ts_ns);
@@ -415,7 +411,6 @@ async fn events_batch(
     b.refresh = ips.iter().copied().collect();
     b.evidence = ips.iter().copied().collect();
     c.add("attackers_updated", ips.len() as u64);
-    reuse_for(repo, &secrets, &mut b, &mut c).await?;
     Ok((b, c))
 }
 

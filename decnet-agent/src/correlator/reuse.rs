@@ -1,6 +1,10 @@
 //! Credential reuse: the same secret (by SHA-256) tried against at least two distinct
 //! (decky, service) pairs, by one attacker or several. Computed whole from every credential row
 //! with that secret, so the record is the same however often it is recomputed.
+//!
+//! This is the rule as plain code; the correlator evaluates the same rule in SQL
+//! (`Repository::reuse_of_secrets`, for the secrets of new credential rows only) and the tests
+//! check that both agree.
 use std::collections::{BTreeMap, BTreeSet};
 
 use decnet_core::{
@@ -36,7 +40,7 @@ pub fn reuse(creds: &[CredentialFact]) -> Vec<CredentialReuse> {
                 targets: targets.into_iter().take(LIST_MAX).collect(),
                 attacker_count: attackers.len() as u64,
                 attackers: attackers.into_iter().take(LIST_MAX).collect(),
-                attempts: rows.iter().map(|c| c.attempts).fold(0, u64::saturating_add),
+                credential_rows: rows.len() as u64,
                 first_seen_ns: rows.iter().map(|c| c.first_seen_ns).min().unwrap_or(0),
                 last_seen_ns: rows.iter().map(|c| c.last_seen_ns).max().unwrap_or(0),
             })
@@ -77,7 +81,10 @@ mod tests {
         let r = &r[0];
         assert_eq!(r.secret_hash, [7; 32]);
         assert_eq!(r.targets, vec!["db-01/ssh", "web-01/ssh"]);
-        assert_eq!((r.target_count, r.attacker_count, r.attempts), (2, 2, 6));
+        assert_eq!(
+            (r.target_count, r.attacker_count, r.credential_rows),
+            (2, 2, 3)
+        );
         assert_eq!((r.first_seen_ns, r.last_seen_ns), (10, 35));
         assert_eq!(r.secret_printable, "pw7");
         // Order of input does not matter.

@@ -46,7 +46,7 @@ CREATE TABLE credential_reuse (
     targets          MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
     attacker_count   BIGINT        NOT NULL,
     attackers        MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL,
-    attempts         BIGINT        NOT NULL,
+    credential_rows  BIGINT        NOT NULL,
     first_seen       CHAR(30)      NOT NULL,
     last_seen        CHAR(30)      NOT NULL,
     UNIQUE KEY credential_reuse_secret (secret_hash(32))

@@ -51,7 +51,7 @@ CREATE TABLE credential_reuse (
     targets          TEXT    NOT NULL,  -- JSON array of "decky/service" (bounded)
     attacker_count   INTEGER NOT NULL,
     attackers        TEXT    NOT NULL,  -- JSON array of IPs (bounded)
-    attempts         INTEGER NOT NULL,
+    credential_rows  INTEGER NOT NULL,  -- distinct attacker x target x principal
     first_seen       TEXT    NOT NULL,
     last_seen        TEXT    NOT NULL
 );

@@ -185,7 +185,7 @@ const CR_COLUMNS: [&str; 10] = [
     "targets",
     "attacker_count",
     "attackers",
-    "attempts",
+    "credential_rows",
     "first_seen",
     "last_seen",
 ];
@@ -196,7 +196,7 @@ const CR_REPLACE: [(&str, Merge); 9] = [
     ("targets", Merge::Replace),
     ("attacker_count", Merge::Replace),
     ("attackers", Merge::Replace),
-    ("attempts", Merge::Replace),
+    ("credential_rows", Merge::Replace),
     ("first_seen", Merge::Replace),
     ("last_seen", Merge::Replace),
 ];
@@ -434,7 +434,7 @@ impl WriteTx {
                     .bind(json(&targets))
                     .bind(sat(r.attacker_count))
                     .bind(json(&attackers))
-                    .bind(sat(r.attempts))
+                    .bind(sat(r.credential_rows))
                     .bind(format_ts(r.first_seen_ns))
                     .bind(format_ts(r.last_seen_ns))
             },
@@ -536,7 +536,7 @@ fn decode_scan(row: &sqlx::any::AnyRow) -> Result<Scan, RepoError> {
 }
 
 const CR_SELECT: &str = "SELECT secret_hash, secret_kind, secret_printable, target_count, targets, \
-     attacker_count, attackers, attempts, first_seen, last_seen FROM credential_reuse";
+     attacker_count, attackers, credential_rows, first_seen, last_seen FROM credential_reuse";
 
 fn decode_reuse(row: &sqlx::any::AnyRow) -> Result<CredentialReuse, RepoError> {
     let d = Decoder::new(row, "credential_reuse", None);
@@ -548,7 +548,7 @@ fn decode_reuse(row: &sqlx::any::AnyRow) -> Result<CredentialReuse, RepoError> {
         targets: d.json(4, "targets")?,
         attacker_count: d.u64(5, "attacker_count")?,
         attackers: d.json(6, "attackers")?,
-        attempts: d.u64(7, "attempts")?,
+        credential_rows: d.u64(7, "credential_rows")?,
         first_seen_ns: d.ts(8, "first_seen")?,
         last_seen_ns: d.ts(9, "last_seen")?,
     })
@@ -717,8 +717,10 @@ impl Repository {
             .collect()
     }
 
-    /// Bytes of the flows between `attacker` and `decky_ip` on `port` (both directions) that
-    /// started in `[from_ns, to_ns]`.
+    /// Bytes of the flows between `attacker` and `decky_ip` on `port` (both directions) whose
+    /// attacker side started in `[from_ns, to_ns]`. The attacker's flows come by its index; each
+    /// one's reply by the flow key (bridge, decky, attacker, ports): the cost follows the
+    /// attacker's flows, not the decky's history.
     pub async fn flow_bytes(
         &self,
         attacker: IpAddr,
@@ -728,22 +730,43 @@ impl Repository {
         to_ns: i64,
     ) -> Result<u64, RepoError> {
         let (a, d) = (attacker.to_string(), decky_ip.to_string());
-        let (from, to) = (format_ts(from_ns), format_ts(to_ns));
+        let rows = sqlx::query(
+            "SELECT bridge, src_port, bytes, proto FROM flows WHERE src_ip = ? AND dst_ip = ? \
+             AND dst_port = ? AND first_seen >= ? AND first_seen <= ?",
+        )
+        .bind(a.clone())
+        .bind(d.clone())
+        .bind(i64::from(port))
+        .bind(format_ts(from_ns))
+        .bind(format_ts(to_ns))
+        .fetch_all(self.pool())
+        .await?;
         let mut total = 0u64;
-        for (src, dst, port_col) in [(&a, &d, "dst_port"), (&d, &a, "src_port")] {
-            // Summed here: SUM() is DECIMAL on MySQL, which the Any driver does not decode.
-            let rows: Vec<i64> = sqlx::query_scalar(&format!(
-                "SELECT bytes FROM flows WHERE src_ip = ? AND dst_ip = ? AND {port_col} = ? \
-                 AND first_seen >= ? AND first_seen <= ?"
-            ))
-            .bind(src.clone())
-            .bind(dst.clone())
+        for row in &rows {
+            let dec = Decoder::new(row, "flows", None);
+            let (bridge, sport, bytes, proto) = (
+                dec.text(0, "bridge")?,
+                dec.i64(1, "src_port")?,
+                dec.u64(2, "bytes")?,
+                dec.i64(3, "proto")?,
+            );
+            total = total.saturating_add(bytes);
+            let replies: Vec<i64> = sqlx::query_scalar(
+                "SELECT bytes FROM flows WHERE bridge = ? AND src_ip = ? AND dst_ip = ? \
+                 AND src_port = ? AND dst_port = ? AND proto = ? AND first_seen >= ? \
+                 AND first_seen <= ?",
+            )
+            .bind(bridge)
+            .bind(d.clone())
+            .bind(a.clone())
             .bind(i64::from(port))
-            .bind(from.clone())
-            .bind(to.clone())
+            .bind(sport)
+            .bind(proto)
+            .bind(format_ts(from_ns))
+            .bind(format_ts(to_ns))
             .fetch_all(self.pool())
             .await?;
-            for n in rows {
+            for n in replies {
                 total = total.saturating_add(u64::try_from(n).unwrap_or(0));
             }
         }
@@ -808,6 +831,128 @@ impl Repository {
             }
             for row in q.fetch_all(self.pool()).await? {
                 out.push(decode_cred(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Credential reuse of these secrets, aggregated in SQL from every credential row with the
+    /// secret (only secrets that reach two (decky, service) targets), ordered by hash.
+    pub async fn reuse_of_secrets(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<CredentialReuse>, RepoError> {
+        let mut out = Vec::new();
+        let mut sorted = hashes.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        for h in sorted {
+            let key = h.to_vec();
+            let targets: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT decky, service FROM credentials \
+                 WHERE secret_hash = ?) t",
+            )
+            .bind(key.clone())
+            .fetch_one(self.pool())
+            .await?;
+            if targets < 2 {
+                continue;
+            }
+            let row = sqlx::query(
+                "SELECT MIN(id), COUNT(*), MIN(first_seen), MAX(last_seen) FROM credentials \
+                 WHERE secret_hash = ?",
+            )
+            .bind(key.clone())
+            .fetch_one(self.pool())
+            .await?;
+            let d = Decoder::new(&row, "credentials", None);
+            let (first_id, rows, first, last) = (
+                d.i64(0, "id")?,
+                d.u64(1, "count")?,
+                d.ts(2, "first_seen")?,
+                d.ts(3, "last_seen")?,
+            );
+            let row =
+                sqlx::query("SELECT secret_kind, secret_printable FROM credentials WHERE id = ?")
+                    .bind(first_id)
+                    .fetch_one(self.pool())
+                    .await?;
+            let d = Decoder::new(&row, "credentials", None);
+            let (kind, printable) = (d.text(0, "secret_kind")?, d.text(1, "secret_printable")?);
+            let attackers: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT attacker_ip FROM credentials \
+                 WHERE secret_hash = ?) t",
+            )
+            .bind(key.clone())
+            .fetch_one(self.pool())
+            .await?;
+            let target_rows = sqlx::query(&format!(
+                "SELECT DISTINCT decky, service FROM credentials WHERE secret_hash = ? \
+                 ORDER BY decky, service LIMIT {LIST_MAX}"
+            ))
+            .bind(key.clone())
+            .fetch_all(self.pool())
+            .await?;
+            let mut target_list = Vec::with_capacity(target_rows.len());
+            for r in &target_rows {
+                let d = Decoder::new(r, "credentials", None);
+                target_list.push(format!("{}/{}", d.text(0, "decky")?, d.text(1, "service")?));
+            }
+            target_list.sort();
+            let attacker_list = self.secret_attackers(&h, LIST_MAX).await?;
+            out.push(CredentialReuse {
+                secret_hash: h,
+                secret_kind: kind,
+                secret_printable: printable,
+                target_count: u64::try_from(targets).unwrap_or(0),
+                targets: target_list,
+                attacker_count: u64::try_from(attackers).unwrap_or(0),
+                attackers: attacker_list.iter().map(|ip| ip.to_string()).collect(),
+                credential_rows: rows,
+                first_seen_ns: first,
+                last_seen_ns: last,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The attackers that tried secret `hash` (at most `limit`, by address text).
+    pub async fn secret_attackers(
+        &self,
+        hash: &[u8; 32],
+        limit: usize,
+    ) -> Result<Vec<IpAddr>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT attacker_ip FROM credentials WHERE secret_hash = ? \
+             ORDER BY attacker_ip LIMIT {}",
+            limit.min(1_000_000)
+        ))
+        .bind(hash.to_vec())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Decoder::new(r, "credentials", None).ip(0, "attacker_ip"))
+            .collect()
+    }
+
+    /// The stored reuse target counts of these secrets.
+    pub async fn reuse_target_counts(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], u64>, RepoError> {
+        let mut out = HashMap::new();
+        for chunk in hashes.chunks(500) {
+            let sql = format!(
+                "SELECT secret_hash, target_count FROM credential_reuse WHERE secret_hash IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.to_vec());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let d = Decoder::new(&row, "credential_reuse", None);
+                out.insert(d.hash(0, "secret_hash")?, d.u64(1, "target_count")?);
             }
         }
         Ok(out)
