@@ -212,11 +212,8 @@ fn spec(name: &str, os: &str, services: &[&str]) -> Value {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    out
+    cmd.stdin(Stdio::null());
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
 fn text(b: &[u8]) -> String {

@@ -262,13 +262,19 @@ fn param_name(s: &str) -> Cow<'_, str> {
     Cow::Owned(s.chars().filter(|&c| ok(c)).take(32).collect())
 }
 
-/// Appends `v` escaped as a PARAM-VALUE (RFC 5424 §6.3.3: `"`, `\` and `]` are escaped).
+/// Appends `v` escaped as a PARAM-VALUE (RFC 5424 §6.3.3: `"`, `\` and `]` are escaped). A
+/// NUL, which the collector rejects anywhere in a line, becomes U+FFFD (exact bytes of a secret
+/// travel in `secret_b64`).
 pub fn escape_into(v: &str, out: &mut String) {
     for c in v.chars() {
-        if matches!(c, '"' | '\\' | ']') {
-            out.push('\\');
+        match c {
+            '"' | '\\' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\0' => out.push('\u{fffd}'),
+            c => out.push(c),
         }
-        out.push(c);
     }
 }
 
@@ -411,7 +417,7 @@ mod tests {
         assert_eq!(msg.msgid, Some("x_y"));
         let p = &msg.sd[0].params;
         assert_eq!(p[0].0, "cmd");
-        assert_eq!(p[0].1, nasty);
+        assert_eq!(p[0].1, nasty.replace('\0', "\u{fffd}"));
         assert_eq!(p[1].0, "badname");
         assert_eq!(p[2], ("src_ip", "10.1.2.3".into()));
         assert_eq!(p.len(), 4);
@@ -440,11 +446,13 @@ mod tests {
     #[test]
     fn binary_secrets_survive_in_base64() {
         let (e, mut cap) = Emitter::capture("d");
-        e.auth_attempt("ftp", peer(), "u", b"p\xff\"w", "password", &[]);
+        e.auth_attempt("ftp", peer(), "u\0", b"p\xff\"\0w", "password", &[]);
         let lines = cap.lines();
         assert_eq!(lines.len(), 1);
         let m = crate::collector::mapping::map_line(lines[0].as_bytes(), 65536, 0).unwrap();
-        assert_eq!(m.credential.unwrap().secret, b"p\xff\"w");
+        let c = m.credential.unwrap();
+        assert_eq!(c.secret, b"p\xff\"\0w");
+        assert_eq!(c.principal, "u\u{fffd}".as_bytes());
     }
 
     #[tokio::test]

@@ -394,6 +394,9 @@ fn log_request(conn: &Conn, req: &Request, status: u16, sni: Option<&str>) {
     conn.event("request", &fields);
 }
 
+/// Status, reason, content type, body and extra headers of a response.
+type Page<'a> = (u16, &'a str, &'a str, Vec<u8>, Vec<(&'a str, String)>);
+
 /// The response to `req` (and logs credentials it carries).
 fn handle(req: &Request, conn: &Conn, site: &Site, keep: bool) -> (u16, Vec<u8>) {
     let spec = &conn.ctx.spec;
@@ -422,94 +425,93 @@ fn handle(req: &Request, conn: &Conn, site: &Site, keep: bool) -> (u16, Vec<u8>)
             &[("method", "form"), ("path", &req.target)],
         );
     }
-    let (status, reason, ctype, body, extra): (u16, &str, &str, Vec<u8>, Vec<(&str, String)>) =
-        if BASIC_PATHS
-            .iter()
-            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
-        {
-            if basic_ok == Some(true) {
-                (200, "OK", html, format!("<html><head><title>Index of {0}</title></head><body><h1>Index of {0}</h1><hr></body></html>\n", persona::html_escape(&path)).into_bytes(), vec![])
-            } else {
-                (
+    let (status, reason, ctype, body, extra): Page<'_> = if BASIC_PATHS
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
+        if basic_ok == Some(true) {
+            (200, "OK", html, format!("<html><head><title>Index of {0}</title></head><body><h1>Index of {0}</h1><hr></body></html>\n", persona::html_escape(&path)).into_bytes(), vec![])
+        } else {
+            (
                     401,
                     "Unauthorized",
                     html,
                     b"<html><head><title>401 Unauthorized</title></head><body><h1>Unauthorized</h1><p>This server could not verify that you are authorized to access the document requested.</p></body></html>\n".to_vec(),
                     vec![("WWW-Authenticate", format!("Basic realm=\"{}\"", spec.hostname))],
                 )
-            }
-        } else if let Some((user, pass)) = form {
-            if Conn::accepted(&site.accept, &user, &pass) {
-                (
-                    302,
-                    "Found",
-                    html,
-                    Vec::new(),
-                    vec![
-                        ("Location", "/".into()),
-                        (
-                            "Set-Cookie",
-                            "session=7f3a9c0d2e81b4f6; Path=/; HttpOnly".into(),
-                        ),
-                    ],
-                )
-            } else {
-                let page = persona::login_page("Login").replace(
-                    "<form",
-                    "<p class=\"error\">Invalid username or password.</p>\n<form",
-                );
-                (200, "OK", html, page.into_bytes(), vec![])
-            }
+        }
+    } else if let Some((user, pass)) = form {
+        if Conn::accepted(&site.accept, &user, &pass) {
+            (
+                302,
+                "Found",
+                html,
+                Vec::new(),
+                vec![
+                    ("Location", "/".into()),
+                    (
+                        "Set-Cookie",
+                        "session=7f3a9c0d2e81b4f6; Path=/; HttpOnly".into(),
+                    ),
+                ],
+            )
         } else {
-            match (req.method.as_str(), path.as_str()) {
-                ("GET" | "HEAD", "/" | "/index.html" | "/index.htm" | "/iisstart.htm") => (
-                    200,
-                    "OK",
-                    html,
-                    persona::http_index(spec).into_bytes(),
-                    vec![],
-                ),
-                (
-                    "GET" | "HEAD",
-                    "/login" | "/login.html" | "/login.php" | "/wp-login.php" | "/user/login"
-                    | "/admin/login",
-                ) => (
-                    200,
-                    "OK",
-                    html,
-                    persona::login_page("Login").into_bytes(),
-                    vec![],
-                ),
-                ("GET" | "HEAD", "/robots.txt") => (
-                    200,
-                    "OK",
-                    "text/plain",
-                    b"User-agent: *\nDisallow: /admin/\nDisallow: /backup/\n".to_vec(),
-                    vec![],
-                ),
-                ("OPTIONS", _) => (
-                    200,
-                    "OK",
-                    html,
-                    Vec::new(),
-                    vec![("Allow", "GET,HEAD,POST,OPTIONS".into())],
-                ),
-                ("GET" | "HEAD" | "POST", _) => (
-                    404,
-                    "Not Found",
-                    html,
-                    persona::http_not_found(spec, &path, conn.local.port()).into_bytes(),
-                    vec![],
-                ),
-                _ => (
-                    405,
-                    "Method Not Allowed",
-                    html,
-                    b"<html><body><h1>405 Method Not Allowed</h1></body></html>\n".to_vec(),
-                    vec![("Allow", "GET,HEAD,POST,OPTIONS".into())],
-                ),
-            }
-        };
+            let page = persona::login_page("Login").replace(
+                "<form",
+                "<p class=\"error\">Invalid username or password.</p>\n<form",
+            );
+            (200, "OK", html, page.into_bytes(), vec![])
+        }
+    } else {
+        match (req.method.as_str(), path.as_str()) {
+            ("GET" | "HEAD", "/" | "/index.html" | "/index.htm" | "/iisstart.htm") => (
+                200,
+                "OK",
+                html,
+                persona::http_index(spec).into_bytes(),
+                vec![],
+            ),
+            (
+                "GET" | "HEAD",
+                "/login" | "/login.html" | "/login.php" | "/wp-login.php" | "/user/login"
+                | "/admin/login",
+            ) => (
+                200,
+                "OK",
+                html,
+                persona::login_page("Login").into_bytes(),
+                vec![],
+            ),
+            ("GET" | "HEAD", "/robots.txt") => (
+                200,
+                "OK",
+                "text/plain",
+                b"User-agent: *\nDisallow: /admin/\nDisallow: /backup/\n".to_vec(),
+                vec![],
+            ),
+            ("OPTIONS", _) => (
+                200,
+                "OK",
+                html,
+                Vec::new(),
+                vec![("Allow", "GET,HEAD,POST,OPTIONS".into())],
+            ),
+            ("GET" | "HEAD" | "POST", _) => (
+                404,
+                "Not Found",
+                html,
+                persona::http_not_found(spec, &path, conn.local.port()).into_bytes(),
+                vec![],
+            ),
+            _ => (
+                405,
+                "Method Not Allowed",
+                html,
+                b"<html><body><h1>405 Method Not Allowed</h1></body></html>\n".to_vec(),
+                vec![("Allow", "GET,HEAD,POST,OPTIONS".into())],
+            ),
+        }
+    };
     let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let mut resp = response(site, conn, status, reason, ctype, &body, keep, &extra);
     if head {
@@ -657,7 +659,7 @@ mod tests {
 
     #[tokio::test]
     async fn parses_requests_and_bodies() {
-        let r = parse(b"\r\nPOST /login?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 27\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nusername=adm%21n&password=p+w").await.unwrap();
+        let r = parse(b"\r\nPOST /login?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 29\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nusername=adm%21n&password=p+w").await.unwrap();
         assert_eq!(r.method, "POST");
         assert_eq!(r.path(), "/login");
         assert_eq!(r.header("HOST"), Some("a"));

@@ -243,7 +243,8 @@ impl Handler {
                     }
                 }
                 0x7f | 0x08 => {
-                    if ch.line.pop().is_some() && ch.pty {
+                    let erased = ch.line.pop().is_some();
+                    if erased && ch.pty {
                         echo.extend_from_slice(b"\x08 \x08");
                     }
                 }
@@ -261,7 +262,8 @@ impl Handler {
                     break;
                 }
                 b if b >= 0x20 || b == b'\t' => {
-                    if ch.line.len() < MAX_LINE {
+                    let room = ch.line.len() < MAX_LINE;
+                    if room {
                         ch.line.push(b);
                         if ch.pty {
                             echo.push(b);
