@@ -14,13 +14,13 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 const ABOUT: &str =
-    "decnet's developer tasks: install the toolchain, build, test, run the demo, benchmark";
+    "decnet's developer tasks: install the toolchain, build, test, run the example fleet, benchmark";
 
 const LONG_ABOUT: &str = "\
-decnet's developer tasks: install the toolchain, build, test, run the demo, benchmark.
+decnet's developer tasks: install the toolchain, build, test, run the example fleet, benchmark.
 
 On a fresh Debian 12 machine, as root:
-  cargo xtask run     build decnet and run its sensor on a demo decoy bridge (SQLite default)
+  cargo xtask run     build decnet and deploy the example decoy fleet with every worker (SQLite default)
   cargo xtask test    install everything the build and the tests need, then run all tests
 
 Every command that builds first checks the toolchain (`cargo xtask setup --check`). If something \
@@ -96,17 +96,18 @@ ARGS after `--` go to `cargo test`, e.g. `cargo xtask test -- sensor` (a test-na
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Build, then run decnet's sensor on a demo decoy bridge until Ctrl-C (needs root).
+    /// Build, then `decnet deploy` the example fleet until Ctrl-C (needs root).
     #[command(long_about = "\
-Build (like `cargo xtask build`, installing missing tools when root), then run the demo \
-(`cargo run --release -p decnet-e2e --bin demo -- [ARGS]`) in the current directory: decnet's main \
-job, `decnet sniffer`, on a demo decoy bridge with two decky namespaces and one outside namespace \
-that pokes them, recording into the embedded SQLite default (sqlite://decnet.db in the current \
-directory unless DECNET_DB_URL says otherwise) and printing live flow counts. Ctrl-C stops the \
-sniffer (every flow flushed) and removes the namespaces. Needs root (namespaces, BPF). \
-Issue 5 replaces this with `decnet deploy`.")]
+Build (like `cargo xtask build`, installing missing tools when root), then run decnet's main job in \
+the current directory: `decnet deploy --fleet deploy/fleet.example.toml [ARGS]` — the decoy bridge \
+decnet0 (10.77.0.0/24) with five deckies in their own network namespaces serving ssh, http, https, \
+ftp, telnet, mysql and redis, plus the collector, sniffer, correlator and profiler, all supervised, \
+recording into the embedded SQLite default (sqlite://decnet.db in the current directory unless \
+DECNET_DB_URL says otherwise). Poke the deckies from this host (e.g. `ssh root@10.77.0.10`, `curl \
+http://10.77.0.10/`), watch with `decnet status`. Ctrl-C stops everything and removes the \
+namespaces, links and bridge. Needs root.")]
     Run {
-        /// Arguments for the demo, after `--`.
+        /// More arguments for `decnet deploy`, after `--` (see `decnet deploy --help`).
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
@@ -337,21 +338,24 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
 fn run_cmd(args: &[String]) -> Result<ExitCode> {
     ensure_toolchain("run", setup::Database::NotNeeded)?;
     let bin = build_decnet(false)?;
-    let mut demo = cmd::cargo();
-    demo.env("DECNET_BIN", &bin);
-    demo.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "decnet-e2e",
-        "--bin",
-        "demo",
-        "--",
-    ])
-    .args(args);
-    println!("[run] {}", cmd::show(&demo));
-    Err(exec_error(&mut demo))
+    let fleet = cmd::workspace_root().join("deploy/fleet.example.toml");
+    let cwd = std::env::current_dir().context("no current directory")?;
+    let db = std::env::var("DECNET_DB_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", cwd.join("decnet.db").display()));
+    println!(
+        "[run] deploying {} — data goes to {db}; `{} status` shows the fleet; Ctrl-C stops and \
+         removes it",
+        fleet.display(),
+        bin.display()
+    );
+    println!(
+        "[run] try: curl http://10.77.0.10/   ssh root@10.77.0.10   redis-cli -h 10.77.0.12   \
+         then: sqlite3 decnet.db 'select decky, service, event_type, attacker_ip from events'"
+    );
+    let mut deploy = Command::new(&bin);
+    deploy.arg("deploy").arg("--fleet").arg(&fleet).args(args);
+    println!("[run] {}", cmd::show(&deploy));
+    Err(exec_error(&mut deploy))
 }
 
 fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
