@@ -783,6 +783,57 @@ fn ftp_telnet_smtp_redis_mysql_with_real_clients() {
         "{err}"
     );
 
+    // Per-IP cap: 16 open connections to one service; the 17th is closed at once.
+    let held: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut c = TcpStream::connect(decky.addr("mysql")).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut greeting = [0u8; 16];
+            c.read_exact(&mut greeting)
+                .expect("greeting within the cap");
+            c
+        })
+        .collect();
+    let mut over = TcpStream::connect(decky.addr("mysql")).expect("connect");
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(over.read(&mut b), Ok(0) | Err(_)),
+        "17th connection served"
+    );
+    drop(held);
+
+    // Hostile bytes to every service: nothing breaks, the services still answer.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let garbage: Vec<u8> = (0..100_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    for (_, addr) in &decky.ready {
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.write_all(&garbage);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 4096];
+        while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let out = run(Command::new("redis-cli").args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-a",
+        "toor",
+        "--no-auth-warning",
+        "PING",
+    ]));
+    assert_eq!(text(&out.stdout).trim(), "PONG", "after garbage");
+
     decky.stop();
     collector.stop();
     let (events, creds) = rows(&dir);
