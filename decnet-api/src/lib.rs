@@ -66,6 +66,9 @@ pub struct WebConfig {
     pub max_body: usize,
     /// A static bearer token that may also read `/metrics` (for Prometheus).
     pub metrics_token: Option<String>,
+    /// How long the first page of a listing (events, attackers) is served from memory; events
+    /// pages are also dropped as soon as new events arrive. Zero disables.
+    pub list_cache: Duration,
 }
 
 impl Default for WebConfig {
@@ -79,6 +82,7 @@ impl Default for WebConfig {
             max_stream_clients: 256,
             max_body: 16 * 1024,
             metrics_token: None,
+            list_cache: Duration::from_millis(1000),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct AppState {
     pub hash_slots: Semaphore,
     pub dummy_hash: String,
     pub stats_cache: tokio::sync::Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+    pub list_cache: ListCache,
     pub metrics_token: Option<String>,
     pub openapi: OnceLock<String>,
     pub started: Instant,
@@ -135,6 +140,75 @@ impl AppState {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(user.to_owned(), now_ns());
+    }
+}
+
+/// Serialised first pages of listings, by query, for a short time (`ttl`, and for events only
+/// while no newer event exists: the `version`). When an entry goes stale, one request
+/// recomputes it while the others are still served the previous body (no stampede of
+/// identical queries). Bounded: at most [`ListCache::MAX`] entries (cleared when full).
+pub struct ListCache {
+    ttl: Duration,
+    map: std::sync::Mutex<HashMap<String, CacheEntry>>,
+}
+
+struct CacheEntry {
+    at: Instant,
+    version: i64,
+    body: axum::body::Bytes,
+    refreshing: bool,
+}
+
+impl ListCache {
+    pub const MAX: usize = 512;
+
+    pub fn new(ttl: Duration) -> Self {
+        ListCache {
+            ttl,
+            map: Default::default(),
+        }
+    }
+
+    fn response(body: axum::body::Bytes) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+
+    /// A cached body for `key` at data `version`, or `None`: the caller computes it and
+    /// [`ListCache::put`]s it.
+    pub fn get(&self, key: Option<&str>, version: i64) -> Option<Response> {
+        let key = key.filter(|_| !self.ttl.is_zero())?;
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.get_mut(key)?;
+        let fresh = e.version == version && e.at.elapsed() < self.ttl;
+        if fresh || (e.refreshing && e.at.elapsed() < self.ttl * 4) {
+            return Some(Self::response(e.body.clone()));
+        }
+        e.refreshing = true;
+        None
+    }
+
+    /// Serialises `v` (remembering it under `key` at `version`, if any) into a JSON response.
+    pub fn put<T: serde::Serialize>(&self, key: Option<String>, version: i64, v: &T) -> Response {
+        let body = match serde_json::to_vec(v) {
+            Ok(b) => axum::body::Bytes::from(b),
+            Err(e) => return ApiError::internal(e).into_response(),
+        };
+        if let Some(k) = key.filter(|_| !self.ttl.is_zero()) {
+            let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if m.len() >= Self::MAX && !m.contains_key(&k) {
+                m.clear();
+            }
+            m.insert(
+                k,
+                CacheEntry {
+                    at: Instant::now(),
+                    version,
+                    body: body.clone(),
+                    refreshing: false,
+                },
+            );
+        }
+        Self::response(body)
     }
 }
 
@@ -168,6 +242,7 @@ impl Web {
             hash_slots: Semaphore::new(2),
             dummy_hash,
             stats_cache: tokio::sync::Mutex::new(HashMap::new()),
+            list_cache: ListCache::new(cfg.list_cache),
             metrics_token: cfg.metrics_token.clone(),
             openapi: OnceLock::new(),
             started: Instant::now(),

@@ -374,6 +374,8 @@ pub struct EventQuery {
     limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     cursor: Option<String>,
+    /// Include each event's raw line (default false).
+    raw: Option<bool>,
 }
 
 /// Events, newest first, filtered and paginated (keyset cursor).
@@ -382,8 +384,20 @@ pub struct EventQuery {
 async fn list_events(
     State(s): St,
     _v: Viewer,
+    uri: axum::http::Uri,
     Query(q): Query<EventQuery>,
-) -> ApiResult<Json2<Page<EventView>>> {
+) -> ApiResult<Response> {
+    // First pages are what every open dashboard asks for: cached until new events arrive (or
+    // --list-cache-ms passes).
+    let version = s.hub.last_event_id.load(Ordering::Relaxed);
+    let key = q
+        .cursor
+        .is_none()
+        .then(|| format!("e|{}", uri.query().unwrap_or("")));
+    if let Some(hit) = s.list_cache.get(key.as_deref(), version) {
+        return Ok(hit);
+    }
+    let with_raw = q.raw.unwrap_or(false);
     if q.q
         .as_deref()
         .is_some_and(|t| t.len() > decnet_core::repo::web::MAX_NEEDLE)
@@ -405,10 +419,20 @@ async fn list_events(
     let next = (rows.len() == f.limit as usize)
         .then(|| rows.last().map(|e| e.id.to_string()))
         .flatten();
-    Ok(Json2(Page {
-        items: rows.iter().map(EventView::from).collect(),
+    let page = Page {
+        items: rows
+            .iter()
+            .map(|e| {
+                let mut v = EventView::from(e);
+                if !with_raw {
+                    v.raw = None;
+                }
+                v
+            })
+            .collect(),
         next_cursor: next,
-    }))
+    };
+    Ok(s.list_cache.put(key, version, &page))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -452,8 +476,16 @@ fn attacker_cursor(
 async fn list_attackers(
     State(s): St,
     _v: Viewer,
+    uri: axum::http::Uri,
     Query(q): Query<AttackerQuery>,
-) -> ApiResult<Json2<Page<AttackerView>>> {
+) -> ApiResult<Response> {
+    let key = q
+        .cursor
+        .is_none()
+        .then(|| format!("a|{}", uri.query().unwrap_or("")));
+    if let Some(hit) = s.list_cache.get(key.as_deref(), 0) {
+        return Ok(hit);
+    }
     let sort = match q.sort.as_deref() {
         None | Some("") | Some("last_seen") => AttackerSort::LastSeen,
         Some("events") => AttackerSort::Events,
@@ -478,10 +510,11 @@ async fn list_attackers(
             })
         })
         .flatten();
-    Ok(Json2(Page {
-        items: rows.iter().map(AttackerView::from).collect(),
+    let page = Page {
+        items: rows.iter().map(AttackerView::from).collect::<Vec<_>>(),
         next_cursor: next,
-    }))
+    };
+    Ok(s.list_cache.put(key, 0, &page))
 }
 
 /// One attacker: counters, profile (behaviour, score and its factors, tools, ATT&CK

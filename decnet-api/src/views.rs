@@ -21,9 +21,12 @@ pub struct EventView {
     pub event_type: String,
     pub attacker_ip: Option<String>,
     pub attacker_port: Option<u16>,
-    /// The event's fields (a JSON object as stored; a string if it does not parse).
-    pub fields: serde_json::Value,
-    pub raw: String,
+    /// The event's fields (the JSON object as stored, passed through; a string if it is not
+    /// JSON).
+    pub fields: Box<serde_json::value::RawValue>,
+    /// The raw line (listings include it only when asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 impl From<&Event> for EventView {
@@ -36,9 +39,14 @@ impl From<&Event> for EventView {
             event_type: e.event_type.clone(),
             attacker_ip: e.attacker_ip.map(|i| i.to_string()),
             attacker_port: e.attacker_port,
-            fields: serde_json::from_str(&e.fields)
-                .unwrap_or_else(|_| serde_json::Value::String(e.fields.clone())),
-            raw: String::from_utf8_lossy(&e.raw).into_owned(),
+            fields: serde_json::value::RawValue::from_string(e.fields.clone())
+                .or_else(|_| {
+                    serde_json::value::to_raw_value(&serde_json::Value::String(e.fields.clone()))
+                })
+                .unwrap_or_else(|_| {
+                    serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+                }),
+            raw: Some(String::from_utf8_lossy(&e.raw).into_owned()),
         }
     }
 }

@@ -114,6 +114,11 @@ pub struct WebArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
     pub max_body: u64,
 
+    /// First pages of the events and attackers listings are served from memory for this long
+    /// (events pages also only until new events arrive); 0 disables.
+    #[arg(long, value_name = "MS", env = "DECNET_WEB_LIST_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub list_cache_ms: u64,
+
     /// A static bearer token that may read /metrics (for Prometheus).
     #[arg(
         long,
@@ -204,7 +209,26 @@ async fn start_embedded(args: &WebArgs, repo: &Repository) -> anyhow::Result<Vec
             .args;
         check_lease(repo, "profiler").await?;
         tracing::info!("starting the embedded profiler");
-        workers.push(("profiler", tokio::spawn(profiler::run(a))));
+        // The profiler's future is not `Send`: it gets its own thread and runtime.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("embedded-profiler".into())
+            .spawn(move || {
+                let r = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rt| rt.block_on(profiler::run(a)));
+                let _ = tx.send(r);
+            })
+            .context("cannot start the embedded profiler's thread")?;
+        workers.push((
+            "profiler",
+            tokio::spawn(async move {
+                rx.await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the profiler thread panicked")))
+            }),
+        ));
     }
     Ok(workers)
 }
@@ -247,6 +271,7 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
         max_stream_clients: usize::try_from(args.max_stream_clients).unwrap_or(256),
         max_body: usize::try_from(args.max_body).unwrap_or(16384),
         metrics_token: args.metrics_token.clone().filter(|t| !t.is_empty()),
+        list_cache: Duration::from_millis(args.list_cache_ms),
     };
     if cfg.metrics_token.as_deref().is_some_and(|t| t.len() < 16) {
         bail!("DECNET_METRICS_TOKEN must be at least 16 characters");
