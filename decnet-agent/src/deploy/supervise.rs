@@ -272,10 +272,11 @@ impl Supervisor {
                 }
                 changed(&self.snapshot());
             }
-            if ready.is_some() && self.all_ready() {
-                if let Some(f) = ready.take() {
-                    f();
-                }
+            if ready.is_some()
+                && self.all_ready()
+                && let Some(f) = ready.take()
+            {
+                f();
             }
             tokio::select! {
                 () = &mut stop => return,
