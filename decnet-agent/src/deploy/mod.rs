@@ -765,13 +765,18 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 "received",
                 "stored",
                 "rejected",
-                "events_lost",
+                "duplicates",
                 "dropped_udp",
-                "flows_written",
-                "packets",
+                "udp_kernel_drops",
+                "db_errors",
+                "events_lost",
+                "events_read",
+                "flows_read",
+                "sessions_written",
+                "attackers_updated",
+                "attackers_profiled",
             ]
-            .iter()
-            .any(|k| name.contains(k))
+            .contains(&name.as_str())
                 || name.starts_with("restarts.")
         })
         .map(|(w, h, n, v)| serde_json::json!({"worker": w, "host": h, "counter": n, "value": v}))
