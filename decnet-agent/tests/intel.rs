@@ -794,11 +794,14 @@ async fn incremental_passes_equal_one_pass(b: Backend) {
             })
             .collect()
     };
-    let (f1, f2): (Vec<FlowRecord>, Vec<FlowRecord>) = flows
-        .iter()
-        .cloned()
-        .enumerate()
-        .partition_map_like(|(i, _)| i % 3 == 0);
+    let (mut f1, mut f2) = (Vec::new(), Vec::new());
+    for (i, f) in flows.iter().enumerate() {
+        if i % 3 == 0 {
+            f1.push(f.clone())
+        } else {
+            f2.push(f.clone())
+        }
+    }
     store(&repo, &pick(&first), &f1, 10_000).await;
     correlate(&repo, 50).await;
     profile(&repo, 50).await;
@@ -808,20 +811,6 @@ async fn incremental_passes_equal_one_pass(b: Backend) {
     assert_eq!(snapshot(&repo).await, want);
     repo.close().await;
     inc.cleanup().await;
-}
-
-trait PartitionLike<T> {
-    fn partition_map_like(self, f: impl Fn(&(usize, T)) -> bool) -> (Vec<T>, Vec<T>);
-}
-
-impl<T, I: Iterator<Item = (usize, T)>> PartitionLike<T> for I {
-    fn partition_map_like(self, f: impl Fn(&(usize, T)) -> bool) -> (Vec<T>, Vec<T>) {
-        let (a, b): (Vec<(usize, T)>, Vec<(usize, T)>) = self.partition(|x| f(x));
-        (
-            a.into_iter().map(|(_, t)| t).collect(),
-            b.into_iter().map(|(_, t)| t).collect(),
-        )
-    }
 }
 
 both_backends!(

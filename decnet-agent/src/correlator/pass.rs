@@ -19,6 +19,8 @@ use std::{
     },
 };
 
+use futures::{StreamExt as _, TryStreamExt as _};
+
 use decnet_core::{
     model::{AttackerUpdate, FlowRecord, Touch},
     repo::{
@@ -258,49 +260,71 @@ async fn recompute_sessions(
     keys: &BTreeMap<Key, i64>,
     c: &mut Counters,
 ) -> Result<Vec<SessionReplace>, RepoError> {
-    let mut out = Vec::with_capacity(keys.len());
-    for ((ip, decky, service), at) in keys {
-        let from = repo
-            .session_start_before(*ip, decky, service, *at)
-            .await?
-            .unwrap_or(*at)
-            .min(*at);
-        let events = repo.key_events(*ip, decky, service, from).await?;
-        let kes: Vec<KeyEvent> = events
-            .iter()
-            .map(|e| {
-                let i = vocab::interpret(&e.event_type, &e.fields);
-                KeyEvent {
-                    ts_ns: e.ts_ns,
-                    kind: i.kind,
-                    command: i.command,
-                }
-            })
-            .collect();
-        let mut sessions = sessions::sessionize(*ip, decky, service, &kes, cfg.idle_gap_ns);
-        if let (Some(dip), Some(port)) = (dir.ip_of.get(decky), dir.port(decky, service)) {
-            for s in &mut sessions {
-                s.bytes = repo
-                    .flow_bytes(
-                        *ip,
-                        *dip,
-                        port,
-                        s.started_ns.saturating_sub(FLOW_SLACK_NS),
-                        s.ended_ns.saturating_add(FLOW_SLACK_NS),
-                    )
-                    .await?;
-            }
-        }
-        c.add("sessions_written", sessions.len() as u64);
-        out.push(SessionReplace {
-            attacker_ip: *ip,
-            decky: decky.clone(),
-            service: service.clone(),
-            from_ns: from,
-            sessions,
-        });
-    }
+    // Keys are independent: read them a few at a time (the pool has several connections; on
+    // SQLite, WAL readers do not block each other). Results keep the key order.
+    // Owned items: a closure over borrowed items is not `Send` for every lifetime, which
+    // `tokio::spawn` (embedded workers) needs.
+    let owned: Vec<(Key, i64)> = keys.iter().map(|(k, at)| (k.clone(), *at)).collect();
+    let out: Vec<SessionReplace> = futures::stream::iter(owned)
+        .map(|(key, at)| async move { recompute_key(repo, cfg, dir, &key, at).await })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    c.add(
+        "sessions_written",
+        out.iter().map(|r| r.sessions.len() as u64).sum(),
+    );
     Ok(out)
+}
+
+/// Reads in flight at once while recomputing.
+pub const READ_CONCURRENCY: usize = 4;
+
+async fn recompute_key(
+    repo: &Repository,
+    cfg: &Config,
+    dir: &Directory,
+    (ip, decky, service): &Key,
+    at: i64,
+) -> Result<SessionReplace, RepoError> {
+    let from = repo
+        .session_start_before(*ip, decky, service, at)
+        .await?
+        .unwrap_or(at)
+        .min(at);
+    let events = repo.key_events(*ip, decky, service, from).await?;
+    let kes: Vec<KeyEvent> = events
+        .iter()
+        .map(|e| {
+            let i = vocab::interpret(&e.event_type, &e.fields);
+            KeyEvent {
+                ts_ns: e.ts_ns,
+                kind: i.kind,
+                command: i.command,
+            }
+        })
+        .collect();
+    let mut sessions = sessions::sessionize(*ip, decky, service, &kes, cfg.idle_gap_ns);
+    if let (Some(dip), Some(port)) = (dir.ip_of.get(decky), dir.port(decky, service)) {
+        for s in &mut sessions {
+            s.bytes = repo
+                .flow_bytes(
+                    *ip,
+                    *dip,
+                    port,
+                    s.started_ns.saturating_sub(FLOW_SLACK_NS),
+                    s.ended_ns.saturating_add(FLOW_SLACK_NS),
+                )
+                .await?;
+        }
+    }
+    Ok(SessionReplace {
+        attacker_ip: *ip,
+        decky: decky.clone(),
+        service: service.clone(),
+        from_ns: from,
+        sessions,
+    })
 }
 
 /// Credential reuse for `hashes` (secrets of new credential rows), recomputed in SQL. The
@@ -339,13 +363,17 @@ async fn traversals_for(
     b: &mut IntelBatch,
     c: &mut Counters,
 ) -> Result<(), RepoError> {
-    for ip in ips {
-        let mut touches = repo.traversal(*ip).await?;
-        touches.extend(new.iter().filter(|t| t.attacker_ip == *ip).cloned());
-        if let Some(t) = traversal::traversal(*ip, &touches) {
-            b.traversals.push(t);
-        }
-    }
+    let found: Vec<Option<decnet_core::model::Traversal>> =
+        futures::stream::iter(ips.iter().copied().collect::<Vec<IpAddr>>())
+            .map(|ip| async move {
+                let mut touches = repo.traversal(ip).await?;
+                touches.extend(new.iter().filter(|t| t.attacker_ip == ip).cloned());
+                Ok::<_, RepoError>(traversal::traversal(ip, &touches))
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+    b.traversals.extend(found.into_iter().flatten());
     c.add("traversals_written", b.traversals.len() as u64);
     Ok(())
 }

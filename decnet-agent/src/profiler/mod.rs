@@ -39,6 +39,7 @@ use decnet_core::{
     },
     time_fmt::now_ns,
 };
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::{
     common::{LEASE_TTL, positive_secs, write_ready},
@@ -325,8 +326,14 @@ pub async fn run_pass(
         let mut c = Counters::default();
         let mut profiles = Vec::with_capacity(queued.len());
         let now = now_ns();
-        for (_, ip) in &queued {
-            match gather(repo, *ip, cfg.max_events).await? {
+        let inputs: Vec<Option<Input>> =
+            futures::stream::iter(queued.iter().map(|(_, ip)| *ip).collect::<Vec<IpAddr>>())
+                .map(|ip| gather(repo, ip, cfg.max_events))
+                .buffered(crate::correlator::pass::READ_CONCURRENCY)
+                .try_collect()
+                .await?;
+        for input in inputs {
+            match input {
                 Some(input) => profiles.push(profile(&input, &cfg.behaviour, now)),
                 None => c.add("attackers_missing", 1),
             }
