@@ -290,13 +290,15 @@ impl Deployment {
         Ok(pid.map(|p| p as u32))
     }
 
-    /// `decnet <args…>` with this deployment's run dir and database; returns its output.
+    /// `decnet <args…>` with this deployment's database (and run dir for teardown, status and
+    /// deploy); returns its output.
     pub fn decnet(&self, args: &[&str]) -> Result<Output> {
-        Command::new(decnet_bin()?)
-            .args(args)
-            .arg("--run-dir")
-            .arg(&self.run_dir)
-            .env("DECNET_DB_URL", format!("sqlite://{}", self.db.display()))
+        let mut cmd = Command::new(decnet_bin()?);
+        cmd.args(args);
+        if matches!(args.first(), Some(&("teardown" | "status" | "deploy"))) {
+            cmd.arg("--run-dir").arg(&self.run_dir);
+        }
+        cmd.env("DECNET_DB_URL", format!("sqlite://{}", self.db.display()))
             .env_remove("DECNET_DB_TYPE")
             .stdin(Stdio::null())
             .output()

@@ -673,3 +673,88 @@ services = ["ftp"]
     );
     Ok(())
 }
+
+/// Issue 6 end to end: hydra brute-forces a decky's ssh with a 20-word list; the correlator and
+/// profiler (run once each, as a script would) make one attacker of it, classed brute_force,
+/// with 20 credentials and T1110.
+#[test]
+fn hydra_against_ssh_is_one_brute_forcing_attacker_with_t1110() -> Result<()> {
+    let net = 234;
+    let mut d = Deployment::start(
+        "f4",
+        net,
+        r#"
+[[decky]]
+name = "f4-ssh"
+ip = "10.234.0.10"
+services = ["ssh"]
+"#,
+        "collector",
+    )?;
+    let att = d.add_attacker(200)?;
+    let attacker = addr(net, 200).to_string();
+    let words: Vec<String> = (0..20).map(|i| format!("w0rd{i:02}!")).collect();
+    let list = d.dir.join("words.txt");
+    std::fs::write(&list, words.join("\n") + "\n")?;
+    let list_s = list.display().to_string();
+    let out = d.exec_in(
+        &att,
+        "hydra",
+        "hydra",
+        &[
+            "-I",
+            "-l",
+            "root",
+            "-P",
+            &list_s,
+            "-t",
+            "4",
+            "-w",
+            "10",
+            "ssh://10.234.0.10",
+        ],
+        None,
+        Duration::from_secs(180),
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("0 valid password"),
+        "hydra: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.wait_events("20 ssh password attempts", T, |ev| {
+        words
+            .iter()
+            .all(|w| has_cred(ev, "f4-ssh", "ssh", "root", Some(w)))
+    })?;
+    for worker in ["correlate", "profiler"] {
+        let out = d.decnet(&[worker])?;
+        assert!(
+            out.status.success(),
+            "decnet {worker}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(&d.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let attackers: Vec<String> = conn
+        .prepare("SELECT ip FROM attackers ORDER BY ip")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    assert_eq!(attackers, [attacker.clone()]);
+    let creds: i64 = conn.query_row(
+        "SELECT count(*) FROM credentials WHERE attacker_ip = ? AND decky = 'f4-ssh' AND service = 'ssh'",
+        [&attacker],
+        |r| r.get(0),
+    )?;
+    assert_eq!(creds, 20);
+    let (behaviour, techniques, factors): (String, String, String) = conn.query_row(
+        "SELECT behaviour, techniques, factors FROM attacker_profiles WHERE attacker_ip = ?",
+        [&attacker],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    assert_eq!(behaviour, "brute_force", "factors: {factors}");
+    let techniques: Vec<String> = serde_json::from_str(&techniques)?;
+    assert!(techniques.iter().any(|t| t == "T1110"), "{techniques:?}");
+    Ok(())
+}

@@ -481,12 +481,10 @@ fn units(
             Worker::None => continue,
         };
         db_args(&mut a);
-        let ready = matches!(w, Worker::Collector | Worker::Sniffer).then(|| {
-            let f = rdir.join(format!("{name}.ready"));
-            a.push("--ready-file".into());
-            a.push(f.clone().into());
-            f
-        });
+        let ready = rdir.join(format!("{name}.ready"));
+        a.push("--ready-file".into());
+        a.push(ready.clone().into());
+        let ready = Some(ready);
         units.push(UnitSpec {
             name: name.to_owned(),
             kind: "worker",
