@@ -599,7 +599,9 @@ async fn a_dead_local_holder_is_taken_over_at_once(b: Backend) {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    repo.acquire_lease(&holder("dead", dead), ttl).await.unwrap();
+    repo.acquire_lease(&holder("dead", dead), ttl)
+        .await
+        .unwrap();
     let lease = repo
         .acquire_lease(&holder("next", std::process::id()), ttl)
         .await

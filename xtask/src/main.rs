@@ -13,8 +13,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-const ABOUT: &str =
-    "decnet's developer tasks: install the toolchain, build, test, run the example fleet, benchmark";
+const ABOUT: &str = "decnet's developer tasks: install the toolchain, build, test, run the example fleet, benchmark";
 
 const LONG_ABOUT: &str = "\
 decnet's developer tasks: install the toolchain, build, test, run the example fleet, benchmark.

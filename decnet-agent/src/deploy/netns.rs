@@ -341,7 +341,10 @@ pub fn configure_inside(
     in_netns(ns, move || {
         // Deckies are IPv4 hosts: no IPv6 link-local chatter (NDP, MLD, router solicitations)
         // that would show up as traffic from a decky. Skipped where the kernel has no IPv6.
-        for key in ["net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"] {
+        for key in [
+            "net/ipv6/conf/all/disable_ipv6",
+            "net/ipv6/conf/default/disable_ipv6",
+        ] {
             let path = Path::new("/proc/sys").join(key);
             if path.exists() {
                 std::fs::write(&path, "1")
