@@ -178,10 +178,19 @@ async fn check_lease(repo: &Repository, kind: &str) -> anyhow::Result<()> {
 type Worker = (&'static str, JoinHandle<anyhow::Result<()>>);
 
 async fn start_embedded(args: &WebArgs, repo: &Repository) -> anyhow::Result<Vec<Worker>> {
-    let how: Vec<String> = match args.duration {
+    // The embedded workers use the web's repository.
+    let mut db: Vec<String> = Vec::new();
+    if let Some(t) = &args.db_type {
+        db.extend(["--db-type".into(), t.clone()]);
+    }
+    if let Some(u) = &args.db_url {
+        db.extend(["--db-url".into(), u.clone()]);
+    }
+    let mut how: Vec<String> = match args.duration {
         Some(d) => vec!["--duration".into(), d.to_string()],
         None => vec!["--daemon".into()],
     };
+    how.extend(db.iter().cloned());
     let mut workers = Vec::new();
     if args.embed_sniffer {
         let a = EmbeddedSniffer::try_parse_from(
@@ -198,15 +207,17 @@ async fn start_embedded(args: &WebArgs, repo: &Repository) -> anyhow::Result<Vec
         workers.push(("sniffer", tokio::spawn(sniffer::run(a))));
     }
     if args.embed_profiler {
-        let mut pargs = vec!["profiler".to_string()];
-        if args.duration.is_none() {
-            pargs.push("--daemon".into());
-        }
-        let a = EmbeddedProfiler::try_parse_from(pargs)
-            .map_err(|e| {
-                anyhow::anyhow!("DECNET_EMBED_PROFILER=1: the profiler's settings are invalid: {e}")
-            })?
-            .args;
+        // Always a daemon (the profiler has no --duration): stopped by SIGTERM, which the web
+        // sends itself when its --duration ends.
+        let a = EmbeddedProfiler::try_parse_from(
+            ["profiler".to_string(), "--daemon".into()]
+                .into_iter()
+                .chain(db.iter().cloned()),
+        )
+        .map_err(|e| {
+            anyhow::anyhow!("DECNET_EMBED_PROFILER=1: the profiler's settings are invalid: {e}")
+        })?
+        .args;
         check_lease(repo, "profiler").await?;
         tracing::info!("starting the embedded profiler");
         // The profiler's future is not `Send`: it gets its own thread and runtime.
@@ -320,7 +331,14 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
         _ = sigint.recv() => tracing::info!("SIGINT: stopping"),
-        _ = until_deadline => tracing::info!("duration reached: stopping"),
+        _ = until_deadline => {
+            tracing::info!("duration reached: stopping");
+            if !workers.is_empty() {
+                // Embedded workers stop (and flush) on SIGTERM, like standalone ones.
+                // SAFETY: kill(2) on our own pid.
+                unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            }
+        }
         name = worker_done => {
             failure = Some(anyhow::anyhow!("the embedded {name} stopped"));
         }
