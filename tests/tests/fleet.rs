@@ -741,7 +741,7 @@ services = ["ssh"]
         .prepare("SELECT ip FROM attackers ORDER BY ip")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    assert_eq!(attackers, [attacker.clone()]);
+    assert_eq!(attackers, std::slice::from_ref(&attacker));
     let creds: i64 = conn.query_row(
         "SELECT count(*) FROM credentials WHERE attacker_ip = ? AND decky = 'f4-ssh' AND service = 'ssh'",
         [&attacker],

@@ -207,7 +207,7 @@ fn synthesize(rng: &mut Rng, n: usize, attackers: u32, start_ns: i64, span_ns: i
                 .push(event(ts, ip, decky, service, ty, fields, seq));
         };
         // Scanners (5 % of attackers) sweep ports first: flows only.
-        if a % 20 == 0 {
+        if a.is_multiple_of(20) {
             for p in 0..(n / 10 / 200).clamp(1, 50) {
                 out.flows.push(FlowRecord {
                     bridge: "decnet0".into(),
