@@ -210,18 +210,14 @@ pub async fn run(args: CorrelateArgs) -> anyhow::Result<()> {
         }
     }
     .await;
-    if let Err(e) = lease.release().await {
-        tracing::warn!("could not release the correlator lease: {e}");
-    }
-    repo.close().await;
-    println!(
-        "correlator: {:.1} s, {}",
-        started.elapsed().as_secs_f64(),
-        totals.line()
-    );
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::to_vec_pretty(&totals)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    totals
+        .finish(
+            "correlator",
+            lease,
+            repo,
+            started,
+            args.summary_json.as_deref(),
+        )
+        .await?;
     result
 }

@@ -89,6 +89,33 @@ impl Counters {
             .collect::<Vec<_>>()
             .join(" ")
     }
+    /// A worker's end of run (correlator and profiler): release its lease, close the
+    /// repository, print the one-line summary and write it as JSON if asked.
+    pub async fn finish(
+        &self,
+        worker: &str,
+        lease: decnet_core::repo::LeaseKeeper,
+        repo: decnet_core::repo::Repository,
+        started: std::time::Instant,
+        summary_json: Option<&std::path::Path>,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        if let Err(e) = lease.release().await {
+            tracing::warn!("could not release the {worker} lease: {e}");
+        }
+        repo.close().await;
+        println!(
+            "{worker}: {:.1} s, {}",
+            started.elapsed().as_secs_f64(),
+            self.line()
+        );
+        if let Some(path) = summary_json {
+            let json = serde_json::to_vec_pretty(self)?;
+            std::fs::write(path, json)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The recorded fleet: decky by IP, service ports.

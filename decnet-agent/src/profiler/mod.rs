@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use decnet_core::{
     model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Session, Touch},
     repo::{
@@ -424,18 +424,14 @@ pub async fn run(args: ProfilerArgs) -> anyhow::Result<()> {
         }
     }
     .await;
-    if let Err(e) = lease.release().await {
-        tracing::warn!("could not release the profiler lease: {e}");
-    }
-    repo.close().await;
-    println!(
-        "profiler: {:.1} s, {}",
-        started.elapsed().as_secs_f64(),
-        totals.line()
-    );
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::to_vec_pretty(&totals)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    totals
+        .finish(
+            "profiler",
+            lease,
+            repo,
+            started,
+            args.summary_json.as_deref(),
+        )
+        .await?;
     result
 }
