@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use decnet_core::logging::{self, LogFormat, SyslogTarget};
 
-use crate::{collector, correlator, decky, deploy, profiler, sniffer, web};
+use crate::{deploy, web};
+use decnet_decoys::decky;
+use decnet_intel::{correlator, profiler};
+use decnet_runtime::{StopSource, start};
 
 /// decnet — a deception network: decoy hosts on a bridge, an eBPF sensor that sees every packet
 /// sent to them, and workers that turn packets and logs into attackers and sessions.
@@ -30,13 +33,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Passive flow sensor: eBPF on every port of the decoy bridge → flows in the repository.
-    Sniffer(sniffer::SnifferArgs),
+    Sniffer(decnet_sniffer::SnifferArgs),
     /// Syslog receiver: the decoy services' RFC 5424 logs over UDP/TCP/TLS → events in the
     /// repository.
-    Collect(collector::CollectArgs),
+    #[command(alias = "collect")]
+    Collector(decnet_collector::CollectArgs),
     /// Correlator: events and flows → sessions, attackers, traversal paths, credential reuse,
     /// scans.
-    Correlate(correlator::CorrelateArgs),
+    #[command(alias = "correlate")]
+    Correlator(correlator::CorrelateArgs),
     /// Profiler: attackers with new evidence → behaviour class, tool guesses, explainable threat
     /// score, MITRE ATT&CK techniques.
     Profiler(profiler::ProfilerArgs),
@@ -52,19 +57,28 @@ pub enum Command {
     Decky(decky::DeckyArgs),
 }
 
+impl Command {
+    /// The worker's name (`decnet.<name>` is its APP-NAME).
+    pub fn worker(&self) -> &'static str {
+        match self {
+            Command::Sniffer(_) => decnet_sniffer::WORKER,
+            Command::Collector(_) => decnet_collector::WORKER,
+            Command::Correlator(_) => correlator::WORKER,
+            Command::Profiler(_) => profiler::WORKER,
+            Command::Web(_) => web::WORKER,
+            Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => deploy::WORKER,
+            Command::Decky(_) => decky::WORKER,
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let app = match &cli.command {
-        Command::Sniffer(_) => "decnet.sniffer",
-        Command::Collect(_) => "decnet.collector",
-        Command::Correlate(_) => "decnet.correlator",
-        Command::Profiler(_) => "decnet.profiler",
-        Command::Web(_) => "decnet.web",
-        Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => "decnet.deploy",
-        Command::Decky(_) => "decnet.decky",
-    };
+    // Leaked once per process: logging wants a static APP-NAME.
+    let app: &'static str =
+        Box::leak(decnet_runtime::app_name(cli.command.worker()).into_boxed_str());
     if let Err(e) = logging::init_with(app, cli.log_format, cli.log_syslog) {
-        eprintln!("decnet: cannot set up logging: {e:#}");
+        decnet_runtime::eprint_line(&format!("decnet: cannot set up logging: {e:#}"));
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -74,33 +88,36 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("decnet: cannot start the async runtime: {e}");
+            decnet_runtime::eprint_line(&format!("decnet: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let format = cli.log_format;
     let result = runtime.block_on(async {
+        let process = StopSource::Process;
         match cli.command {
-            Command::Sniffer(args) => sniffer::run(args).await,
-            Command::Collect(args) => collector::run(args).await,
-            Command::Correlate(args) => correlator::run(args).await,
-            Command::Profiler(args) => profiler::run(args).await,
-            Command::Web(args) => web::run(args).await,
-            Command::Deploy(args) => deploy::deploy(args).await,
+            Command::Sniffer(args) => start(args, process).await,
+            Command::Collector(args) => start(args, process).await,
+            Command::Correlator(args) => start(args, process).await,
+            Command::Profiler(args) => start(args, process).await,
+            Command::Web(args) => start(args, process).await,
+            Command::Deploy(args) => start(args, process).await,
+            Command::Decky(args) => start(args, process).await,
             Command::Teardown(args) => deploy::teardown(args).await,
             Command::Status(args) => deploy::status(args).await,
-            Command::Decky(args) => decky::run(args).await,
         }
     });
     // Give queued lines a moment to reach the syslog server.
     logging::flush_syslog(std::time::Duration::from_secs(2));
+    // Tasks still running (a worker ended by its grace) must not hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, in the format the operator chose.
             match format {
                 LogFormat::Rfc5424 => tracing::error!("{e:#}"),
-                LogFormat::Text => eprintln!("decnet: {e:#}"),
+                LogFormat::Text => decnet_runtime::eprint_line(&format!("decnet: {e:#}")),
             }
             ExitCode::FAILURE
         }

@@ -1,17 +1,11 @@
-//! The `decnet` binary's workers. Each worker is a module with its config type (the clap args of
-//! its subcommand), a `run` function, and its own tests; [`cli`] assembles them.
+//! The `decnet` binary: [`cli`] (one subcommand per worker), [`deploy`] (`decnet deploy`,
+//! `teardown`, `status`: the fleet's network, supervision of deckies and workers) and [`web`]
+//! (`decnet web`: the `decnet-api` crate plus embedded workers).
 //!
-//! - [`sniffer`]: loads the eBPF flow sensor onto every port of the decoy bridge and writes flows
-//!   to the repository.
-//! - [`collector`]: receives the decoy services' RFC 5424 logs over UDP, TCP and TLS and writes
-//!   events (and credentials) to the repository.
+//! The workers live in their own crates beside this one: `decnet-sniffer` (sniffer/),
+//! `decnet-collector` (collector/), `decnet-intel` (intel/: correlator and profiler),
+//! `decnet-decoys` (decoys/: `decnet decky` and the fleet file); `decnet-runtime` (runtime/) is
+//! what they share.
 pub mod cli;
-pub mod collector;
-pub mod common;
-pub mod correlator;
-pub mod decky;
 pub mod deploy;
-pub mod fleet;
-pub mod profiler;
-pub mod sniffer;
 pub mod web;

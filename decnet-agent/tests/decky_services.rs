@@ -181,6 +181,7 @@ fn start_decky(dir: &TempDir, tag: &str, spec: &Value, collector: SocketAddr) ->
         "decnet decky",
         &[
             "decky".into(),
+            "--daemon".into(),
             "--name".into(),
             spec["name"].as_str().expect("name").into(),
             "--spec-json".into(),

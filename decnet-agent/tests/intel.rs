@@ -21,13 +21,13 @@ use std::{
 };
 
 use common::{Backend, TestDb};
-use decnet_agent::{
-    correlator::{self, pass::Config as CorrelatorConfig, scans::ScanConfig},
-    profiler::{self, Config as ProfilerConfig, behaviour::BehaviourConfig},
-};
 use decnet_core::{
     model::*,
     repo::{Repository, Write},
+};
+use decnet_intel::{
+    correlator::{self, pass::Config as CorrelatorConfig, scans::ScanConfig},
+    profiler::{self, Config as ProfilerConfig, behaviour::BehaviourConfig},
 };
 
 const T0: i64 = 1_795_730_000_000_000_000;
@@ -428,14 +428,14 @@ fn profiler_config(batch: u32) -> ProfilerConfig {
     }
 }
 
-async fn correlate(repo: &Repository, batch: u32) -> correlator::pass::Counters {
+async fn correlate(repo: &Repository, batch: u32) -> decnet_intel::passes::Counters {
     let stop = Arc::new(AtomicBool::new(false));
     correlator::pass::run_pass(repo, &correlator_config(batch), &stop)
         .await
         .expect("correlator pass")
 }
 
-async fn profile(repo: &Repository, batch: u32) -> correlator::pass::Counters {
+async fn profile(repo: &Repository, batch: u32) -> decnet_intel::passes::Counters {
     let stop = Arc::new(AtomicBool::new(false));
     profiler::run_pass(repo, &profiler_config(batch), &stop)
         .await

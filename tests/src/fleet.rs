@@ -84,6 +84,7 @@ impl Deployment {
         let t0 = Instant::now();
         let child = Command::new(decnet_bin()?)
             .arg("deploy")
+            .arg("--daemon")
             .arg("--fleet")
             .arg(&self.fleet_file)
             .arg("--workers")

@@ -352,7 +352,12 @@ fn run_cmd(args: &[String]) -> Result<ExitCode> {
          then: sqlite3 decnet.db 'select decky, service, event_type, attacker_ip from events'"
     );
     let mut deploy = Command::new(&bin);
-    deploy.arg("deploy").arg("--fleet").arg(&fleet).args(args);
+    deploy
+        .arg("deploy")
+        .arg("--daemon")
+        .arg("--fleet")
+        .arg(&fleet)
+        .args(args);
     println!("[run] {}", cmd::show(&deploy));
     Err(exec_error(&mut deploy))
 }

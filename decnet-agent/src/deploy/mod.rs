@@ -1,24 +1,27 @@
 //! # deploy — `decnet deploy`, `decnet teardown`, `decnet status`
 //!
-//! **Input:** a fleet file ([`crate::fleet`]).
+//! **Input:** a fleet file ([`decnet_decoys::fleet`]).
 //! **Output:** the decoy LAN — the bridge (created if missing) with the host's address, one
 //! network namespace per decky with a veth on the bridge, the decky's IP and MAC and its OS
 //! persona's sysctls — and the processes: one `decnet decky` per decky inside its namespace and
-//! the workers (`decnet collect`, `decnet sniffer`, `decnet correlate`, `decnet profiler`), all
-//! supervised ([`supervise`]). The deckies are recorded in the repository; what was created and
+//! the workers (`decnet collector`, `decnet sniffer`, `decnet correlator`, `decnet profiler`), all
+//! supervised ([`supervise`]), their command lines built in one place ([`units`]). The deckies are recorded in the repository; what was created and
 //! what runs is recorded in `<run-dir>/<bridge>.json` ([`state`]), which `teardown` and
 //! `status` read.
 //!
-//! SIGTERM/SIGINT: stop the deckies, then the workers, then remove the network. `decnet
+//! Runs through `decnet-runtime` (`--daemon | --duration`): SIGTERM, SIGINT or SIGHUP (a closed
+//! terminal) stop the deckies, then the workers, then remove the network; further signals do not
+//! interrupt that teardown. A deployment record that cannot be saved stops the deployment with
+//! an error (without it `teardown` could not find what to remove). `decnet
 //! teardown` removes exactly what a deployment created (asking a running supervisor to stop
 //! first), and is safe to run twice; `decnet deploy` cleans up after a deployment that died
 //! before it starts.
 pub mod netns;
 pub mod state;
 pub mod supervise;
+pub mod units;
 
 use std::{
-    ffi::OsString,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -28,23 +31,19 @@ use std::{
 use anyhow::{Context as _, bail};
 use decnet_core::{
     model::{Decky, DeckyService},
-    repo::{DbConfig, Repository, hostname},
+    repo::{Repository, hostname},
     time_fmt::now_ns,
 };
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, Stop};
 use futures::{StreamExt as _, stream};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    time::Instant,
-};
+use tokio::time::Instant;
 
 use self::{
     state::{DEFAULT_RUN_DIR, DeckyState, DeployState, ProcState, is_decnet_process, state_path},
     supervise::{Supervisor, UnitSpec},
+    units::Child,
 };
-use crate::{
-    common::positive_secs,
-    fleet::{DeckySpec, Fleet, Lan, persona},
-};
+use decnet_decoys::fleet::{DeckySpec, Fleet, Lan, persona};
 
 /// The default fleet file.
 pub const DEFAULT_FLEET: &str = "/etc/decnet/fleet.toml";
@@ -56,7 +55,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/decnet";
 pub enum Worker {
     Collector,
     Sniffer,
-    Correlate,
+    #[value(alias = "correlate")]
+    Correlator,
     Profiler,
     /// No workers: only the deckies (when systemd runs the workers; see deploy/systemd).
     None,
@@ -65,13 +65,20 @@ pub enum Worker {
 /// `decnet deploy`: bring up the decoy fleet and the workers, and supervise them.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-Runs in the foreground until SIGTERM/SIGINT (or --duration), then stops the deckies and workers \
+Runs in the foreground until SIGTERM/SIGINT/SIGHUP (--daemon) or for --duration, then stops the deckies and workers \
 and removes the namespaces, links and (if it created it) the bridge. A worker or decky that dies \
 is restarted after 1 s, 2 s, 4 s … up to 30 s; each restart is logged and counted (see `decnet \
-status`).\n\nExamples:\n  decnet deploy --fleet /etc/decnet/fleet.toml\n  \
-decnet deploy --fleet deploy/fleet.example.toml --db-url sqlite:///var/lib/decnet/decnet.db\n  \
-decnet deploy --workers none        # deckies only; systemd runs the workers")]
+status`).\n\nExamples:\n  decnet deploy --daemon --fleet /etc/decnet/fleet.toml\n  \
+DECNET_DB_URL=sqlite:///var/lib/decnet/decnet.db decnet deploy --daemon --fleet deploy/fleet.example.toml\n  \
+decnet deploy --daemon --workers none        # deckies only; systemd runs the workers")]
 pub struct DeployArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// The repository; passed to the workers by environment (never on their command lines).
+    #[command(flatten)]
+    pub db: DbArgs,
+
     /// The fleet file (TOML; see deploy/fleet.example.toml).
     #[arg(long, env = "DECNET_FLEET", default_value = DEFAULT_FLEET)]
     pub fleet: PathBuf,
@@ -80,7 +87,7 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "collector,sniffer,correlate,profiler"
+        default_value = "collector,sniffer,correlator,profiler"
     )]
     pub workers: Vec<Worker>,
 
@@ -91,24 +98,6 @@ pub struct DeployArgs {
     /// Directory for the deckies' host keys and certificates (kept across restarts).
     #[arg(long, env = "DECNET_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
-
-    /// Repository backend (`sqlite` or `mysql`); passed to the workers.
-    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
-    pub db_type: Option<String>,
-
-    /// Repository URL (default `sqlite://decnet.db` in the working directory); passed to the
-    /// workers.
-    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
-    pub db_url: Option<String>,
-
-    /// Write this file (lines `deckies=N`, `services=N`, `seconds=S`) once every decky and
-    /// worker is up.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
-
-    /// Stop after SECS seconds (for scripts, tests and benchmarks).
-    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
-    pub duration: Option<f64>,
 
     /// Extra arguments for `decnet sniffer` (e.g. `--sniffer-arg=--mode=xdp`). Repeatable.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
@@ -140,13 +129,8 @@ pub struct StatusArgs {
     #[arg(long, env = "DECNET_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
 
-    /// Repository backend (`sqlite` or `mysql`).
-    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
-    pub db_type: Option<String>,
-
-    /// Repository URL (default `sqlite://decnet.db` in the working directory).
-    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
-    pub db_url: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// Print JSON instead of tables.
     #[arg(long)]
@@ -167,14 +151,38 @@ fn ready_dir(run_dir: &Path, bridge: &str) -> PathBuf {
     run_dir.join(format!("{bridge}.d"))
 }
 
-pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+/// The worker's name: APP-NAME `decnet.deploy` (also of `teardown` and `status`).
+pub const WORKER: &str = "deploy";
+
+impl decnet_runtime::Worker for DeployArgs {
+    fn spec(&self) -> Spec {
+        // Teardown (deckies, then workers with their own grace, then the network) must run to
+        // its end: a second Ctrl-C does not cut it short.
+        Spec::new(WORKER)
+            .grace(Duration::from_secs(180))
+            .no_hard_stop()
+    }
+    fn run_args(&self) -> &RunArgs {
+        &self.run
+    }
+    fn db_args(&self) -> Option<&DbArgs> {
+        Some(&self.db)
+    }
+    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
+        deploy(ctx, self).await?;
+        Ok(Report::default())
+    }
+}
+
+/// Builds the fleet, supervises it until the run stops, removes it.
+pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let fleet = Fleet::load(&args.fleet)?;
     let fleet_file = std::fs::canonicalize(&args.fleet)
         .with_context(|| format!("cannot resolve {}", args.fleet.display()))?;
     netns::require_root("decnet deploy")?;
-    let db = DbConfig::new(args.db_type.as_deref(), args.db_url.as_deref())?;
-    let repo = Repository::open(&db).await?;
+    let db = args.db.config()?;
+    let repo = ctx.repo()?.clone();
     let bridge = fleet.lan.bridge.clone();
 
     // A previous deployment on this bridge: running → refuse; dead → clean up after it.
@@ -230,35 +238,54 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
 
     record_deckies(&repo, &fleet, "up").await;
 
-    let units = units(&fleet, &fleet_file, &args, &db)?;
+    let units = units(&fleet, &fleet_file, &args)?;
     let mut sup = Supervisor::new(units);
     let services: usize = fleet.deckies.iter().map(|d| d.services.len()).sum();
+    // Without its record a deployment cannot be torn down: failing to save it stops the fleet.
+    let record_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let fail_record = {
+        let record_error = Arc::clone(&record_error);
+        let stopper = ctx.stopper();
+        move |e: anyhow::Error| {
+            let msg = format!("cannot save the deployment record: {e:#}");
+            tracing::error!("{msg}; stopping the fleet");
+            record_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(msg);
+            stopper.stop(Stop::Requested);
+        }
+    };
     let save = |snap: &[(String, ProcState)]| {
         let mut s = lock(&st);
         for (name, p) in snap {
             s.processes.insert(name.clone(), p.clone());
         }
         if let Err(e) = s.save(&args.run_dir) {
-            tracing::warn!("cannot save the deployment record: {e:#}");
+            fail_record(e);
         }
     };
-    let ready_file = args.ready_file.clone();
+    let ready_file = args.run.ready_file.clone();
     let n_deckies = fleet.deckies.len();
     let st_ready = Arc::clone(&st);
     let run_dir = args.run_dir.clone();
     let db_shown = decnet_core::repo::redact_url(&db.url);
+    let fail_ready = fail_record.clone();
     let on_ready = Box::new(move || {
         let secs = t0.elapsed().as_secs_f64();
         {
             let mut s = lock(&st_ready);
             s.ready = true;
-            let _ = s.save(&run_dir);
+            if let Err(e) = s.save(&run_dir) {
+                fail_ready(e);
+                return;
+            }
         }
         tracing::info!(
             "fleet up: {n_deckies} deckies, {services} services in {secs:.2} s; data in {db_shown}; \
              stop with Ctrl-C or `decnet teardown`"
         );
-        if let Err(e) = crate::common::write_ready(
+        if let Err(e) = decnet_runtime::write_ready(
             ready_file.as_deref(),
             &[
                 format!("deckies={n_deckies}"),
@@ -269,20 +296,10 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             tracing::error!("{e:#}");
         }
     });
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let duration = args.duration.map(Duration::from_secs_f64);
-    let stop = async {
-        tokio::select! {
-            _ = sigterm.recv() => tracing::info!("SIGTERM: stopping the fleet"),
-            _ = sigint.recv() => tracing::info!("SIGINT: stopping the fleet"),
-            () = async {
-                match duration {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            } => tracing::info!("--duration reached: stopping the fleet"),
-        }
+    let mut shutdown = ctx.shutdown.clone();
+    let stop = async move {
+        let why = shutdown.wait().await;
+        tracing::info!("{why}: stopping the fleet");
     };
     let counters_repo = repo.clone();
     let host = hostname();
@@ -332,8 +349,14 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         "fleet stopped and removed ({} restarts during the run)",
         sup.restarts
     );
-    repo.close().await;
-    Ok(())
+    let record_error = record_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    match record_error {
+        Some(e) => bail!("{e}"),
+        None => Ok(()),
+    }
 }
 
 fn lock(st: &Mutex<DeployState>) -> std::sync::MutexGuard<'_, DeployState> {
@@ -425,99 +448,65 @@ async fn build_decky(
     })
 }
 
-fn units(
-    fleet: &Fleet,
-    fleet_file: &Path,
-    args: &DeployArgs,
-    db: &DbConfig,
-) -> anyhow::Result<Vec<UnitSpec>> {
+fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<Vec<UnitSpec>> {
     let exe = std::env::current_exe().context("cannot find the decnet binary")?;
     let rdir = ready_dir(&args.run_dir, &fleet.lan.bridge);
     std::fs::create_dir_all(&rdir).with_context(|| format!("cannot create {}", rdir.display()))?;
-    let db_args = |v: &mut Vec<OsString>| {
-        v.push("--db-type".into());
-        v.push(
-            match db.db_type {
-                decnet_core::repo::DbType::Sqlite => "sqlite",
-                decnet_core::repo::DbType::MySql => "mysql",
-            }
-            .into(),
-        );
-        v.push("--db-url".into());
-        v.push(db.url.clone().into());
-    };
     let collector: SocketAddr = fleet.lan.collector();
-    let mut units = Vec::new();
-    let workers: Vec<Worker> = if args.workers.contains(&Worker::None) {
-        Vec::new()
-    } else {
-        args.workers.clone()
-    };
-    for w in workers {
-        let (name, mut a): (&str, Vec<OsString>) = match w {
-            Worker::Collector => (
-                "collector",
-                vec![
-                    "collect".into(),
-                    "--daemon".into(),
-                    "--udp".into(),
-                    collector.to_string().into(),
-                    "--tcp".into(),
-                    collector.to_string().into(),
-                ],
-            ),
-            Worker::Sniffer => {
-                let mut a: Vec<OsString> = vec![
-                    "sniffer".into(),
-                    "--daemon".into(),
-                    "--bridge".into(),
-                    fleet.lan.bridge.clone().into(),
-                ];
-                a.extend(args.sniffer_arg.iter().map(OsString::from));
-                ("sniffer", a)
-            }
-            Worker::Correlate => ("correlator", vec!["correlate".into(), "--daemon".into()]),
-            Worker::Profiler => ("profiler", vec!["profiler".into(), "--daemon".into()]),
-            Worker::None => continue,
-        };
-        db_args(&mut a);
-        let ready = rdir.join(format!("{name}.ready"));
-        a.push("--ready-file".into());
-        a.push(ready.clone().into());
-        let ready = Some(ready);
-        units.push(UnitSpec {
-            name: name.to_owned(),
-            kind: "worker",
-            program: exe.clone(),
-            args: a,
-            netns: None,
-            ready_file: ready,
-        });
+    let mut children: Vec<(String, &'static str, Child, Option<String>)> = Vec::new();
+    if !args.workers.contains(&Worker::None) {
+        for w in &args.workers {
+            let child = match w {
+                Worker::Collector => Child::Collector { listen: collector },
+                Worker::Sniffer => Child::Sniffer {
+                    bridge: fleet.lan.bridge.clone(),
+                    extra: args.sniffer_arg.clone(),
+                },
+                Worker::Correlator => Child::Correlator,
+                Worker::Profiler => Child::Profiler,
+                Worker::None => continue,
+            };
+            children.push((child.worker().to_owned(), "worker", child, None));
+        }
     }
     for d in &fleet.deckies {
-        let ready = rdir.join(format!("decky-{}.ready", d.name));
-        units.push(UnitSpec {
-            name: format!("decky:{}", d.name),
-            kind: "decky",
-            program: exe.clone(),
-            args: vec![
-                "decky".into(),
-                "--name".into(),
-                d.name.clone().into(),
-                "--fleet".into(),
-                fleet_file.into(),
-                "--collector".into(),
-                collector.to_string().into(),
-                "--state-dir".into(),
-                args.state_dir.join("deckies").join(&d.name).into(),
-                "--ready-file".into(),
-                ready.clone().into(),
-            ],
-            netns: Some(netns_name(&d.name)),
-            ready_file: Some(ready),
-        });
+        let child = Child::Decky {
+            name: d.name.clone(),
+            fleet: fleet_file.to_path_buf(),
+            collector,
+            state_dir: args.state_dir.join("deckies").join(&d.name),
+        };
+        children.push((
+            format!("decky:{}", d.name),
+            "decky",
+            child,
+            Some(netns_name(&d.name)),
+        ));
     }
-    Ok(units)
+    Ok(children
+        .into_iter()
+        .map(|(name, kind, child, netns)| {
+            let ready = rdir.join(format!("{}.ready", name.replace(':', "-")));
+            let run = RunArgs {
+                daemon: true,
+                ready_file: Some(ready.clone()),
+                ..Default::default()
+            };
+            UnitSpec {
+                kind,
+                program: exe.clone(),
+                args: child.args(&run),
+                env: child
+                    .env(&args.db)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+                netns,
+                ready_file: Some(ready),
+                name,
+            }
+        })
+        .collect())
 }
 
 async fn record_deckies(repo: &Repository, fleet: &Fleet, status: &str) {
@@ -682,7 +671,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|(_, s)| args.bridge.as_ref().is_none_or(|b| *b == s.bridge))
         .collect();
-    let repo = match DbConfig::new(args.db_type.as_deref(), args.db_url.as_deref()) {
+    let repo = match args.db.config() {
         Ok(db) => Repository::open(&db).await.ok(),
         Err(_) => None,
     };

@@ -28,6 +28,8 @@ pub struct UnitSpec {
     pub kind: &'static str,
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    /// Extra environment (the repository URL goes here, not on argv).
+    pub env: Vec<(String, String)>,
     /// Enter this named network namespace before exec.
     pub netns: Option<String>,
     /// The unit writes this file once it is up (removed before each start).
@@ -374,6 +376,7 @@ pub fn signal(pid: u32, sig: i32) {
 fn spawn_child(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -436,6 +439,7 @@ mod tests {
                 "-c".into(),
                 format!("touch {}; exec sleep 30", ready.display()).into(),
             ],
+            env: Vec::new(),
             netns: None,
             ready_file: Some(ready.clone()),
         };

@@ -8,29 +8,28 @@
 //! Start-up: open the repository; make sure the first admin exists (`DECNET_ADMIN_PASSWORD`, or
 //! a generated one-time password printed once — weak values refused); load the JWT secret
 //! (`DECNET_JWT_SECRET`, ≥ 32 bytes, or generated once into `--jwt-secret-file` with mode 0600);
-//! start embedded workers (`DECNET_EMBED_SNIFFER=1`, `DECNET_EMBED_PROFILER=1`) — each first
-//! checks its worker lease, so an embedded copy and a standalone one can never run at once:
-//! whichever starts second refuses, naming the first; bind (`--listen`, default
+//! start embedded workers (`DECNET_EMBED_SNIFFER=1`, `DECNET_EMBED_PROFILER=1`) through
+//! `decnet-runtime` with typed settings (their own `DECNET_SNIFFER_*`/`DECNET_PROFILER_*`
+//! variables, the web's repository and run mode) — each first checks its worker lease, so an
+//! embedded copy and a standalone one can never run at once: whichever starts second refuses,
+//! naming the first; bind (`--listen`, default
 //! 127.0.0.1:8080; a public address without TLS is warned about loudly); write `--ready-file`.
 //!
-//! Shutdown (SIGTERM/SIGINT, end of `--duration`, or an embedded worker failing): stop
-//! accepting, end live-feed streams, let in-flight requests finish, stop embedded workers.
+//! Shutdown (SIGTERM/SIGINT/SIGHUP, end of `--duration`, or an embedded worker failing): stop
+//! accepting, end live-feed streams, let in-flight requests finish; embedded workers stop with
+//! the web (they share its stop signal) and flush.
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
-use clap::Parser as _;
 use decnet_api::{Web, WebConfig, auth};
-use decnet_core::repo::{DbConfig, LeaseHolder, RepoError, Repository};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    task::JoinHandle,
-    time::Instant,
+use decnet_core::repo::{LeaseHolder, RepoError, Repository};
+use decnet_intel::profiler::ProfilerArgs;
+use decnet_runtime::{
+    Context, DbArgs, LEASE_TTL, Report, RunArgs, Shutdown, Spec, StopSource, Worker as _, env_bool,
+    positive_secs,
 };
-
-use crate::{
-    common::{LEASE_TTL, positive_secs, write_ready},
-    profiler, sniffer,
-};
+use decnet_sniffer::SnifferArgs;
+use tokio::task::JoinHandle;
 
 /// `decnet web`: the REST API, live feed, metrics and dashboard.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,13 +41,11 @@ Examples:\n  decnet web --daemon\n  decnet web --daemon --listen 0.0.0.0:8080   
 decnet web --duration 60 --listen 127.0.0.1:0 --ready-file /tmp/web.ready"
 )]
 pub struct WebArgs {
-    /// Run until SIGTERM/SIGINT (also the behaviour when neither --daemon nor --duration is given).
-    #[arg(long, conflicts_with = "duration")]
-    pub daemon: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 
-    /// Run for SECS seconds, then stop (for scripts and tests).
-    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
-    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// Address to serve on. Port 0 takes a free port (see --ready-file). decnet serves plain
     /// HTTP: on anything but loopback, put a TLS-terminating proxy in front.
@@ -59,15 +56,6 @@ pub struct WebArgs {
         default_value = "127.0.0.1:8080"
     )]
     pub listen: SocketAddr,
-
-    /// Repository backend: `sqlite` (default, embedded file) or `mysql`.
-    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
-    pub db_type: Option<String>,
-
-    /// Repository URL (sqlx): `sqlite://PATH` (default `sqlite://decnet.db`) or
-    /// `mysql://user:password@host/database`.
-    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
-    pub db_url: Option<String>,
 
     /// Where the JWT secret is generated (mode 0600) and kept when DECNET_JWT_SECRET is unset.
     #[arg(
@@ -135,30 +123,26 @@ pub struct WebArgs {
     /// Run the profiler inside this process (configured by its DECNET_PROFILER_* variables).
     #[arg(long, env = "DECNET_EMBED_PROFILER", value_parser = env_bool, default_value = "0")]
     pub embed_profiler: bool,
-
-    /// Written (atomically) once serving: `http ADDR:PORT` with the actual port.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
 }
 
-fn env_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{s:?}: expected 1/0, true/false, yes/no, on/off")),
+/// The worker's name: subcommand, unit and APP-NAME `decnet.web`.
+pub const WORKER: &str = "web";
+
+impl decnet_runtime::Worker for WebArgs {
+    fn spec(&self) -> Spec {
+        // In-flight requests get 30 s, then embedded workers flush.
+        Spec::new(WORKER).grace(Duration::from_secs(65))
     }
-}
-
-#[derive(clap::Parser)]
-struct EmbeddedSniffer {
-    #[command(flatten)]
-    args: sniffer::SnifferArgs,
-}
-
-#[derive(clap::Parser)]
-struct EmbeddedProfiler {
-    #[command(flatten)]
-    args: profiler::ProfilerArgs,
+    fn run_args(&self) -> &RunArgs {
+        &self.run
+    }
+    fn db_args(&self) -> Option<&DbArgs> {
+        Some(&self.db)
+    }
+    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
+        run(ctx, self).await?;
+        Ok(Report::default())
+    }
 }
 
 /// Refuses when another live instance holds `kind`'s lease on this host (naming it); the
@@ -175,52 +159,49 @@ async fn check_lease(repo: &Repository, kind: &str) -> anyhow::Result<()> {
     }
 }
 
-type Worker = (&'static str, JoinHandle<anyhow::Result<()>>);
+type Embedded = (&'static str, JoinHandle<anyhow::Result<()>>);
 
-async fn start_embedded(args: &WebArgs, repo: &Repository) -> anyhow::Result<Vec<Worker>> {
-    // The embedded workers use the web's repository.
-    let mut db: Vec<String> = Vec::new();
-    if let Some(t) = &args.db_type {
-        db.extend(["--db-type".into(), t.clone()]);
-    }
-    if let Some(u) = &args.db_url {
-        db.extend(["--db-url".into(), u.clone()]);
-    }
-    let mut how: Vec<String> = match args.duration {
-        Some(d) => vec!["--duration".into(), d.to_string()],
-        None => vec!["--daemon".into()],
-    };
-    how.extend(db.iter().cloned());
+/// The sniffer and profiler settings from their own environment variables, with the web's
+/// repository and run mode.
+pub fn embedded_sniffer(args: &WebArgs) -> anyhow::Result<SnifferArgs> {
+    let mut a: SnifferArgs = decnet_runtime::from_env("sniffer").map_err(|e| {
+        anyhow::anyhow!(
+            "DECNET_EMBED_SNIFFER=1: the sniffer's settings are invalid (set DECNET_SNIFFER_BRIDGE): {e}"
+        )
+    })?;
+    a.run = args.run.embedded();
+    a.db = args.db.clone();
+    Ok(a)
+}
+
+pub fn embedded_profiler(args: &WebArgs) -> anyhow::Result<ProfilerArgs> {
+    let mut a: ProfilerArgs = decnet_runtime::from_env("profiler").map_err(|e| {
+        anyhow::anyhow!("DECNET_EMBED_PROFILER=1: the profiler's settings are invalid: {e}")
+    })?;
+    a.run = args.run.embedded();
+    a.db = args.db.clone();
+    Ok(a)
+}
+
+async fn start_embedded(
+    args: &WebArgs,
+    repo: &Repository,
+    stop: &Shutdown,
+) -> anyhow::Result<Vec<Embedded>> {
     let mut workers = Vec::new();
     if args.embed_sniffer {
-        let a = EmbeddedSniffer::try_parse_from(
-            std::iter::once("sniffer".to_string()).chain(how.iter().cloned()),
-        )
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "DECNET_EMBED_SNIFFER=1: the sniffer's settings are invalid (set DECNET_SNIFFER_BRIDGE): {e}"
-            )
-        })?
-        .args;
+        let a = embedded_sniffer(args)?;
         check_lease(repo, &format!("sniffer@{}", a.bridge)).await?;
         tracing::info!(bridge = %a.bridge, "starting the embedded sniffer");
-        workers.push(("sniffer", tokio::spawn(sniffer::run(a))));
+        let source = StopSource::Embedded(stop.clone());
+        workers.push(("sniffer", tokio::spawn(decnet_runtime::start(a, source))));
     }
     if args.embed_profiler {
-        // Always a daemon (the profiler has no --duration): stopped by SIGTERM, which the web
-        // sends itself when its --duration ends.
-        let a = EmbeddedProfiler::try_parse_from(
-            ["profiler".to_string(), "--daemon".into()]
-                .into_iter()
-                .chain(db.iter().cloned()),
-        )
-        .map_err(|e| {
-            anyhow::anyhow!("DECNET_EMBED_PROFILER=1: the profiler's settings are invalid: {e}")
-        })?
-        .args;
-        check_lease(repo, "profiler").await?;
+        let a = embedded_profiler(args)?;
+        check_lease(repo, &a.spec().lease.unwrap_or_default()).await?;
         tracing::info!("starting the embedded profiler");
         // The profiler's future is not `Send`: it gets its own thread and runtime.
+        let source = StopSource::Embedded(stop.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("embedded-profiler".into())
@@ -229,7 +210,7 @@ async fn start_embedded(args: &WebArgs, repo: &Repository) -> anyhow::Result<Vec
                     .enable_all()
                     .build()
                     .map_err(anyhow::Error::from)
-                    .and_then(|rt| rt.block_on(profiler::run(a)));
+                    .and_then(|rt| rt.block_on(decnet_runtime::start(a, source)));
                 let _ = tx.send(r);
             })
             .context("cannot start the embedded profiler's thread")?;
@@ -244,21 +225,14 @@ async fn start_embedded(args: &WebArgs, repo: &Repository) -> anyhow::Result<Vec
     Ok(workers)
 }
 
-pub async fn run(args: WebArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut sigterm =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+/// Serve until the run stops.
+pub async fn run(ctx: Context, args: WebArgs) -> anyhow::Result<()> {
+    let mut shutdown = ctx.shutdown.clone();
     let secret = auth::load_or_create_secret(
         std::env::var(auth::JWT_SECRET_VAR).ok().as_deref(),
         &args.jwt_secret_file,
     )?;
-    let repo = Repository::open(&DbConfig::new(
-        args.db_type.as_deref(),
-        args.db_url.as_deref(),
-    )?)
-    .await?;
+    let repo = ctx.repo()?.clone();
     let admin_pw = std::env::var(auth::ADMIN_PASSWORD_VAR)
         .ok()
         .filter(|p| !p.is_empty());
@@ -271,7 +245,7 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
             args.admin_user
         );
     }
-    let workers = start_embedded(&args, &repo).await?;
+    let workers = start_embedded(&args, &repo, &ctx.shutdown).await?;
 
     let cfg = WebConfig {
         token_lifetime: Duration::from_secs_f64(args.token_lifetime),
@@ -304,16 +278,9 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(web.serve(listener, async move {
         let _ = stop_rx.await;
     }));
-    write_ready(args.ready_file.as_deref(), &[format!("http {bound}")])?;
+    ctx.ready(&[format!("http {bound}")])?;
     tracing::info!(listen = %bound, embedded = workers.len(), "decnet web running");
 
-    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
-    let until_deadline = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
     let worker_done = async {
         if workers.is_empty() {
             std::future::pending::<()>().await;
@@ -329,18 +296,11 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
     };
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
-        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = sigint.recv() => tracing::info!("SIGINT: stopping"),
-        _ = until_deadline => {
-            tracing::info!("duration reached: stopping");
-            if !workers.is_empty() {
-                // Embedded workers stop (and flush) on SIGTERM, like standalone ones.
-                // SAFETY: kill(2) on our own pid.
-                unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
-            }
-        }
+        why = shutdown.wait() => tracing::info!("{why}: stopping"),
         name = worker_done => {
             failure = Some(anyhow::anyhow!("the embedded {name} stopped"));
+            // The other embedded workers stop (and flush) with the web.
+            ctx.stopper().stop(decnet_runtime::Stop::Requested);
         }
     }
     let _ = stop_tx.send(());
@@ -350,16 +310,10 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::error!("the HTTP server panicked: {e}"),
         Err(_) => tracing::warn!("in-flight requests did not finish within 30 s"),
     }
-    // Embedded workers got the same SIGTERM/SIGINT (or run for the same --duration); wait for
-    // them to flush, or stop them if the web is stopping for another reason.
+    // Embedded workers share the web's stop signal: wait for them to flush (each within its own
+    // grace).
     for (name, h) in workers {
-        let res = if h.is_finished() || failure.is_none() {
-            tokio::time::timeout(Duration::from_secs(30), h).await
-        } else {
-            h.abort();
-            Ok(h.await)
-        };
-        match res {
+        match tokio::time::timeout(Duration::from_secs(30), h).await {
             Ok(Ok(Ok(()))) => tracing::info!("embedded {name} stopped"),
             Ok(Ok(Err(e))) => {
                 let e = e.context(format!("embedded {name}"));
@@ -371,7 +325,6 @@ pub async fn run(args: WebArgs) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("embedded {name} did not stop within 30 s"),
         }
     }
-    repo.close().await;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),

@@ -185,7 +185,7 @@ fn start_web(
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir)
-        .args(["web", "--listen", "127.0.0.1:0", "--ready-file"])
+        .args(["web", "--daemon", "--listen", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
         .args(["--db-url", &format!("sqlite://{}", db.display())])
         .env("DECNET_ADMIN_PASSWORD", ADMIN_PW)

@@ -17,7 +17,7 @@ fn problems(deckies: &str) -> Vec<String> {
 
 #[test]
 fn the_example_fleet_is_valid() {
-    let text = include_str!("../../../deploy/fleet.example.toml");
+    let text = include_str!("../../../../deploy/fleet.example.toml");
     let fleet = Fleet::parse(text, "fleet.example.toml").unwrap();
     assert!(fleet.deckies.len() >= 3);
     assert!(

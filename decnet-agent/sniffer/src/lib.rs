@@ -10,7 +10,8 @@
 //! [`writer`] merges and upserts records in batched transactions. A flow exported several times
 //! (start event, end event, sweep) ends as one row with its final counts.
 //!
-//! Shutdown (SIGTERM/SIGINT, or end of `--duration`): detach from every port, drain the ring,
+//! Runs through `decnet-runtime` (lease `sniffer@<bridge>`, `--daemon | --duration`; no
+//! one-shot mode). Shutdown (SIGTERM/SIGINT/SIGHUP, or end of `--duration`): detach from every port, drain the ring,
 //! export every remaining entry, commit, print the summary.
 pub mod counters;
 pub mod events;
@@ -20,21 +21,14 @@ pub mod ports;
 pub mod sweep;
 pub mod writer;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use crate::common::{LEASE_TTL, positive_secs, write_ready};
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use decnet_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES};
-use decnet_core::{
-    model::FlowRecord,
-    repo::{DbConfig, LeaseHolder, LeaseKeeper, Repository},
-};
-use tokio::{
-    signal::unix::{SignalKind, signal},
-    sync::{mpsc, watch},
-    time::Instant,
-};
+use decnet_core::model::FlowRecord;
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, positive_secs};
+use tokio::sync::{mpsc, watch};
 
 use self::{
     counters::{AgentCounters, KernelCounters, Summary},
@@ -62,22 +56,11 @@ pub struct SnifferArgs {
     #[arg(long, value_enum, env = "DECNET_SNIFFER_MODE", default_value_t = Mode::Tc)]
     pub mode: Mode,
 
-    /// Run until SIGTERM/SIGINT (what `decnet deploy` and systemd use).
-    #[arg(long, conflicts_with = "duration")]
-    pub daemon: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 
-    /// Run for SECS seconds, then flush everything and exit (for scripts and tests).
-    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
-    pub duration: Option<f64>,
-
-    /// Repository backend: `sqlite` (default, embedded file) or `mysql`.
-    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
-    pub db_type: Option<String>,
-
-    /// Repository URL (sqlx): `sqlite://PATH` (default `sqlite://decnet.db` in the working
-    /// directory) or `mysql://user:password@host/database`.
-    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
-    pub db_url: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// How often the kernel flow table is swept for idle flows.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = positive_secs)]
@@ -107,15 +90,6 @@ pub struct SnifferArgs {
     /// Size of the kernel → agent ring buffer in bytes (a power of two, multiple of the page size).
     #[arg(long, default_value_t = DEFAULT_RING_BYTES, value_parser = ring_size)]
     pub ring_bytes: u32,
-
-    /// Written (atomically) once attached, listing the attached ports one per line; rewritten
-    /// whenever the set of ports changes.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
-
-    /// Write the exit summary (counters) as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub summary_json: Option<PathBuf>,
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -131,64 +105,33 @@ fn secs(v: f64) -> Duration {
     Duration::from_secs_f64(v)
 }
 
-pub async fn run(args: SnifferArgs) -> anyhow::Result<()> {
-    if !args.daemon && args.duration.is_none() {
-        bail!("say how long to run: --daemon (until SIGTERM/SIGINT) or --duration SECS");
-    }
-    let started = Instant::now();
-    let sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+/// The worker's name: subcommand, unit and APP-NAME `decnet.sniffer`; its lease is
+/// `sniffer@<bridge>`.
+pub const WORKER: &str = "sniffer";
 
-    let repo = Repository::open(&DbConfig::new(
-        args.db_type.as_deref(),
-        args.db_url.as_deref(),
-    )?)
-    .await?;
-    // One sniffer per bridge per host: a second one would count every packet twice.
-    let mut lease = repo
-        .hold_lease(
-            LeaseHolder::this_process(&format!("sniffer@{}", args.bridge)),
-            LEASE_TTL,
-        )
-        .await?;
-    let result = sense(&args, &repo, &mut lease, started, sigterm, sigint).await;
-    match &result {
-        // Lost: the lease is someone else's now.
-        Ok(Outcome::LeaseLost) => {}
-        // Clean stop or a failure: free the lease so a restarted sniffer need not wait for it to
-        // expire.
-        _ => {
-            if let Err(e) = lease.release().await {
-                tracing::warn!("could not release the sniffer lease: {e}");
-            }
-        }
+impl decnet_runtime::Worker for SnifferArgs {
+    fn spec(&self) -> Spec {
+        // One sniffer per bridge per host: a second one would count every packet twice.
+        Spec::new(WORKER)
+            .lease(format!("{WORKER}@{}", self.bridge))
+            .grace(Duration::from_secs(30))
     }
-    repo.close().await;
-    match result? {
-        Outcome::Stopped => Ok(()),
-        Outcome::LeaseLost => {
-            bail!(
-                "stopped: the sniffer lease for {} was taken over by another instance",
-                args.bridge
-            )
-        }
+    fn run_args(&self) -> &RunArgs {
+        &self.run
+    }
+    fn db_args(&self) -> Option<&DbArgs> {
+        Some(&self.db)
+    }
+    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
+        run(ctx, self).await
     }
 }
 
-enum Outcome {
-    Stopped,
-    LeaseLost,
-}
-
-/// Everything after the repository and the lease: load, attach, run, flush.
-async fn sense(
-    args: &SnifferArgs,
-    repo: &Repository,
-    lease: &mut LeaseKeeper,
-    started: Instant,
-    mut sigterm: tokio::signal::unix::Signal,
-    mut sigint: tokio::signal::unix::Signal,
-) -> anyhow::Result<Outcome> {
+/// Load, attach, run until stopped, flush.
+pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {
+    let args = &args;
+    let repo = ctx.repo()?;
+    let mut shutdown = ctx.shutdown.clone();
     let (mut sensor, maps) = Sensor::load(args.mode, args.flow_entries, args.ring_bytes)?;
     let (_bridge_idx, mut port_events) = ports::watch(&args.bridge).await?;
 
@@ -248,17 +191,9 @@ async fn sense(
         tracing::warn!(bridge = %args.bridge, "the bridge has no ports yet; waiting for ports to join");
     }
     tracing::info!(bridge = %args.bridge, mode = %sensor.mode(), ports = attached.len(), "sniffer running");
-    write_ready(args.ready_file.as_deref(), &attached)?;
+    ctx.ready(&attached)?;
 
-    let deadline = args.duration.map(|d| started + secs(d));
-    let mut lease_lost = false;
     loop {
-        let until_deadline = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             ev = port_events.recv() => match ev {
                 Some(ev) => {
@@ -266,19 +201,12 @@ async fn sense(
                     on_port_event(&mut sensor, &port_names, ev);
                     let after = sensor.attached_names();
                     if after != before {
-                        write_ready(args.ready_file.as_deref(), &after)?;
+                        ctx.ready(&after)?;
                     }
                 }
                 None => bail!("lost the netlink link-event stream"),
             },
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = until_deadline => { tracing::info!("duration reached: stopping"); break; }
-            _ = lease.lost() => {
-                tracing::error!("another sniffer took over this bridge's lease: stopping");
-                lease_lost = true;
-                break;
-            }
+            why = shutdown.wait() => { tracing::info!("{why}: stopping"); break; }
         }
     }
 
@@ -305,7 +233,7 @@ async fn sense(
         bridge: args.bridge.clone(),
         mode: sensor.mode().to_string(),
         ports,
-        duration_secs: started.elapsed().as_secs_f64(),
+        duration_secs: ctx.started.elapsed().as_secs_f64(),
         counters: kernel.named(),
         events: AgentCounters::load(&agent.events),
         flows_written: AgentCounters::load(&agent.flows_written),
@@ -315,16 +243,7 @@ async fn sense(
         balanced: kernel.balanced(),
     };
     log_counters(&kernel, &agent, "final");
-    println!("{}", summary.human());
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::to_vec_pretty(&summary)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(if lease_lost {
-        Outcome::LeaseLost
-    } else {
-        Outcome::Stopped
-    })
+    Ok(Report::new(summary.human(), &summary))
 }
 
 fn on_port_event(sensor: &mut Sensor, names: &PortNames, ev: PortEvent) {

@@ -5,12 +5,12 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use decnet_agent::sniffer::{
+use decnet_common::*;
+use decnet_sniffer::{
     counters::KernelCounters,
     events::decode,
     loader::{Mode, Sensor, SensorMaps},
 };
-use decnet_common::*;
 
 const XDP_PASS: u32 = 2;
 const TC_ACT_OK: u32 = 0;

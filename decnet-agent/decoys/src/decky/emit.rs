@@ -391,7 +391,7 @@ mod tests {
             line,
             r#"<134>1 2026-05-02T06:00:26.000001Z web-01 ssh - auth_attempt [relay@55555 principal="root" secret_printable="123456" secret_b64="MTIzNDU2" secret_kind="password" src_ip="203.0.113.9" src_port="51234"]"#
         );
-        let m = crate::collector::mapping::map_line(line.as_bytes(), 65536, 0).unwrap();
+        let m = decnet_collector::mapping::map_line(line.as_bytes(), 65536, 0).unwrap();
         assert_eq!(m.deviations, 0);
         let c = m.credential.unwrap();
         assert_eq!(c.principal, b"root");
@@ -449,7 +449,7 @@ mod tests {
         e.auth_attempt("ftp", peer(), "u\0", b"p\xff\"\0w", "password", &[]);
         let lines = cap.lines();
         assert_eq!(lines.len(), 1);
-        let m = crate::collector::mapping::map_line(lines[0].as_bytes(), 65536, 0).unwrap();
+        let m = decnet_collector::mapping::map_line(lines[0].as_bytes(), 65536, 0).unwrap();
         let c = m.credential.unwrap();
         assert_eq!(c.secret, b"p\xff\"\0w");
         assert_eq!(c.principal, "u\u{fffd}".as_bytes());

@@ -29,12 +29,15 @@ use decnet_core::{
     },
     time_fmt::now_ns,
 };
-use serde::Serialize;
 
 use super::{
     scans::{self, Probe, ProbeKind, ScanConfig},
     sessions::{self, KeyEvent},
-    traversal, vocab,
+    traversal,
+};
+use crate::{
+    passes::{Counters, READ_CONCURRENCY},
+    vocab,
 };
 
 pub const WORKER: &str = "correlator";
@@ -51,71 +54,6 @@ pub struct Config {
     pub flow_settle_ns: i64,
     /// Host name under which cursors and counters are kept.
     pub host: String,
-}
-
-/// Named counters (totals of this process; each batch also adds its share to
-/// `worker_counters`, in the batch's transaction).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Counters(pub BTreeMap<&'static str, u64>);
-
-impl Counters {
-    pub fn add(&mut self, name: &'static str, n: u64) {
-        *self.0.entry(name).or_insert(0) += n;
-    }
-
-    pub fn get(&self, name: &str) -> u64 {
-        self.0.get(name).copied().unwrap_or(0)
-    }
-
-    fn merge(&mut self, other: &Counters) {
-        for (k, v) in &other.0 {
-            self.add(k, *v);
-        }
-    }
-
-    pub fn values(&self) -> Vec<(&'static str, i64)> {
-        self.0
-            .iter()
-            .map(|(k, v)| (*k, i64::try_from(*v).unwrap_or(i64::MAX)))
-            .collect()
-    }
-
-    /// `name=value …` for the log.
-    pub fn line(&self) -> String {
-        self.0
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-    /// A worker's end of run (correlator and profiler): release its lease, close the
-    /// repository, print the one-line summary and write it as JSON if asked.
-    pub async fn finish(
-        &self,
-        worker: &str,
-        lease: decnet_core::repo::LeaseKeeper,
-        repo: decnet_core::repo::Repository,
-        started: std::time::Instant,
-        summary_json: Option<&std::path::Path>,
-    ) -> anyhow::Result<()> {
-        use anyhow::Context as _;
-        if let Err(e) = lease.release().await {
-            tracing::warn!("could not release the {worker} lease: {e}");
-        }
-        repo.close().await;
-        println!(
-            "{worker}: {:.1} s, {}",
-            started.elapsed().as_secs_f64(),
-            self.line()
-        );
-        if let Some(path) = summary_json {
-            let json = serde_json::to_vec_pretty(self)?;
-            std::fs::write(path, json)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        Ok(())
-    }
 }
 
 /// The recorded fleet: decky by IP, service ports.
@@ -303,9 +241,6 @@ async fn recompute_sessions(
     );
     Ok(out)
 }
-
-/// Reads in flight at once while recomputing.
-pub const READ_CONCURRENCY: usize = 4;
 
 async fn recompute_key(
     repo: &Repository,

@@ -1,4 +1,4 @@
-//! # collector — the syslog receiver for the decoy services (`decnet collect`)
+//! # collector — the syslog receiver for the decoy services (`decnet collector`, alias `collect`)
 //!
 //! **Input:** RFC 5424 lines from the decoy services (and relays): UDP datagrams (RFC 5426), TCP
 //! streams (RFC 6587: octet counting or LF framing, detected per connection) and TLS streams
@@ -15,7 +15,8 @@
 //! reader drops and counts. [`allow`] is the source allowlist, [`tls`] the TLS configuration,
 //! [`counters`] what is counted.
 //!
-//! Shutdown (SIGTERM/SIGINT, or end of `--duration`): close the listeners, let every reader queue
+//! Runs through `decnet-runtime` (lease `collector`, `--daemon | --duration`; it has no
+//! one-shot mode). Shutdown (SIGTERM/SIGINT/SIGHUP, or end of `--duration`): close the listeners, let every reader queue
 //! the complete frames it has already read (no new bytes are read), drain the queue, commit, then
 //! print the summary. A message read from a stream is in the repository after a clean shutdown,
 //! or was never read.
@@ -32,17 +33,12 @@ mod tests;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use crate::common::{LEASE_TTL, positive_secs, write_ready};
 use anyhow::{Context as _, bail};
-use decnet_core::{
-    repo::{DbConfig, LeaseHolder, LeaseKeeper, Repository, hostname},
-    rfc5424::MAX_MESSAGE,
-};
+use decnet_core::{repo::hostname, rfc5424::MAX_MESSAGE};
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, positive_secs, positive_usize};
 use tokio::{
-    signal::unix::{Signal, SignalKind, signal},
     sync::{mpsc, watch},
     task::JoinSet,
-    time::Instant,
 };
 
 use self::{
@@ -55,23 +51,21 @@ use self::{
 /// The default listener (UDP and TCP) when none is given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5514";
 
-/// `decnet collect`: receive the decoy services' RFC 5424 logs over UDP, TCP and TLS and store
+/// `decnet collector`: receive the decoy services' RFC 5424 logs over UDP, TCP and TLS and store
 /// them as events.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     after_help = "With no --udp/--tcp/--tls, listens on UDP and TCP 127.0.0.1:5514.\n\n\
-Examples:\n  decnet collect --daemon --udp 0.0.0.0:514 --tcp 0.0.0.0:514\n  \
-decnet collect --daemon --tls 0.0.0.0:6514 --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem\n  \
-decnet collect --duration 30 --tcp 127.0.0.1:0 --ready-file /tmp/ready --summary-json /tmp/collect.json"
+Examples:\n  decnet collector --daemon --udp 0.0.0.0:514 --tcp 0.0.0.0:514\n  \
+decnet collector --daemon --tls 0.0.0.0:6514 --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem\n  \
+decnet collector --duration 30 --tcp 127.0.0.1:0 --ready-file /tmp/ready --summary-json /tmp/collect.json"
 )]
 pub struct CollectArgs {
-    /// Run until SIGTERM/SIGINT (also the behaviour when neither --daemon nor --duration is given).
-    #[arg(long, conflicts_with = "duration")]
-    pub daemon: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 
-    /// Run for SECS seconds, then drain, commit and exit (for scripts and tests).
-    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
-    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// UDP listener, one message per datagram (RFC 5426). Repeatable; port 0 picks a free port
     /// (see --ready-file).
@@ -113,15 +107,6 @@ pub struct CollectArgs {
     /// valid certificate is refused.
     #[arg(long, value_name = "PEM", env = "DECNET_COLLECTOR_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-
-    /// Repository backend: `sqlite` (default, embedded file) or `mysql`.
-    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
-    pub db_type: Option<String>,
-
-    /// Repository URL (sqlx): `sqlite://PATH` (default `sqlite://decnet.db` in the working
-    /// directory) or `mysql://user:password@host/database`.
-    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
-    pub db_url: Option<String>,
 
     /// Longest message accepted, in bytes; longer ones are rejected (too_long) and skipped.
     #[arg(long, value_name = "BYTES", default_value_t = MAX_MESSAGE, value_parser = max_message)]
@@ -169,22 +154,6 @@ pub struct CollectArgs {
     /// How often counters are logged and recorded in the repository.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = positive_secs)]
     pub stats_interval: f64,
-
-    /// Written (atomically) once every listener is bound: one line per listener, `udp|tcp|tls
-    /// ADDR:PORT`, with the actual port.
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
-
-    /// Write the exit summary (counters) as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub summary_json: Option<PathBuf>,
-}
-
-fn positive_usize(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(v) if v > 0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive integer")),
-    }
 }
 
 fn max_message(s: &str) -> Result<usize, String> {
@@ -251,59 +220,33 @@ impl CollectArgs {
     }
 }
 
-pub async fn run(args: CollectArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let sigterm = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-    let sigint = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+/// The worker's name: subcommand, lease, unit and APP-NAME `decnet.collector`.
+pub const WORKER: &str = "collector";
+
+impl decnet_runtime::Worker for CollectArgs {
+    fn spec(&self) -> Spec {
+        // One collector per host: two would split the decoys' streams between them and race on
+        // the counters. Draining a full queue into the repository may take a while.
+        Spec::new(WORKER)
+            .lease(WORKER)
+            .grace(Duration::from_secs(60))
+    }
+    fn run_args(&self) -> &RunArgs {
+        &self.run
+    }
+    fn db_args(&self) -> Option<&DbArgs> {
+        Some(&self.db)
+    }
+    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
+        run(ctx, self).await
+    }
+}
+
+/// Bind, run until stopped, drain, summarise.
+pub async fn run(ctx: Context, args: CollectArgs) -> anyhow::Result<Report> {
     let tls = args.tls_acceptor()?;
-
-    let repo = Repository::open(&DbConfig::new(
-        args.db_type.as_deref(),
-        args.db_url.as_deref(),
-    )?)
-    .await?;
-    // One collector per host: two would split the decoys' streams between them and race on
-    // the counters.
-    let mut lease = match repo
-        .hold_lease(LeaseHolder::this_process("collector"), LEASE_TTL)
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            repo.close().await;
-            return Err(e.into());
-        }
-    };
-    let result = collect(&args, &repo, &mut lease, tls, started, sigterm, sigint).await;
-    if !matches!(result, Ok(Outcome::LeaseLost))
-        && let Err(e) = lease.release().await
-    {
-        tracing::warn!("could not release the collector lease: {e}");
-    }
-    repo.close().await;
-    match result? {
-        Outcome::Stopped => Ok(()),
-        Outcome::LeaseLost => {
-            bail!("stopped: the collector lease was taken over by another instance")
-        }
-    }
-}
-
-enum Outcome {
-    Stopped,
-    LeaseLost,
-}
-
-/// Everything after the repository and the lease: bind, run, drain, summarise.
-async fn collect(
-    args: &CollectArgs,
-    repo: &Repository,
-    lease: &mut LeaseKeeper,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    started: Instant,
-    mut sigterm: Signal,
-    mut sigint: Signal,
-) -> anyhow::Result<Outcome> {
+    let repo = ctx.repo()?;
+    let mut shutdown = ctx.shutdown.clone();
     let host = hostname();
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::channel(args.queue);
@@ -363,7 +306,7 @@ async fn collect(
             }
         };
     }
-    if let Err(e) = write_ready(args.ready_file.as_deref(), &bound) {
+    if let Err(e) = ctx.ready(&bound) {
         let _ = stop_tx.send(true);
         drop(shared);
         while tasks.join_next().await.is_some() {}
@@ -372,27 +315,12 @@ async fn collect(
     }
     tracing::info!(listeners = %bound.join(", "), "collector running");
 
-    let deadline = args.duration.map(|d| started + secs(d));
     let mut stats = tokio::time::interval(secs(args.stats_interval));
     stats.tick().await;
-    let mut lease_lost = false;
     let mut writer_result = None;
     loop {
-        let until_deadline = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = until_deadline => { tracing::info!("duration reached: stopping"); break; }
-            _ = lease.lost() => {
-                tracing::error!("another collector took over this host's lease: stopping");
-                lease_lost = true;
-                break;
-            }
+            why = shutdown.wait() => { tracing::info!("{why}: stopping"); break; }
             r = &mut writer => {
                 tracing::error!("the event writer stopped: stopping");
                 writer_result = Some(r);
@@ -427,17 +355,11 @@ async fn collect(
     }
     let summary = counters.snapshot();
     summary.log("final");
-    println!("{}", summary.human(started.elapsed().as_secs_f64()));
-    if let Some(path) = &args.summary_json {
-        let json = serde_json::to_vec_pretty(&summary)?;
-        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
-    }
     writer_result?;
-    Ok(if lease_lost {
-        Outcome::LeaseLost
-    } else {
-        Outcome::Stopped
-    })
+    Ok(Report::new(
+        summary.human(ctx.started.elapsed().as_secs_f64()),
+        &summary,
+    ))
 }
 
 fn bind_all(plan: &[(Transport, SocketAddr)]) -> anyhow::Result<Vec<Listener>> {

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use decnet_core::model::Session;
 
-use super::vocab::Kind;
+use crate::vocab::Kind;
 
 /// Commands kept per session.
 pub const MAX_COMMANDS: usize = 1000;

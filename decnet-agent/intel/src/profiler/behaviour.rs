@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 
 use decnet_core::model::Scan;
 
-use crate::correlator::vocab::Kind;
+use crate::vocab::Kind;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BehaviourConfig {

@@ -10,9 +10,10 @@
 //! counters in `worker_counters` (worker `profiler`).
 //!
 //! The profile is a pure function of the evidence ([`profile`]); `computed_at` is the only
-//! wall-clock field. A profile built on older evidence never replaces a newer one. Without
-//! `--daemon` it profiles everything queued and exits; with it, every `--interval` until
-//! SIGTERM/SIGINT. One profiler per host (lease `profiler`). Cost per pass grows with the
+//! wall-clock field. A profile built on older evidence never replaces a newer one. Runs through
+//! `decnet-runtime` and [`crate::passes`]: without `--daemon`/`--duration` it profiles
+//! everything queued and exits; with either, every `--interval` until stopped. One profiler per
+//! host (lease `profiler`). Cost per pass grows with the
 //! number of attackers with new evidence, not with history.
 pub mod attack;
 pub mod behaviour;
@@ -22,7 +23,6 @@ pub mod tools;
 use std::{
     collections::BTreeSet,
     net::IpAddr,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -30,24 +30,17 @@ use std::{
     time::Duration,
 };
 
-use anyhow::bail;
 use decnet_core::{
     model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Session, Touch},
-    repo::{
-        CounterMode, DbConfig, LeaseHolder, RepoError, Repository, Write, correlation::EventFact,
-        hostname,
-    },
+    repo::{CounterMode, RepoError, Repository, Write, correlation::EventFact, hostname},
     time_fmt::now_ns,
 };
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, positive_secs};
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::{
-    common::{LEASE_TTL, positive_secs, write_ready},
-    correlator::{
-        pass::Counters,
-        stop_on_signals,
-        vocab::{self, Kind},
-    },
+    passes::{Counters, READ_CONCURRENCY},
+    vocab::{self, Kind},
 };
 
 use self::{
@@ -66,11 +59,13 @@ decnet profiler --daemon --interval 10\n  \
 decnet profiler --brute-min-attempts 20 --beacon-max-cv 0.1"
 )]
 pub struct ProfilerArgs {
-    /// Run until SIGTERM/SIGINT, a pass every --interval, instead of one pass.
-    #[arg(long)]
-    pub daemon: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 
-    /// Seconds between passes with --daemon.
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Seconds between passes with --daemon or --duration.
     #[arg(long, value_name = "SECS", env = "DECNET_PROFILER_INTERVAL", default_value = "10", value_parser = positive_secs)]
     pub interval: f64,
 
@@ -122,22 +117,6 @@ pub struct ProfilerArgs {
     /// Distinct (decky, service) pairs touched without engaging that make a scan seen in events.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub scan_min_targets: usize,
-
-    /// Repository backend: `sqlite` (default, embedded file) or `mysql`.
-    #[arg(long, env = "DECNET_DB_TYPE", value_name = "sqlite|mysql")]
-    pub db_type: Option<String>,
-
-    /// Repository URL (sqlx).
-    #[arg(long, env = "DECNET_DB_URL", value_name = "URL")]
-    pub db_url: Option<String>,
-
-    /// Written once the lease is held (one line: `profiler`).
-    #[arg(long, value_name = "PATH")]
-    pub ready_file: Option<PathBuf>,
-
-    /// Write the exit counters as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub summary_json: Option<PathBuf>,
 }
 
 /// The profiler's settings.
@@ -329,7 +308,7 @@ pub async fn run_pass(
         let inputs: Vec<Option<Input>> =
             futures::stream::iter(queued.iter().map(|(_, ip)| *ip).collect::<Vec<IpAddr>>())
                 .map(|ip| gather(repo, ip, cfg.max_events))
-                .buffered(crate::correlator::pass::READ_CONCURRENCY)
+                .buffered(READ_CONCURRENCY)
                 .try_collect()
                 .await?;
         for input in inputs {
@@ -365,73 +344,32 @@ pub async fn run_pass(
     }
 }
 
-pub async fn run(args: ProfilerArgs) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(tokio::sync::Notify::new());
-    stop_on_signals(stop.clone(), wake.clone())?;
-    let repo = Repository::open(&DbConfig::new(
-        args.db_type.as_deref(),
-        args.db_url.as_deref(),
-    )?)
-    .await?;
-    let mut lease = match repo
-        .hold_lease(LeaseHolder::this_process(WORKER), LEASE_TTL)
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            repo.close().await;
-            return Err(e.into());
-        }
-    };
-    let cfg = args.config();
-    let started = std::time::Instant::now();
-    let mut totals = Counters::default();
-    let result = async {
-        write_ready(args.ready_file.as_deref(), &[WORKER.to_owned()])?;
-        loop {
-            let outcome = tokio::select! {
-                r = run_pass(&repo, &cfg, &stop) => Some(r),
-                _ = lease.lost() => None,
-            };
-            match outcome {
-                None => bail!("stopped: the profiler lease was taken over by another instance"),
-                Some(Ok(c)) => {
-                    if !c.0.is_empty() {
-                        tracing::info!("pass: {}", c.line());
-                    }
-                    for (k, v) in c.0 {
-                        totals.add(k, v);
-                    }
-                    totals.add("passes", 1);
-                }
-                Some(Err(e)) if args.daemon => {
-                    totals.add("db_errors", 1);
-                    tracing::error!("pass failed, retrying next interval: {e}");
-                }
-                Some(Err(e)) => return Err(anyhow::Error::from(e).context("profiler pass failed")),
-            }
-            if !args.daemon || stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(args.interval)) => {}
-                _ = wake.notified() => {}
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-        }
+impl decnet_runtime::Worker for ProfilerArgs {
+    fn spec(&self) -> Spec {
+        // A batch is one transaction with its cursor: ending one half-way loses nothing.
+        Spec::new(WORKER)
+            .once()
+            .lease(WORKER)
+            .grace(Duration::from_secs(5))
     }
-    .await;
-    totals
-        .finish(
-            "profiler",
-            lease,
-            repo,
-            started,
-            args.summary_json.as_deref(),
-        )
-        .await?;
-    result
+    fn run_args(&self) -> &RunArgs {
+        &self.run
+    }
+    fn db_args(&self) -> Option<&DbArgs> {
+        Some(&self.db)
+    }
+    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
+        run(ctx, self).await
+    }
+}
+
+/// Passes until the run stops (or one, once).
+pub async fn run(ctx: Context, args: ProfilerArgs) -> anyhow::Result<Report> {
+    let cfg = args.config();
+    let repo = ctx.repo()?;
+    let stop = ctx.shutdown.flag();
+    crate::passes::run_passes(&ctx, Duration::from_secs_f64(args.interval), || {
+        run_pass(repo, &cfg, &stop)
+    })
+    .await
 }

@@ -3,7 +3,8 @@
 //! `decnet deploy` starts one `decnet decky` per decky, inside the decky's network namespace.
 //! It loads the decky from the fleet file (or, for tests, a serialized [`DeckySpec`] with
 //! `--spec-json`), binds every service on the decky's IP (or `--bind`), writes the ready file
-//! (`SERVICE ADDR:PORT` per line) once all listen, and serves until SIGTERM/SIGINT. Every
+//! (`SERVICE ADDR:PORT` per line) once all listen, and serves until stopped (`--daemon` or
+//! `--duration`, through `decnet-runtime`; it takes no lease and no repository). Every
 //! connection, login attempt, command and request becomes an RFC 5424 line sent to the collector
 //! (see [`emit`]). Host keys and certificates are generated once per decky and kept in its state
 //! directory ([`state`]), so they are stable across restarts and differ between deckies.
@@ -21,6 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::fleet::DeckySpec;
@@ -34,7 +36,14 @@ pub const DEFAULT_COLLECTOR: &str = "127.0.0.1:5514";
 
 /// `decnet decky`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  decnet decky --daemon --name web-01 --fleet /etc/decnet/fleet.toml\n  \
+decnet decky --duration 60 --name web-01 --spec-json web-01.json --bind 127.0.0.1 --ready-file /tmp/r"
+)]
 pub struct DeckyArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
     /// The decky's name in the fleet file.
     #[arg(long)]
     pub name: String,
@@ -56,10 +65,6 @@ pub struct DeckyArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Written (`SERVICE ADDR:PORT` per line) once every service listens.
-    #[arg(long, value_name = "FILE")]
-    pub ready_file: Option<PathBuf>,
-
     /// Bind the services on this address instead of the decky's IP (e.g. 0.0.0.0, or 127.0.0.1
     /// in tests).
     #[arg(long, value_name = "IP")]
@@ -78,7 +83,26 @@ pub async fn stopped(shutdown: &mut Shutdown) {
     }
 }
 
-pub async fn run(args: DeckyArgs) -> anyhow::Result<()> {
+/// The worker's name: subcommand, APP-NAME `decnet.decky`.
+pub const WORKER: &str = "decky";
+
+impl decnet_runtime::Worker for DeckyArgs {
+    fn spec(&self) -> Spec {
+        Spec::new(WORKER).grace(Duration::from_secs(8))
+    }
+    fn run_args(&self) -> &RunArgs {
+        &self.run
+    }
+    fn db_args(&self) -> Option<&DbArgs> {
+        None
+    }
+    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
+        run(ctx, self).await
+    }
+}
+
+/// Loads the decky and serves it until the run stops.
+pub async fn run(ctx: Context, args: DeckyArgs) -> anyhow::Result<Report> {
     let (spec, fleet_collector) = load_spec(&args)?;
     let collector = match (args.collector, fleet_collector) {
         (Some(c), _) | (None, Some(c)) => c,
@@ -91,19 +115,21 @@ pub async fn run(args: DeckyArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| Path::new(STATE_ROOT).join(&spec.name));
     let (tx, rx) = watch::channel(false);
+    let mut shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        shutdown.wait().await;
         let _ = tx.send(true);
     });
     run_spec(
         spec,
         collector,
         &state_dir,
-        args.ready_file.as_deref(),
+        args.run.ready_file.as_deref(),
         args.bind,
         rx,
     )
-    .await
+    .await?;
+    Ok(Report::default())
 }
 
 /// The decky, and the fleet's collector address when it came from a fleet file.
@@ -129,24 +155,6 @@ fn load_spec(args: &DeckyArgs) -> anyhow::Result<(DeckySpec, Option<SocketAddr>)
         );
     }
     Ok((spec, collector))
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 /// Serves `spec`'s services until `shutdown`: binds every service on the decky's IP (or
@@ -202,7 +210,7 @@ pub async fn run_spec(
             shutdown.clone(),
         ));
     }
-    crate::common::write_ready(ready_file, &ready)?;
+    decnet_runtime::write_ready(ready_file, &ready)?;
 
     let mut sd = shutdown.clone();
     tokio::select! {

@@ -61,14 +61,18 @@ impl Sensor {
         flow_entries: u32,
         ring_bytes: u32,
     ) -> anyhow::Result<(Self, SensorMaps)> {
+        const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decnet-ebpf"));
+        if OBJECT.is_empty() {
+            anyhow::bail!(
+                "this decnet was built with DECNET_SKIP_EBPF set: it has no eBPF program; \
+                 rebuild without it (`cargo xtask build`)"
+            );
+        }
         raise_memlock();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(FLOWS_MAP, flow_entries)
             .map_max_entries(EVENTS_MAP, ring_bytes)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/decnet-ebpf"
-            )))
+            .load(OBJECT)
             .context(
                 "loading the eBPF object failed (decnet sniffer needs root, or CAP_BPF + \
                  CAP_NET_ADMIN + CAP_PERFMON; --ring-bytes must be a power of two multiple of \

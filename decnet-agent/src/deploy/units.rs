@@ -1,0 +1,180 @@
+//! The one place where `decnet deploy` turns what it runs into child processes: each worker and
+//! decky as a typed [`Child`], rendered to a command line by [`Child::args`] from the workers'
+//! own flag types ([`RunArgs`] for the run mode and ready file), with the repository passed by
+//! environment ([`DbArgs::to_env`]), never on argv where `ps` shows its password. The tests
+//! parse every rendered command line with the real `decnet` CLI and compare it with the typed
+//! value, so a renamed flag fails in `cargo test`, not at deploy time.
+use std::{ffi::OsString, net::SocketAddr, path::PathBuf};
+
+use decnet_runtime::{DbArgs, PARENT_PID_VAR, RunArgs};
+
+/// A process `decnet deploy` supervises.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Child {
+    Collector {
+        /// UDP and TCP listener the deckies log to.
+        listen: SocketAddr,
+    },
+    Sniffer {
+        bridge: String,
+        /// `--sniffer-arg` values, passed through as given.
+        extra: Vec<String>,
+    },
+    Correlator,
+    Profiler,
+    Decky {
+        name: String,
+        fleet: PathBuf,
+        collector: SocketAddr,
+        state_dir: PathBuf,
+    },
+}
+
+impl Child {
+    /// The worker name (subcommand, unit, ready file).
+    pub fn worker(&self) -> &'static str {
+        match self {
+            Child::Collector { .. } => decnet_collector::WORKER,
+            Child::Sniffer { .. } => decnet_sniffer::WORKER,
+            Child::Correlator => decnet_intel::correlator::WORKER,
+            Child::Profiler => decnet_intel::profiler::WORKER,
+            Child::Decky { .. } => decnet_decoys::decky::WORKER,
+        }
+    }
+
+    /// The command line (after the program name).
+    pub fn args(&self, run: &RunArgs) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![self.worker().into()];
+        v.extend(run.to_args());
+        let mut flag = |name: &str, value: OsString| {
+            v.push(format!("--{name}").into());
+            v.push(value);
+        };
+        match self {
+            Child::Collector { listen } => {
+                flag("udp", listen.to_string().into());
+                flag("tcp", listen.to_string().into());
+            }
+            Child::Sniffer { bridge, extra } => {
+                flag("bridge", bridge.into());
+                v.extend(extra.iter().map(OsString::from));
+            }
+            Child::Correlator | Child::Profiler => {}
+            Child::Decky {
+                name,
+                fleet,
+                collector,
+                state_dir,
+            } => {
+                flag("name", name.into());
+                flag("fleet", fleet.into());
+                flag("collector", collector.to_string().into());
+                flag("state-dir", state_dir.into());
+            }
+        }
+        v
+    }
+
+    /// The environment of the child: the repository (for workers that use one) and the
+    /// supervisor's pid (so the child stops on its own when the supervisor is gone).
+    pub fn env(&self, db: &DbArgs) -> Vec<(&'static str, String)> {
+        let mut env = match self {
+            Child::Decky { .. } => Vec::new(),
+            _ => db.to_env(),
+        };
+        env.push((PARENT_PID_VAR, std::process::id().to_string()));
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+
+    fn parse(child: &Child, run: &RunArgs) -> Command {
+        let mut argv: Vec<OsString> = vec!["decnet".into()];
+        argv.extend(child.args(run));
+        match Cli::try_parse_from(&argv) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{argv:?} does not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn every_child_command_line_parses_back_to_what_was_asked() {
+        let run = RunArgs {
+            daemon: true,
+            ready_file: Some("/run/decnet/x.ready".into()),
+            ..Default::default()
+        };
+        let listen: SocketAddr = "10.77.0.1:5514".parse().unwrap();
+        match parse(&Child::Collector { listen }, &run) {
+            Command::Collector(a) => {
+                assert_eq!(
+                    (a.udp, a.tcp, a.run),
+                    (vec![listen], vec![listen], run.clone())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let sniffer = Child::Sniffer {
+            bridge: "decnet0".into(),
+            extra: vec!["--mode=xdp".into()],
+        };
+        match parse(&sniffer, &run) {
+            Command::Sniffer(a) => {
+                assert_eq!(a.bridge, "decnet0");
+                assert_eq!(a.mode.to_string(), "xdp");
+                assert_eq!(a.run, run);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&Child::Correlator, &run) {
+            Command::Correlator(a) => assert_eq!(a.run, run),
+            other => panic!("{other:?}"),
+        }
+        match parse(&Child::Profiler, &run) {
+            Command::Profiler(a) => assert_eq!(a.run, run),
+            other => panic!("{other:?}"),
+        }
+        let decky = Child::Decky {
+            name: "web-01".into(),
+            fleet: "/etc/decnet/fleet.toml".into(),
+            collector: listen,
+            state_dir: "/var/lib/decnet/deckies/web-01".into(),
+        };
+        match parse(&decky, &run) {
+            Command::Decky(a) => {
+                assert_eq!(a.name, "web-01");
+                assert_eq!(
+                    a.fleet.as_deref(),
+                    Some(std::path::Path::new("/etc/decnet/fleet.toml"))
+                );
+                assert_eq!(a.collector, Some(listen));
+                assert_eq!(
+                    a.state_dir.as_deref(),
+                    Some(std::path::Path::new("/var/lib/decnet/deckies/web-01"))
+                );
+                assert_eq!(a.run, run);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_repository_url_goes_by_environment_never_on_argv() {
+        let db = DbArgs {
+            db_type: Some("mysql".into()),
+            db_url: Some("mysql://decnet:s3cret@127.0.0.1/decnet".into()),
+        };
+        for child in [Child::Correlator, Child::Profiler] {
+            let argv = child.args(&RunArgs::default());
+            assert!(!argv.iter().any(|a| a.to_string_lossy().contains("s3cret")));
+            let env = child.env(&db);
+            assert!(env.contains(&("DECNET_DB_URL", db.db_url.clone().unwrap())));
+            assert!(env.iter().any(|(k, _)| *k == PARENT_PID_VAR));
+        }
+    }
+}
