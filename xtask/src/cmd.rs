@@ -57,6 +57,36 @@ pub fn child_path() -> Result<OsString> {
         .context("PATH contains an entry with a ':' in it; fix PATH and re-run")
 }
 
+/// A PATH on which no `bpf-linker` can be found: every directory of the child PATH that holds
+/// one is replaced by `shadow`, a directory of links to everything else in it. Proves that a
+/// crate builds without the eBPF toolchain.
+pub fn path_without_bpf_linker(shadow: &Path) -> Result<OsString> {
+    let full = child_path()?;
+    let mut out = Vec::new();
+    for dir in std::env::split_paths(&full) {
+        if !dir.join("bpf-linker").exists() {
+            out.push(dir);
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(shadow);
+        std::fs::create_dir_all(shadow)
+            .with_context(|| format!("cannot create {}", shadow.display()))?;
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == "bpf-linker" || name.to_string_lossy().starts_with("bpf-linker") {
+                continue;
+            }
+            std::os::unix::fs::symlink(entry.path(), shadow.join(&name))
+                .with_context(|| format!("cannot link {}", entry.path().display()))?;
+        }
+        out.push(shadow.to_path_buf());
+    }
+    std::env::join_paths(out).context("PATH contains an entry with a ':' in it")
+}
+
 /// The cargo target directory, as `cargo metadata` reports it (honours `CARGO_TARGET_DIR`).
 pub fn target_dir() -> Result<PathBuf> {
     let mut cmd = cargo();

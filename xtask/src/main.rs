@@ -75,7 +75,9 @@ Stages, in order:
                tests create a fresh decnet_t_<name> database per test under that server, and
                drop it). Another `cargo test` running against the same server at the same time
                loses its databases to that cleanup.
-  4. clippy    `cargo clippy --release --workspace --exclude decnet-ebpf --all-targets -- -D warnings`
+  4. clippy    `cargo clippy --release --workspace --exclude decnet-ebpf --all-targets -- -D warnings`,
+               then `cargo clippy --release -p decnet-decoys` with no bpf-linker on PATH and a target
+               directory of its own (only decnet-sniffer's build script needs the eBPF toolchain)
   5. rustfmt   `cargo fmt --all -- --check`
   6. fuzz      `cargo xtask fuzz --seconds 20`: the RFC 5424 parser's fuzz target (cargo-fuzz,
                libFuzzer) for 20 s; setup installs cargo-fuzz (see `cargo xtask fuzz --help`)
@@ -297,6 +299,19 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
         ]);
         clippy.args(["--all-targets", "--", "-D", "warnings"]);
         stages.push(("clippy", clippy));
+        // Only the sniffer needs the eBPF toolchain: the decoys lint with no bpf-linker on
+        // PATH, in a target directory of their own (nothing cached from the full build).
+        let target = cmd::target_dir()?;
+        let mut decoys = cmd::cargo();
+        decoys
+            .env(
+                "PATH",
+                cmd::path_without_bpf_linker(&target.join("no-bpf-linker-bin"))?,
+            )
+            .args(["clippy", "--release", "-p", "decnet-decoys", "--target-dir"])
+            .arg(target.join("no-ebpf"))
+            .args(["--all-targets", "--", "-D", "warnings"]);
+        stages.push(("clippy-no-bpf", decoys));
         let mut fmt = cmd::cargo();
         fmt.args(["fmt", "--all", "--", "--check"]);
         stages.push(("rustfmt", fmt));

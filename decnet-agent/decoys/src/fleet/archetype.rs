@@ -1,7 +1,7 @@
 //! Archetypes: named decky roles that give an OS family and a set of services when the fleet file
 //! does not spell them out.
 use super::OsFamily;
-use crate::decky::services::{Login, ServiceKind};
+use super::service::{Login, ServiceKind};
 
 /// One archetype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,12 +23,13 @@
 //! field ([`FleetError`]).
 pub mod archetype;
 pub mod persona;
+pub mod service;
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::decky::services::{Login, ServiceKind, ServiceSpec};
+pub use self::service::{Login, ServiceKind, ServiceSpec};
 
 /// The OS family a decky pretends to be: drives TTL and TCP stack sysctls, MAC vendor, banners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The decoy services a decky serves. Each service is a module with a `serve` function; this file
-//! holds the settings types the fleet file uses (contract between `fleet` and `decky`), and what
-//! the services share: the decky context, the accept loop with its limits (per-IP and total
+//! holds what the services share (their settings types, [`ServiceSpec`] and friends, belong to the
+//! fleet file: [`crate::fleet::service`]): the decky context, the accept loop with its limits (per-IP and total
 //! connection caps, session lifetime, `connect`/`disconnect` events) and a bounded line reader.
 use std::{
     collections::HashMap,
@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt as _},
     net::{TcpListener, TcpStream},
@@ -23,6 +22,7 @@ use tokio::{
 
 use super::{Shutdown, emit::Emitter, stopped};
 use crate::fleet::DeckySpec;
+pub use crate::fleet::service::{Login, ServiceKind, ServiceSpec};
 
 pub mod ftp;
 pub mod http;
@@ -31,84 +31,6 @@ pub mod redis;
 pub mod smtp;
 pub mod ssh;
 pub mod telnet;
-
-/// Which protocol a service speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceKind {
-    Ssh,
-    Http,
-    Https,
-    Ftp,
-    Telnet,
-    Smtp,
-    Redis,
-    Mysql,
-}
-
-impl ServiceKind {
-    pub const ALL: [ServiceKind; 8] = [
-        Self::Ssh,
-        Self::Http,
-        Self::Https,
-        Self::Ftp,
-        Self::Telnet,
-        Self::Smtp,
-        Self::Redis,
-        Self::Mysql,
-    ];
-
-    /// The name used in the fleet file and as APP-NAME of the service's log lines.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ssh => "ssh",
-            Self::Http => "http",
-            Self::Https => "https",
-            Self::Ftp => "ftp",
-            Self::Telnet => "telnet",
-            Self::Smtp => "smtp",
-            Self::Redis => "redis",
-            Self::Mysql => "mysql",
-        }
-    }
-
-    pub fn default_port(self) -> u16 {
-        match self {
-            Self::Ssh => 22,
-            Self::Http => 80,
-            Self::Https => 443,
-            Self::Ftp => 21,
-            Self::Telnet => 23,
-            Self::Smtp => 25,
-            Self::Redis => 6379,
-            Self::Mysql => 3306,
-        }
-    }
-}
-
-/// A username/password pair a service accepts (e.g. into the ssh fake shell).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    pub username: String,
-    pub password: String,
-}
-
-/// One service of one decky, as resolved from the fleet file (archetype defaults applied).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceSpec {
-    pub kind: ServiceKind,
-    /// TCP port it listens on.
-    pub port: u16,
-    /// Protocol banner / version string (ssh identification, ftp/smtp greeting, mysql server
-    /// version, http Server header, telnet pre-login banner). None → persona default.
-    #[serde(default)]
-    pub banner: Option<String>,
-    /// Credentials that succeed (ssh fake shell, ftp, telnet…). Every attempt is logged either way.
-    #[serde(default)]
-    pub accept: Vec<Login>,
-}
 
 /// Connections from one IP to one service, at most (more are accepted and closed at once).
 pub const MAX_CONN_PER_IP: usize = 16;
