@@ -223,24 +223,17 @@ impl CollectArgs {
 /// The worker's name: subcommand, lease, unit and APP-NAME `decnet.collector`.
 pub const WORKER: &str = "collector";
 
-impl decnet_runtime::Worker for CollectArgs {
-    fn spec(&self) -> Spec {
-        // One collector per host: two would split the decoys' streams between them and race on
-        // the counters. Draining a full queue into the repository may take a while.
+decnet_runtime::worker!(
+    CollectArgs,
+    |_args| {
+        // One collector per host: two would split the decoys' streams between them and race on the
+        // counters. Draining a full queue into the repository may take a while.
         Spec::new(WORKER)
             .lease(WORKER)
             .grace(Duration::from_secs(60))
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        Some(&self.db)
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        run(ctx, self).await
-    }
-}
+    },
+    run
+);
 
 /// Bind, run until stopped, drain, summarise.
 pub async fn run(ctx: Context, args: CollectArgs) -> anyhow::Result<Report> {

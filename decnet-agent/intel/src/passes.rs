@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use decnet_core::repo::RepoError;
-use decnet_runtime::{Context, Report};
+use decnet_runtime::{Context, Report, Spec};
 use serde::Serialize;
 
 /// Per-key reads in flight at once within a batch.
@@ -49,6 +49,15 @@ impl Counters {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// The correlator's and profiler's [`Spec`]: one-shot mode, their own lease, and a short grace
+/// (a batch is one transaction with its cursor: ending one half-way loses nothing).
+pub fn spec<T>(worker: &'static str, _args: &T) -> Spec {
+    Spec::new(worker)
+        .once()
+        .lease(worker)
+        .grace(Duration::from_secs(5))
 }
 
 /// Runs `pass` once, or every `interval` until the run stops; returns the run's totals as its

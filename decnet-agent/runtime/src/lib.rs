@@ -681,22 +681,57 @@ fn watch_lease(
     (task, tx)
 }
 
-/// A worker: its typed settings (the clap args of its subcommand, with [`RunArgs`] and, if it
-/// uses the repository, [`DbArgs`] flattened in) and its body. The CLI, `decnet web`'s
-/// embedding and the tests all start it through [`start`].
+/// A worker: its typed settings (the clap args of its subcommand, with [`RunArgs`] as `run`
+/// and, if it uses the repository, [`DbArgs`] as `db` flattened in) and its body. The CLI,
+/// `decnet web`'s embedding and the tests all start it through [`start`]. Implemented with
+/// [`worker!`].
 pub trait Worker: Sized {
     fn spec(&self) -> Spec;
-    fn run_args(&self) -> &RunArgs;
-    /// `None` for a worker without a repository (`decnet decky`).
-    fn db_args(&self) -> Option<&DbArgs>;
+    /// The shared flags: the run mode, and the repository (`None` for a worker without one).
+    fn flags(&self) -> (&RunArgs, Option<&DbArgs>);
     fn run(self, ctx: Context) -> impl Future<Output = anyhow::Result<Report>>;
+}
+
+/// `worker!(Args, |args| spec, body)` implements [`Worker`] for a clap args type with fields
+/// `run: RunArgs` and `db: DbArgs` (`worker!(Args, no_db, |args| spec, body)`: without `db`);
+/// `body` is `async fn(Context, Args) -> anyhow::Result<Report>`.
+#[macro_export]
+macro_rules! worker {
+    ($ty:ty, |$a:ident| $spec:expr, $body:path) => {
+        impl $crate::Worker for $ty {
+            fn spec(&self) -> $crate::Spec {
+                let $a = self;
+                $spec
+            }
+            fn flags(&self) -> (&$crate::RunArgs, Option<&$crate::DbArgs>) {
+                (&self.run, Some(&self.db))
+            }
+            async fn run(self, ctx: $crate::Context) -> anyhow::Result<$crate::Report> {
+                $body(ctx, self).await
+            }
+        }
+    };
+    ($ty:ty, no_db, |$a:ident| $spec:expr, $body:path) => {
+        impl $crate::Worker for $ty {
+            fn spec(&self) -> $crate::Spec {
+                let $a = self;
+                $spec
+            }
+            fn flags(&self) -> (&$crate::RunArgs, Option<&$crate::DbArgs>) {
+                (&self.run, None)
+            }
+            async fn run(self, ctx: $crate::Context) -> anyhow::Result<$crate::Report> {
+                $body(ctx, self).await
+            }
+        }
+    };
 }
 
 /// Starts `worker` and runs it to the end (see [`launch`]).
 pub async fn start<W: Worker>(worker: W, source: StopSource) -> anyhow::Result<()> {
     let spec = worker.spec();
-    let run = worker.run_args().clone();
-    let db = worker.db_args().cloned();
+    let (run, db) = worker.flags();
+    let (run, db) = (run.clone(), db.cloned());
     launch(spec, &run, db.as_ref(), source, move |ctx| worker.run(ctx)).await
 }
 

@@ -109,23 +109,16 @@ fn secs(v: f64) -> Duration {
 /// `sniffer@<bridge>`.
 pub const WORKER: &str = "sniffer";
 
-impl decnet_runtime::Worker for SnifferArgs {
-    fn spec(&self) -> Spec {
+decnet_runtime::worker!(
+    SnifferArgs,
+    |args| {
         // One sniffer per bridge per host: a second one would count every packet twice.
         Spec::new(WORKER)
-            .lease(format!("{WORKER}@{}", self.bridge))
+            .lease(format!("{WORKER}@{}", args.bridge))
             .grace(Duration::from_secs(30))
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        Some(&self.db)
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        run(ctx, self).await
-    }
-}
+    },
+    run
+);
 
 /// Load, attach, run until stopped, flush.
 pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {

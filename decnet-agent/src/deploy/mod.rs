@@ -154,28 +154,20 @@ fn ready_dir(run_dir: &Path, bridge: &str) -> PathBuf {
 /// The worker's name: APP-NAME `decnet.deploy` (also of `teardown` and `status`).
 pub const WORKER: &str = "deploy";
 
-impl decnet_runtime::Worker for DeployArgs {
-    fn spec(&self) -> Spec {
-        // Teardown (deckies, then workers with their own grace, then the network) must run to
-        // its end: a second Ctrl-C does not cut it short.
+decnet_runtime::worker!(
+    DeployArgs,
+    |_args| {
+        // Teardown (deckies, then workers with their own grace, then the network) must run to its
+        // end: a second Ctrl-C does not cut it short.
         Spec::new(WORKER)
             .grace(Duration::from_secs(180))
             .no_hard_stop()
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        Some(&self.db)
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        deploy(ctx, self).await?;
-        Ok(Report::default())
-    }
-}
+    },
+    deploy
+);
 
 /// Builds the fleet, supervises it until the run stops, removes it.
-pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<()> {
+pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     let t0 = Instant::now();
     let fleet = Fleet::load(&args.fleet)?;
     let fleet_file = std::fs::canonicalize(&args.fleet)
@@ -355,7 +347,7 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<()> {
         .take();
     match record_error {
         Some(e) => bail!("{e}"),
-        None => Ok(()),
+        None => Ok(Report::default()),
     }
 }
 

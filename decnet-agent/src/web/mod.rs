@@ -128,22 +128,14 @@ pub struct WebArgs {
 /// The worker's name: subcommand, unit and APP-NAME `decnet.web`.
 pub const WORKER: &str = "web";
 
-impl decnet_runtime::Worker for WebArgs {
-    fn spec(&self) -> Spec {
+decnet_runtime::worker!(
+    WebArgs,
+    |_args| {
         // In-flight requests get 30 s, then embedded workers flush.
         Spec::new(WORKER).grace(Duration::from_secs(65))
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        Some(&self.db)
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        run(ctx, self).await?;
-        Ok(Report::default())
-    }
-}
+    },
+    run
+);
 
 /// Refuses when another live instance holds `kind`'s lease on this host (naming it); the
 /// embedded worker takes the lease itself right after.
@@ -226,7 +218,7 @@ async fn start_embedded(
 }
 
 /// Serve until the run stops.
-pub async fn run(ctx: Context, args: WebArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: Context, args: WebArgs) -> anyhow::Result<Report> {
     let mut shutdown = ctx.shutdown.clone();
     let secret = auth::load_or_create_secret(
         std::env::var(auth::JWT_SECRET_VAR).ok().as_deref(),
@@ -327,6 +319,6 @@ pub async fn run(ctx: Context, args: WebArgs) -> anyhow::Result<()> {
     }
     match failure {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(Report::default()),
     }
 }

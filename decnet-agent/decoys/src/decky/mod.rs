@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec};
+use decnet_runtime::{Context, Report, RunArgs, Spec};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
 use crate::fleet::DeckySpec;
@@ -86,20 +86,12 @@ pub async fn stopped(shutdown: &mut Shutdown) {
 /// The worker's name: subcommand, APP-NAME `decnet.decky`.
 pub const WORKER: &str = "decky";
 
-impl decnet_runtime::Worker for DeckyArgs {
-    fn spec(&self) -> Spec {
-        Spec::new(WORKER).grace(Duration::from_secs(8))
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        None
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        run(ctx, self).await
-    }
-}
+decnet_runtime::worker!(
+    DeckyArgs,
+    no_db,
+    |_args| Spec::new(WORKER).grace(Duration::from_secs(8)),
+    run
+);
 
 /// Loads the decky and serves it until the run stops.
 pub async fn run(ctx: Context, args: DeckyArgs) -> anyhow::Result<Report> {

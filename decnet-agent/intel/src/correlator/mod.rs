@@ -25,7 +25,7 @@ pub mod traversal;
 use std::time::Duration;
 
 use decnet_core::repo::hostname;
-use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, non_negative_secs, positive_secs};
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, non_negative_secs, positive_secs};
 
 use self::{pass::Config, scans::ScanConfig};
 
@@ -96,24 +96,7 @@ impl CorrelateArgs {
     }
 }
 
-impl decnet_runtime::Worker for CorrelateArgs {
-    fn spec(&self) -> Spec {
-        // A batch is one transaction with its cursor: ending one half-way loses nothing.
-        Spec::new(WORKER)
-            .once()
-            .lease(WORKER)
-            .grace(Duration::from_secs(5))
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        Some(&self.db)
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        run(ctx, self).await
-    }
-}
+decnet_runtime::worker!(CorrelateArgs, |args| crate::passes::spec(WORKER, args), run);
 
 /// Passes until the run stops (or one, once).
 pub async fn run(ctx: Context, args: CorrelateArgs) -> anyhow::Result<Report> {

@@ -35,7 +35,7 @@ use decnet_core::{
     repo::{CounterMode, RepoError, Repository, Write, correlation::EventFact, hostname},
     time_fmt::now_ns,
 };
-use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, positive_secs};
+use decnet_runtime::{Context, DbArgs, Report, RunArgs, positive_secs};
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::{
@@ -344,24 +344,7 @@ pub async fn run_pass(
     }
 }
 
-impl decnet_runtime::Worker for ProfilerArgs {
-    fn spec(&self) -> Spec {
-        // A batch is one transaction with its cursor: ending one half-way loses nothing.
-        Spec::new(WORKER)
-            .once()
-            .lease(WORKER)
-            .grace(Duration::from_secs(5))
-    }
-    fn run_args(&self) -> &RunArgs {
-        &self.run
-    }
-    fn db_args(&self) -> Option<&DbArgs> {
-        Some(&self.db)
-    }
-    async fn run(self, ctx: Context) -> anyhow::Result<Report> {
-        run(ctx, self).await
-    }
-}
+decnet_runtime::worker!(ProfilerArgs, |args| crate::passes::spec(WORKER, args), run);
 
 /// Passes until the run stops (or one, once).
 pub async fn run(ctx: Context, args: ProfilerArgs) -> anyhow::Result<Report> {
