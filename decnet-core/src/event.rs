@@ -363,7 +363,10 @@ mod tests {
             (m.hostname, m.app_name, m.procid, m.msgid),
             (Some("web-01"), Some("ssh"), None, Some("auth_attempt"))
         );
-        assert_eq!(EventKind::parse(m.msgid.unwrap_or("")), EventKind::AuthAttempt);
+        assert_eq!(
+            EventKind::parse(m.msgid.unwrap_or("")),
+            EventKind::AuthAttempt
+        );
         assert_eq!(m.sd.len(), 1);
         assert_eq!(m.sd[0].id, DECOY_SD_ID);
         assert!(is_decoy_sd_id(m.sd[0].id) && !is_decoy_sd_id(SELF_SD_ID));

@@ -21,9 +21,9 @@ use std::fmt;
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -282,11 +282,7 @@ impl Sender {
     /// A sender without a destination: every line is counted lost (for when [`Sender::spawn`]
     /// failed and the caller goes on without one).
     pub fn disconnected() -> Sender {
-        let (tx, _) = mpsc::sync_channel(1);
-        Sender {
-            tx,
-            stats: Arc::new(Stats::default()),
-        }
+        Sender::channel(1).0
     }
 
     /// A sender whose lines go to the returned receiver instead of a socket (tests); nothing

@@ -142,7 +142,9 @@ fn looks_wrapped(m: &str) -> bool {
 /// The decoy's element: the first whose SD-ID starts with `relay@`
 /// ([`event::DECOY_SD_PREFIX`]), else the first.
 fn decoy_element<'m, 'a>(sd: &'m [SdElement<'a>]) -> Option<&'m SdElement<'a>> {
-    sd.iter().find(|e| event::is_decoy_sd_id(e.id)).or(sd.first())
+    sd.iter()
+        .find(|e| event::is_decoy_sd_id(e.id))
+        .or(sd.first())
 }
 
 /// The params as a JSON object (first occurrence of a name wins), plus `msg`. Kept within the

@@ -18,9 +18,9 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::Destination;
-use crate::rfc5424::render::{Header, NIL, Style, Writer};
 #[cfg(test)]
 use crate::rfc5424::render::TRUNCATED;
+use crate::rfc5424::render::{Header, NIL, Style, Writer};
 
 /// Syslog facility local0.
 pub const FACILITY_LOCAL0: u8 = 16;

@@ -170,12 +170,16 @@ mod tests {
 
     fn read(line: &str) -> Read {
         let m = rfc5424::parse(line.as_bytes(), 65536).expect("parses");
-        let e = m
-            .sd
-            .iter()
-            .find(|e| event::is_decoy_sd_id(e.id))
-            .expect("decoy element");
-        let field = |k: &str| e.params.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_ref());
+        let e =
+            m.sd.iter()
+                .find(|e| event::is_decoy_sd_id(e.id))
+                .expect("decoy element");
+        let field = |k: &str| {
+            e.params
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.as_ref())
+        };
         let auth = event::auth_fields(field).expect("credential");
         Read {
             deviations: m.deviations,
