@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code)]
-#[path = "../../decnet-core/src/rfc5424/mod.rs"]
+#[path = "../../decnet-core/src/rfc5424/parse.rs"]
 mod rfc5424;
 
 use rfc5424::{MAX_MESSAGE, Message, Reject, deviation, parse};

@@ -1,12 +1,13 @@
 //! One decoy-service log line → one [`NewEvent`] (and, for a login attempt, one
 //! [`CredentialAttempt`]).
 //!
-//! The decoy services write RFC 5424 with one structured-data element (SD-ID `relay@…`):
+//! The decoy services write RFC 5424 with one structured-data element (SD-ID `relay@…`; the
+//! contract is [`decnet_core::event`]):
 //! HOSTNAME is the decky, APP-NAME the service, MSGID the event type, and the element's params
 //! are the event's fields (stored as a JSON object; a non-empty MSG is kept under `msg` unless a
 //! param has that name). The attacker is `src_ip` (else `src`, `remote_ip`, `client_ip`, `ip`,
 //! `peer_ip`: the first that parses as an address), its port `src_port` (else `sport`,
-//! `remote_port`). The event time is the TIMESTAMP, or the receive time when it is NILVALUE.
+//! `remote_port`). A login attempt's credential is read with [`event::auth_fields`]. The event time is the TIMESTAMP, or the receive time when it is NILVALUE.
 //! `raw` is the line as received, so its SHA-256 (the default dedup key) makes re-sending the
 //! same line idempotent.
 //!
@@ -17,31 +18,19 @@
 //! the line, and the repository bounds every stored text.
 use std::net::IpAddr;
 
-use base64::{
-    Engine as _,
-    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
-};
 use decnet_core::{
+    event::{self, key},
     model::{CredentialAttempt, NewEvent},
     repo::limits,
     rfc5424::{self, Message, Reject, SdElement},
 };
 use serde_json::{Map, Value};
 
-/// Params naming the attacker's address, in order of preference.
-pub const IP_KEYS: [&str; 6] = ["src_ip", "src", "remote_ip", "client_ip", "ip", "peer_ip"];
-/// Params naming the attacker's port, in order of preference.
-pub const PORT_KEYS: [&str; 3] = ["src_port", "sport", "remote_port"];
+pub use decnet_core::event::key::{IP_KEYS, PORT_KEYS};
 /// Relay hops unwrapped at most (a line nested deeper is stored as its innermost-but-N form).
 const MAX_UNWRAP: usize = 4;
 /// The NILVALUE, for a missing HOSTNAME / APP-NAME / MSGID.
 const NIL: &str = "-";
-
-/// Base64 as written by the decoys, padded or not.
-const B64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// A mapped line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,20 +95,14 @@ fn map_message(
     let fields = fields_json(params, free_text);
 
     let credential = attacker_ip.and_then(|ip| {
-        let principal = param("principal")?;
-        let secret = param("secret_b64")
-            .and_then(|b| B64.decode(b.trim().as_bytes()).ok())
-            .or_else(|| param("secret_printable").map(|s| s.as_bytes().to_vec()))?;
+        let auth = event::auth_fields(param)?;
         Some(CredentialAttempt {
             attacker_ip: ip,
             decky: decky.clone(),
             service: service.clone(),
-            principal: principal.as_bytes().to_vec(),
-            secret_kind: param("secret_kind")
-                .filter(|k| !k.is_empty())
-                .unwrap_or("password")
-                .to_owned(),
-            secret,
+            principal: auth.principal.as_bytes().to_vec(),
+            secret_kind: auth.secret_kind.to_owned(),
+            secret: auth.secret,
             attempts: 1,
             first_seen_ns: ts_ns,
             last_seen_ns: ts_ns,
@@ -156,10 +139,11 @@ fn looks_wrapped(m: &str) -> bool {
     close > 1 && b.get(close + 1).is_some_and(u8::is_ascii_digit)
 }
 
-/// The decoy's element: the first whose SD-ID starts with `relay@`, else the first.
+/// The decoy's element: the first whose SD-ID starts with `relay@`
+/// ([`event::DECOY_SD_PREFIX`]), else the first.
 fn decoy_element<'m, 'a>(sd: &'m [SdElement<'a>]) -> Option<&'m SdElement<'a>> {
     sd.iter()
-        .find(|e| e.id.starts_with("relay@"))
+        .find(|e| event::is_decoy_sd_id(e.id))
         .or(sd.first())
 }
 
@@ -178,10 +162,10 @@ fn fields_json(params: &[(&str, std::borrow::Cow<'_, str>)], msg: Option<&str>) 
             }
         }
         if let Some(m) = msg
-            && !map.contains_key("msg")
+            && !map.contains_key(key::MSG)
         {
             map.insert(
-                "msg".into(),
+                key::MSG.into(),
                 Value::String(limits::text(m, cap).into_owned()),
             );
         }

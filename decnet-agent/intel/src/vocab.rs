@@ -1,5 +1,8 @@
 //! What a stored event means to the correlator and the profiler: the decoy services' event
-//! vocabulary (MSGID = event type, SD params = fields; see `decky::emit` and `collector::mapping`).
+//! vocabulary (MSGID = event type, SD params = fields), whose names, keys and secret encoding are
+//! the contract in [`decnet_core::event`] (written by `decky::emit`, read by `collector::mapping`).
+//!
+//! Input: an event's type and its `fields` JSON, as stored. Output: [`Interpreted`].
 //!
 //! | event type | meaning |
 //! |---|---|
@@ -13,23 +16,15 @@
 //! Tool evidence: `user_agent` / `ua` / `http_user_agent` fields or a `User-Agent:` line inside
 //! `headers`; SSH client identification in `client_version` (or `client_banner`, `ssh_client`,
 //! or any of `banner`/`client`/`version` that starts with `SSH-`). A credential's secret is
-//! `secret_b64` (else `secret_printable`), hashed as the collector does (SHA-256).
+//! `secret_b64` (else `secret_printable`, [`event::decode_secret`]), hashed as the repository does
+//! ([`event::secret_hash`], SHA-256).
 //!
 //! Fields are attacker-controlled: every extracted string is bounded
 //! ([`decnet_core::repo::limits`]); a `fields` value that is not a JSON object is reported
 //! ([`Interpreted::bad_fields`]) and the event is read from its type alone.
-use base64::{
-    Engine as _,
-    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
-};
+use decnet_core::event::{self, EventKind, key};
 use decnet_core::repo::limits;
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
-
-const B64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 /// What kind of thing an event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,23 +54,21 @@ pub struct Interpreted {
 }
 
 fn kind_of(event_type: &str) -> Kind {
-    let t = event_type.trim().to_ascii_lowercase();
-    match t.as_str() {
-        "connect" | "connection" | "session_start" | "accept" | "new_connection" => Kind::Connect,
-        "disconnect" | "close" | "closed" | "session_end" | "session_closed" | "logout"
-        | "connection_closed" => Kind::Disconnect,
-        "auth_attempt" | "login_attempt" | "auth" | "auth_failed" | "login_failed" => {
-            Kind::Auth(if t.ends_with("_failed") {
-                Some(false)
-            } else {
-                None
-            })
-        }
-        "auth_success" | "login_success" => Kind::Auth(Some(true)),
-        "login" => Kind::Login,
-        "command" | "cmd" | "exec" | "shell_command" | "input" => Kind::Command,
-        "request" | "http_request" => Kind::Request,
-        _ => Kind::Other,
+    match EventKind::parse(event_type) {
+        EventKind::Connect => Kind::Connect,
+        EventKind::Disconnect => Kind::Disconnect,
+        EventKind::AuthAttempt => Kind::Auth(None),
+        EventKind::AuthFailed => Kind::Auth(Some(false)),
+        EventKind::AuthSuccess => Kind::Auth(Some(true)),
+        EventKind::Login => Kind::Login,
+        EventKind::Command => Kind::Command,
+        EventKind::Request => Kind::Request,
+        EventKind::BadRequest
+        | EventKind::BadHandshake
+        | EventKind::TlsHandshakeFailed
+        | EventKind::TunnelRequest
+        | EventKind::Message
+        | EventKind::Other(_) => Kind::Other,
     }
 }
 
@@ -126,29 +119,23 @@ pub fn interpret(event_type: &str, fields: &str) -> Interpreted {
         _ => (Map::new(), true),
     };
     if let Kind::Auth(None) = kind {
-        let o = field(&map, &["result", "success", "outcome", "status"]).and_then(outcome);
+        let o = field(&map, &key::OUTCOME_KEYS).and_then(outcome);
         kind = Kind::Auth(o);
     }
     let command = (kind == Kind::Command)
-        .then(|| field(&map, &["cmd", "command", "input", "line"]).map(bounded))
+        .then(|| field(&map, &key::COMMAND_KEYS).map(bounded))
         .flatten();
-    let user_agent = field(&map, &["user_agent", "ua", "http_user_agent", "User-Agent"])
+    let user_agent = field(&map, &key::USER_AGENT_KEYS)
         .map(bounded)
-        .or_else(|| field(&map, &["headers"]).and_then(ua_in_headers))
+        .or_else(|| field(&map, &[key::HEADERS]).and_then(ua_in_headers))
         .filter(|s| !s.is_empty());
-    let ssh_client = field(&map, &["client_version", "client_banner", "ssh_client"])
-        .or_else(|| {
-            field(&map, &["banner", "client", "version"]).filter(|v| v.trim().starts_with("SSH-"))
-        })
+    let ssh_client = field(&map, &key::SSH_CLIENT_KEYS)
+        .or_else(|| field(&map, &key::SSH_BANNER_KEYS).filter(|v| v.trim().starts_with("SSH-")))
         .map(bounded);
     let secret_hash = matches!(kind, Kind::Auth(_))
-        .then(|| {
-            field(&map, &["secret_b64"])
-                .and_then(|b| B64.decode(b.trim().as_bytes()).ok())
-                .or_else(|| field(&map, &["secret_printable"]).map(|s| s.as_bytes().to_vec()))
-        })
+        .then(|| event::decode_secret(|k| field(&map, &[k])))
         .flatten()
-        .map(|secret| Sha256::digest(&secret).into());
+        .map(|secret| event::secret_hash(&secret));
     Interpreted {
         kind,
         command,
@@ -162,6 +149,7 @@ pub fn interpret(event_type: &str, fields: &str) -> Interpreted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     #[test]
     fn decoy_vocabulary() {

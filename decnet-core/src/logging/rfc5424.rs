@@ -7,7 +7,7 @@
 //! Line shape: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [decnet@32473 k="v" ...] MSG`,
 //! facility local0, `-` for every empty field.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use time::OffsetDateTime;
 use tracing::field::{Field, Visit};
@@ -18,21 +18,16 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::Destination;
-use crate::time_fmt::format_ts_micros;
+#[cfg(test)]
+use crate::rfc5424::render::TRUNCATED;
+use crate::rfc5424::render::{Header, NIL, Style, Writer};
 
 /// Syslog facility local0.
 pub const FACILITY_LOCAL0: u8 = 16;
-/// The SD-ID carrying event fields (enterprise number 32473 is the documentation example PEN).
-pub const SD_ID: &str = "decnet@32473";
+/// The SD-ID carrying event fields ([`crate::event::SELF_SD_ID`]).
+pub const SD_ID: &str = crate::event::SELF_SD_ID;
 /// Upper bound of one line in bytes (without the trailing newline).
-pub const MAX_LINE_BYTES: usize = 8192;
-/// The structured data may use at most this much of a line, so the message is never crowded out.
-const MAX_SD_BYTES: usize = 6144;
-/// One SD value is cut at this many bytes (escaped).
-const MAX_SD_VALUE_BYTES: usize = 1024;
-
-const NIL: &str = "-";
-const TRUNCATED: &str = "...";
+pub const MAX_LINE_BYTES: usize = Style::SELF_LOG.max_line;
 
 /// Everything one line is made of.
 #[derive(Debug, Clone)]
@@ -67,137 +62,43 @@ pub fn pri(level: Level) -> u8 {
 
 /// Renders one RFC 5424 line (no trailing newline), at most [`MAX_LINE_BYTES`] bytes, with no
 /// control characters: newlines and the like in the message or values are written as `\n`,
-/// `\r`, `\t` or `\u{..}`.
+/// `\r`, `\t` or `\u{..}` (the shared renderer in [`Style::SELF_LOG`]: the structured data
+/// within 6144 bytes, params that no longer fit dropped, a value cut at 1024 bytes and marked
+/// `...`; header fields sanitised, invalid PARAM-NAME characters `_`).
 pub fn rfc5424_line(r: &Rfc5424Record<'_>) -> String {
-    let mut out = String::with_capacity(256 + r.message.len().min(MAX_LINE_BYTES));
-    let _ = write!(
-        out,
-        "<{}>1 {} ",
-        pri(r.level),
-        format_ts_micros(r.timestamp)
+    let procid = r.procid.to_string();
+    let mut w = Writer::new(
+        Style::SELF_LOG,
+        &Header {
+            pri: pri(r.level),
+            timestamp: r.timestamp,
+            hostname: r.hostname,
+            app_name: r.app_name,
+            procid: &procid,
+            msgid: msgid(r.target),
+        },
     );
-    push_header_field(&mut out, r.hostname, 255);
-    out.push(' ');
-    push_header_field(&mut out, r.app_name, 48);
-    let _ = write!(out, " {} ", r.procid);
-    out.push_str(msgid(r.target));
-    out.push(' ');
-
     if r.params.is_empty() {
-        out.push_str(NIL);
+        w.nil_sd();
     } else {
-        push_structured_data(&mut out, r.params);
-    }
-
-    if !r.message.is_empty() {
-        out.push(' ');
-        let limit = MAX_LINE_BYTES;
-        if !push_escaped(&mut out, r.message, limit - TRUNCATED.len(), false) {
-            out.push_str(TRUNCATED);
+        w.open(SD_ID);
+        for (name, value) in r.params {
+            w.param(name, value);
         }
+        w.close();
     }
-    out
-}
-
-/// Printable US-ASCII (`%d33-126`), the alphabet of the header fields.
-fn is_print_us_ascii(c: char) -> bool {
-    c.is_ascii_graphic()
-}
-
-/// A header field: non-printable characters become `_`, cut to `max` bytes, NILVALUE if empty.
-fn push_header_field(out: &mut String, value: &str, max: usize) {
-    let start = out.len();
-    for c in value.chars().take(max) {
-        out.push(if is_print_us_ascii(c) { c } else { '_' });
-    }
-    if out.len() == start {
-        out.push_str(NIL);
-    }
+    w.msg(r.message);
+    w.finish()
 }
 
 /// MSGID: the last `::` segment of the target if it is 1..=32 printable ASCII characters.
 fn msgid(target: &str) -> &str {
     let last = target.rsplit("::").next().unwrap_or_default();
-    if !last.is_empty() && last.len() <= 32 && last.chars().all(is_print_us_ascii) {
+    if !last.is_empty() && last.len() <= 32 && last.chars().all(|c| c.is_ascii_graphic()) {
         last
     } else {
         NIL
     }
-}
-
-/// `[decnet@32473 name="value" ...]`, within [`MAX_SD_BYTES`]; params that no longer fit are
-/// dropped, a value that does not fit is cut and ends in `...`.
-fn push_structured_data(out: &mut String, params: &[(&str, String)]) {
-    let start = out.len();
-    out.push('[');
-    out.push_str(SD_ID);
-    for (name, value) in params {
-        // Room left for this param, keeping one byte for the closing `]`.
-        let used = out.len() - start;
-        let room = MAX_SD_BYTES.saturating_sub(used + 1);
-        // ` n="` + at least a few bytes of value + `"`.
-        let name = sd_name(name);
-        let overhead = name.len() + 4;
-        if room < overhead + TRUNCATED.len() + 1 {
-            break;
-        }
-        out.push(' ');
-        out.push_str(&name);
-        out.push_str("=\"");
-        let value_limit = out.len() + (room - overhead).min(MAX_SD_VALUE_BYTES);
-        if !push_escaped(out, value, value_limit - TRUNCATED.len(), true) {
-            out.push_str(TRUNCATED);
-        }
-        out.push('"');
-    }
-    out.push(']');
-}
-
-/// PARAM-NAME: printable US-ASCII except `=`, space, `]`, `"`, 1..=32 characters. Others become
-/// `_`; an empty name becomes `_`.
-fn sd_name(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .take(32)
-        .map(|c| {
-            if is_print_us_ascii(c) && !matches!(c, '=' | ']' | '"') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        s.push('_');
-    }
-    s
-}
-
-/// Appends `text` with control characters spelled out (and, for SD values, `\`, `"`, `]`
-/// escaped) while `out` stays within `limit` bytes. Returns false if `text` was cut.
-fn push_escaped(out: &mut String, text: &str, limit: usize, sd_value: bool) -> bool {
-    for c in text.chars() {
-        let mut buf = [0u8; 4];
-        let escaped: Option<String>;
-        let piece: &str = match c {
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            '\\' if sd_value => "\\\\",
-            '"' if sd_value => "\\\"",
-            ']' if sd_value => "\\]",
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
-                escaped = Some(format!("\\u{{{:x}}}", u32::from(c)));
-                escaped.as_deref().unwrap_or_default()
-            }
-            c => c.encode_utf8(&mut buf),
-        };
-        if out.len() + piece.len() > limit {
-            return false;
-        }
-        out.push_str(piece);
-    }
-    true
 }
 
 /// The tracing layer that renders events with [`rfc5424_line`].

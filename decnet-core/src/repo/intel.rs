@@ -193,7 +193,7 @@ impl WriteTx {
                 let service = limits::text(&c.service, limits::NAME).into_owned();
                 let principal = limits::bytes(&c.principal, limits::SHORT_TEXT).to_vec();
                 let kind = limits::text(&c.secret_kind, limits::NAME).into_owned();
-                let secret_hash: [u8; 32] = Sha256::digest(&c.secret).into();
+                let secret_hash: [u8; 32] = crate::event::secret_hash(&c.secret);
                 let key = key_of(&[
                     ip.as_bytes(),
                     decky.as_bytes(),
