@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use decnet_core::{
     model::CredentialReuse,
-    repo::correlation::{CredentialFact, LIST_MAX},
+    repo::{CredentialFact, LIST_MAX},
 };
 
 /// Reuse records for the secrets in `creds` that reach two targets, ordered by secret hash.

@@ -1,19 +1,16 @@
-//! Worker coordination: `worker_leases` (a worker kind that must run once per host holds a
-//! lease; a second instance is refused, a dead holder's lease expires), `worker_cursors`
-//! (resume points that only move forward) and `worker_counters` (what `decnet status`, the API
-//! and /metrics show).
+//! `worker_leases`: a worker kind that must run once per host holds a lease; a second instance
+//! is refused, a dead holder's lease expires (or is taken over at once when its process is gone
+//! from this host).
+//!
+//! Written and read by every worker through the runtime (acquire, heartbeat, release). Read by
+//! `decnet deploy` / `decnet status` and the API (which workers run).
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{
-    Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows},
-    decode::Decoder,
-    limits,
-};
+use super::{RepoError, Repository, decode::Decoder, limits};
 use crate::{
-    model::{Cursor, Lease},
+    model::Lease,
     time_fmt::{format_ts, now_ns},
 };
 
@@ -62,14 +59,14 @@ pub fn hostname() -> String {
 }
 
 fn decode_lease(row: &sqlx::any::AnyRow) -> Result<Lease, RepoError> {
-    let d = Decoder::new(row, "worker_leases", None);
+    let d = Decoder::new(row, "worker_leases");
     Ok(Lease {
-        kind: d.text(0, "kind")?,
-        host: d.text(1, "host")?,
-        holder: d.text(2, "holder")?,
-        pid: d.int(3, "pid")?,
-        acquired_at_ns: d.ts(4, "acquired_at")?,
-        heartbeat_at_ns: d.ts(5, "heartbeat_at")?,
+        kind: d.text("kind")?,
+        host: d.text("host")?,
+        holder: d.text("holder")?,
+        pid: d.int("pid")?,
+        acquired_at_ns: d.ts("acquired_at")?,
+        heartbeat_at_ns: d.ts("heartbeat_at")?,
     })
 }
 
@@ -296,172 +293,5 @@ impl LeaseKeeper {
         let _ = self.task.await;
         self.repo.release_lease(&self.who).await?;
         Ok(())
-    }
-}
-
-const C_COLUMNS: [&str; 6] = ["worker", "host", "name", "position", "state", "updated_at"];
-const C_MERGE: [(&str, Merge); 3] = [
-    ("state", Merge::ReplaceIfNotLess("position")),
-    ("updated_at", Merge::ReplaceIfNotLess("position")),
-    ("position", Merge::Max),
-];
-
-const K_COLUMNS: [&str; 5] = ["worker", "host", "name", "value", "updated_at"];
-
-/// How [`WriteTx::record_counters`] combines a value with the stored one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CounterMode {
-    /// Add (counters of events since the last report).
-    Add,
-    /// Replace (gauges such as a queue depth, or totals a worker already summed).
-    Set,
-}
-
-impl WriteTx {
-    /// Moves a worker's cursor forward (never backward); `state` goes with the position. Write it
-    /// in the same transaction as the work it covers, so a crash loses both or neither.
-    pub async fn set_cursor(
-        &mut self,
-        worker: &str,
-        host: &str,
-        name: &str,
-        position: i64,
-        state: &str,
-    ) -> Result<(), RepoError> {
-        let tail = self
-            .dialect
-            .upsert_tail("worker_cursors", &C_COLUMNS[..3], &C_MERGE);
-        let row = [(worker, host, name, position, state)];
-        let now = format_ts(now_ns());
-
-        insert_rows(
-            &mut self.tx,
-            self.dialect,
-            Insert {
-                head: "INSERT INTO",
-                table: "worker_cursors",
-                columns: &C_COLUMNS,
-                tail: &tail,
-            },
-            &row,
-            |q: AnyQuery<'_>, r: &(&str, &str, &str, i64, &str)| {
-                q.bind(limits::text(r.0, limits::NAME).into_owned())
-                    .bind(limits::text(r.1, 255).into_owned())
-                    .bind(limits::text(r.2, limits::NAME).into_owned())
-                    .bind(r.3)
-                    .bind(limits::text(r.4, limits::LONG).into_owned())
-                    .bind(now.clone())
-            },
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub async fn record_counters(
-        &mut self,
-        worker: &str,
-        host: &str,
-        values: &[(&str, i64)],
-        mode: CounterMode,
-    ) -> Result<(), RepoError> {
-        if values.is_empty() {
-            return Ok(());
-        }
-        let merge = match mode {
-            CounterMode::Add => Merge::Sum,
-            CounterMode::Set => Merge::Replace,
-        };
-        let tail = self.dialect.upsert_tail(
-            "worker_counters",
-            &K_COLUMNS[..3],
-            &[("value", merge), ("updated_at", Merge::Replace)],
-        );
-        let now = format_ts(now_ns());
-        let (w, h) = (
-            limits::text(worker, limits::NAME).into_owned(),
-            limits::text(host, 255).into_owned(),
-        );
-
-        insert_rows(
-            &mut self.tx,
-            self.dialect,
-            Insert {
-                head: "INSERT INTO",
-                table: "worker_counters",
-                columns: &K_COLUMNS,
-                tail: &tail,
-            },
-            values,
-            |q: AnyQuery<'_>, (name, v): &(&str, i64)| {
-                q.bind(w.clone())
-                    .bind(h.clone())
-                    .bind(limits::text(name, limits::NAME).into_owned())
-                    .bind(*v)
-                    .bind(now.clone())
-            },
-        )
-        .await?;
-        Ok(())
-    }
-}
-
-impl Repository {
-    pub async fn cursor(
-        &self,
-        worker: &str,
-        host: &str,
-        name: &str,
-    ) -> Result<Option<Cursor>, RepoError> {
-        let row = sqlx::query(
-            "SELECT position, state FROM worker_cursors WHERE worker = ? AND host = ? AND name = ?",
-        )
-        .bind(worker.to_owned())
-        .bind(host.to_owned())
-        .bind(name.to_owned())
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let d = Decoder::new(&row, "worker_cursors", None);
-        Ok(Some(Cursor {
-            position: d.i64(0, "position")?,
-            state: d.text(1, "state")?,
-        }))
-    }
-
-    /// (worker, host, name, value) of every counter, ordered.
-    pub async fn counters(&self) -> Result<Vec<(String, String, String, i64)>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT worker, host, name, value FROM worker_counters ORDER BY worker, host, name",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let d = Decoder::new(row, "worker_counters", None);
-                Ok((
-                    d.text(0, "worker")?,
-                    d.text(1, "host")?,
-                    d.text(2, "name")?,
-                    d.i64(3, "value")?,
-                ))
-            })
-            .collect()
-    }
-
-    pub async fn record_counters(
-        &self,
-        worker: &str,
-        host: &str,
-        values: &[(&str, i64)],
-        mode: CounterMode,
-    ) -> Result<(), RepoError> {
-        self.write(&[super::Write::Counters {
-            worker,
-            host,
-            values,
-            mode,
-        }])
-        .await
-        .map(|_| ())
     }
 }
