@@ -713,7 +713,7 @@ async fn scenario_tables_are_exact(b: Backend) {
     assert_eq!(r.attackers, vec![pv.to_string()]);
     assert_eq!((r.first_seen_ns, r.last_seen_ns), (t + SEC, t + 201 * SEC));
     // The SQL aggregation agrees with the rule as plain code.
-    let all = repo.credential_facts_after(0, 1_000_000).await.unwrap();
+    let all = repo.credentials_after(0, 1_000_000).await.unwrap();
     assert_eq!(reuse, correlator::reuse::reuse(&all));
     let a = repo.attacker(pv).await.unwrap().unwrap();
     assert_eq!(

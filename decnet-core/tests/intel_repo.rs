@@ -511,13 +511,7 @@ async fn reads_for_the_workers(b: Backend) {
             .collect::<Vec<_>>(),
         vec![(a, "web-01"), (other, "db-01")]
     );
-    assert_eq!(
-        repo.credential_facts_after(by[1].id, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(repo.credentials_after(by[1].id, 10).await.unwrap().len(), 1);
     let r = CredentialReuse {
         secret_hash: pw,
         secret_kind: "password".into(),

@@ -13,7 +13,7 @@ use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows},
     decode::{Decoder, sat},
-    listing::{Arg, Where, like_prefix, page_limit},
+    listing::{Arg, Where, like_prefix, page_limit, rows_after},
 };
 use crate::{
     model::{Attacker, AttackerUpdate},
@@ -200,11 +200,7 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Attacker>, RepoError> {
-        let rows = sqlx::query(&format!("{SELECT} WHERE id > ? ORDER BY id LIMIT ?"))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = rows_after(self, SELECT, after, limit).await?;
         rows.iter().map(decode).collect()
     }
 

@@ -18,7 +18,7 @@ use super::{
     bulk::{AnyQuery, Insert, insert_rows, name, placeholders},
     decode::{Decoder, sat},
     limits,
-    listing::{Where, like_anywhere, newest_first},
+    listing::{Where, like_anywhere, newest_first, rows_after},
 };
 use crate::{
     model::{Credential, CredentialAttempt, CredentialReuse, NewEvent},
@@ -78,10 +78,6 @@ const MERGE: [(&str, Merge); 3] = [
 /// What a [`Credential`] is read from.
 const SELECT: &str = "SELECT id, attacker_ip, decky, service, principal, secret_kind, secret_hash, \
                       secret_printable, attempts, first_seen, last_seen FROM credentials";
-/// What a [`CredentialFact`] is read from (no principal).
-const FACT: &str = "SELECT id, attacker_ip, decky, service, secret_kind, secret_hash, \
-                    secret_printable, attempts, first_seen, last_seen FROM credentials";
-
 fn decode(row: &sqlx::any::AnyRow) -> Result<Credential, RepoError> {
     let d = Decoder::new(row, "credentials");
     Ok(Credential {
@@ -90,37 +86,6 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Credential, RepoError> {
         decky: d.text("decky")?,
         service: d.text("service")?,
         principal: d.bytes("principal")?,
-        secret_kind: d.text("secret_kind")?,
-        secret_hash: d.hash("secret_hash")?,
-        secret_printable: d.text("secret_printable")?,
-        attempts: d.u64("attempts")?,
-        first_seen_ns: d.ts("first_seen")?,
-        last_seen_ns: d.ts("last_seen")?,
-    })
-}
-
-/// A credential row as the correlator's reuse rule needs it (no principal).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialFact {
-    pub id: i64,
-    pub attacker_ip: IpAddr,
-    pub decky: String,
-    pub service: String,
-    pub secret_kind: String,
-    pub secret_hash: [u8; 32],
-    pub secret_printable: String,
-    pub attempts: u64,
-    pub first_seen_ns: i64,
-    pub last_seen_ns: i64,
-}
-
-fn decode_fact(row: &sqlx::any::AnyRow) -> Result<CredentialFact, RepoError> {
-    let d = Decoder::new(row, "credentials");
-    Ok(CredentialFact {
-        id: d.i64("id")?,
-        attacker_ip: d.ip("attacker_ip")?,
-        decky: d.text("decky")?,
-        service: d.text("service")?,
         secret_kind: d.text("secret_kind")?,
         secret_hash: d.hash("secret_hash")?,
         secret_printable: d.text("secret_printable")?,
@@ -259,28 +224,24 @@ impl Repository {
 
     /// Up to `limit` credentials with `id > after`, in id order: how the correlator reads new
     /// credentials from its cursor.
-    pub async fn credential_facts_after(
+    pub async fn credentials_after(
         &self,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<CredentialFact>, RepoError> {
-        let rows = sqlx::query(&format!("{FACT} WHERE id > ? ORDER BY id LIMIT ?"))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(decode_fact).collect()
+    ) -> Result<Vec<Credential>, RepoError> {
+        let rows = rows_after(self, SELECT, after, limit).await?;
+        rows.iter().map(decode).collect()
     }
 
     /// Every credential row with one of these secret hashes.
     pub async fn credentials_by_secret(
         &self,
         hashes: &[[u8; 32]],
-    ) -> Result<Vec<CredentialFact>, RepoError> {
+    ) -> Result<Vec<Credential>, RepoError> {
         let mut out = Vec::new();
         for chunk in hashes.chunks(500) {
             let sql = format!(
-                "{FACT} WHERE secret_hash IN ({}) ORDER BY id",
+                "{SELECT} WHERE secret_hash IN ({}) ORDER BY id",
                 placeholders(chunk.len())
             );
             let mut q = sqlx::query(&sql);
@@ -288,7 +249,7 @@ impl Repository {
                 q = q.bind(h.to_vec());
             }
             for row in q.fetch_all(self.pool()).await? {
-                out.push(decode_fact(&row)?);
+                out.push(decode(&row)?);
             }
         }
         Ok(out)

@@ -17,7 +17,7 @@ use super::{
     bulk::{AnyQuery, Insert, insert_rows, insert_sql, name},
     decode::Decoder,
     limits,
-    listing::{NameCount, Where, like_anywhere, newest_first, page_limit},
+    listing::{NameCount, Where, like_anywhere, name_counts, newest_first, page_limit, rows_after},
 };
 use crate::{
     model::{Event, NewEvent},
@@ -244,11 +244,7 @@ impl Repository {
 
     /// Up to `limit` events with `id > after`, in id order: how the live feed reads new input.
     pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<Event>, RepoError> {
-        let rows = sqlx::query(&format!("{EVENT} WHERE id > ? ORDER BY id LIMIT ?"))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = rows_after(self, EVENT, after, limit).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -259,11 +255,7 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<EventFact>, RepoError> {
-        let rows = sqlx::query(&format!("{FACT} WHERE id > ? ORDER BY id LIMIT ?"))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = rows_after(self, FACT, after, limit).await?;
         rows.iter().map(decode_fact).collect()
     }
 
@@ -369,15 +361,7 @@ impl Repository {
         .bind(page_limit(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let d = Decoder::new(row, "events");
-                Ok(NameCount {
-                    name: d.text("name")?,
-                    count: d.u64("n")?,
-                })
-            })
-            .collect()
+        name_counts(&rows, "events", "name")
     }
 
     /// Events per bucket since `since_ns`: (bucket start as text prefix, count), in time order.
@@ -394,15 +378,7 @@ impl Repository {
         .bind(format_ts(since_ns))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let d = Decoder::new(row, "events");
-                Ok(NameCount {
-                    name: d.text("b")?,
-                    count: d.u64("n")?,
-                })
-            })
-            .collect()
+        name_counts(&rows, "events", "b")
     }
 
     /// Events, distinct attackers and last event time per decky since `since_ns`.

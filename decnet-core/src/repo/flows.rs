@@ -13,7 +13,7 @@ use super::{
     bulk::{AnyQuery, Insert, insert_rows, select_sql},
     decode::{Decoder, sat},
     limits,
-    listing::{Where, newest_first, page_limit},
+    listing::{Where, newest_first, page_limit, rows_after},
 };
 use crate::{model::FlowRecord, time_fmt::format_ts};
 
@@ -177,11 +177,7 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(i64, FlowRecord)>, RepoError> {
-        let rows = sqlx::query(&format!("{} WHERE id > ? ORDER BY id LIMIT ?", *SELECT))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = rows_after(self, &SELECT, after, limit).await?;
         rows.iter()
             .map(|r| decode(r).map(|r| (r.id, r.flow)))
             .collect()

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{RepoError, Repository, decode::Decoder, limits};
+use sqlx::any::AnyRow;
+
+use super::{RepoError, Repository, WriteTx, decode::Decoder, limits};
 use crate::{
     model::Lease,
     time_fmt::{format_ts, now_ns},
@@ -73,6 +75,43 @@ fn decode_lease(row: &sqlx::any::AnyRow) -> Result<Lease, RepoError> {
 const LEASE_SELECT: &str =
     "SELECT kind, host, holder, pid, acquired_at, heartbeat_at FROM worker_leases";
 
+/// Gives the lease of (kind, host) to `who` (acquired and heartbeat now) if the stored row
+/// matches `guard` (bound with `args`); `true` if it did.
+async fn take_over<const N: usize>(
+    tx: &mut WriteTx,
+    who: &LeaseHolder,
+    (kind, host, now): (&str, &str, i64),
+    guard: &str,
+    args: [String; N],
+) -> Result<bool, RepoError> {
+    let sql = format!(
+        "UPDATE worker_leases SET holder = ?, pid = ?, acquired_at = ?, heartbeat_at = ? \
+         WHERE kind = ? AND host = ? AND {guard}"
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(who.holder.clone())
+        .bind(i64::from(who.pid))
+        .bind(format_ts(now))
+        .bind(format_ts(now))
+        .bind(kind.to_owned())
+        .bind(host.to_owned());
+    for a in args {
+        q = q.bind(a);
+    }
+    Ok(q.execute(&mut *tx.tx).await?.rows_affected() == 1)
+}
+
+/// The stored lease row of (kind, host), inside `tx`.
+async fn lease_row(tx: &mut WriteTx, kind: &str, host: &str) -> Result<AnyRow, RepoError> {
+    Ok(
+        sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
+            .bind(kind.to_owned())
+            .bind(host.to_owned())
+            .fetch_one(&mut *tx.tx)
+            .await?,
+    )
+}
+
 impl Repository {
     /// Takes the lease for `who.kind` on `who.host`: free, already ours, expired (no
     /// heartbeat for `ttl`), or held by a process of this host that no longer exists. Otherwise [`RepoError::LeaseHeld`] naming the holder.
@@ -102,32 +141,19 @@ impl Repository {
             .execute(&mut *tx.tx)
             .await?
             .rows_affected();
-        let taken = inserted == 1 || {
+        let mut taken = inserted == 1 || {
             let stale_before =
                 now.saturating_sub(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX));
-            sqlx::query(
-                "UPDATE worker_leases SET holder = ?, pid = ?, acquired_at = ?, heartbeat_at = ? \
-                 WHERE kind = ? AND host = ? AND (holder = ? OR heartbeat_at < ?)",
+            take_over(
+                &mut tx,
+                who,
+                (&kind, &host, now),
+                "(holder = ? OR heartbeat_at < ?)",
+                [who.holder.clone(), format_ts(stale_before)],
             )
-            .bind(who.holder.clone())
-            .bind(i64::from(who.pid))
-            .bind(format_ts(now))
-            .bind(format_ts(now))
-            .bind(kind.clone())
-            .bind(host.clone())
-            .bind(who.holder.clone())
-            .bind(format_ts(stale_before))
-            .execute(&mut *tx.tx)
             .await?
-            .rows_affected()
-                == 1
         };
-        let mut row = sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
-            .bind(kind.clone())
-            .bind(host.clone())
-            .fetch_one(&mut *tx.tx)
-            .await?;
-        let mut taken = taken;
+        let mut row = lease_row(&mut tx, &kind, &host).await?;
         if !taken {
             // A holder on this very host whose process is gone (killed -9, crashed) cannot
             // heartbeat any more: take its lease at once instead of waiting out the TTL, so a
@@ -139,27 +165,16 @@ impl Repository {
                 && current.holder != who.holder
                 && !pid_alive(i64::from(current.pid))
             {
-                taken = sqlx::query(
-                    "UPDATE worker_leases SET holder = ?, pid = ?, acquired_at = ?, heartbeat_at = ? \
-                     WHERE kind = ? AND host = ? AND holder = ?",
+                taken = take_over(
+                    &mut tx,
+                    who,
+                    (&kind, &host, now),
+                    "holder = ?",
+                    [current.holder.clone()],
                 )
-                .bind(who.holder.clone())
-                .bind(i64::from(who.pid))
-                .bind(format_ts(now))
-                .bind(format_ts(now))
-                .bind(kind.clone())
-                .bind(host.clone())
-                .bind(current.holder.clone())
-                .execute(&mut *tx.tx)
-                .await?
-                .rows_affected()
-                    == 1;
+                .await?;
                 if taken {
-                    row = sqlx::query(&format!("{LEASE_SELECT} WHERE kind = ? AND host = ?"))
-                        .bind(kind.clone())
-                        .bind(host.clone())
-                        .fetch_one(&mut *tx.tx)
-                        .await?;
+                    row = lease_row(&mut tx, &kind, &host).await?;
                 }
             }
         }
@@ -183,25 +198,32 @@ impl Repository {
     /// Renews the lease; `false` if it is no longer ours (taken over after we missed
     /// heartbeats): the worker must stop.
     pub async fn heartbeat(&self, who: &LeaseHolder) -> Result<bool, RepoError> {
-        let mut tx = self.begin().await?;
-        let n = sqlx::query(
-            "UPDATE worker_leases SET heartbeat_at = ? WHERE kind = ? AND host = ? AND holder = ?",
-        )
-        .bind(format_ts(now_ns()))
-        .bind(limits::text(&who.kind, limits::NAME).into_owned())
-        .bind(limits::text(&who.host, 255).into_owned())
-        .bind(who.holder.clone())
-        .execute(&mut *tx.tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(n == 1)
+        let now = format_ts(now_ns());
+        self.on_own_lease("UPDATE worker_leases SET heartbeat_at = ?", Some(now), who)
+            .await
     }
 
     /// Gives the lease up (clean shutdown). `false` if it was not ours.
     pub async fn release_lease(&self, who: &LeaseHolder) -> Result<bool, RepoError> {
+        self.on_own_lease("DELETE FROM worker_leases", None, who)
+            .await
+    }
+
+    /// Runs `head` (with its one parameter `arg`, if any) on `who`'s own lease row in its own
+    /// transaction; `true` if the row was there (still ours).
+    async fn on_own_lease(
+        &self,
+        head: &str,
+        arg: Option<String>,
+        who: &LeaseHolder,
+    ) -> Result<bool, RepoError> {
+        let sql = format!("{head} WHERE kind = ? AND host = ? AND holder = ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(a) = arg {
+            q = q.bind(a);
+        }
         let mut tx = self.begin().await?;
-        let n = sqlx::query("DELETE FROM worker_leases WHERE kind = ? AND host = ? AND holder = ?")
+        let n = q
             .bind(limits::text(&who.kind, limits::NAME).into_owned())
             .bind(limits::text(&who.host, 255).into_owned())
             .bind(who.holder.clone())

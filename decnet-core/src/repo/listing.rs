@@ -5,7 +5,7 @@
 //! page cost the same at any depth. Filter values are always bound, never spliced into SQL.
 use sqlx::any::AnyRow;
 
-use super::{RepoError, Repository, limits};
+use super::{RepoError, Repository, decode::Decoder, limits};
 
 /// Rows per page at most.
 pub const MAX_PAGE: u32 = 500;
@@ -71,6 +71,23 @@ impl Where {
     }
 }
 
+/// Up to `limit` rows of `select` with `id > after`, in id order: how workers and feeds read
+/// new rows from a cursor.
+pub(crate) async fn rows_after(
+    repo: &Repository,
+    select: &str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<AnyRow>, RepoError> {
+    Ok(
+        sqlx::query(&format!("{select} WHERE id > ? ORDER BY id LIMIT ?"))
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(repo.pool())
+            .await?,
+    )
+}
+
 /// `s` as a LIKE pattern matching it anywhere, `!` escaping the wildcards (an escape character
 /// both SQLite and MySQL read the same way).
 pub(crate) fn like_anywhere(s: &str) -> String {
@@ -106,6 +123,23 @@ pub(crate) fn newest_first(limit: u32) -> (&'static str, [Arg; 1]) {
 pub struct NameCount {
     pub name: String,
     pub count: u64,
+}
+
+/// Rows of (`name` column, `n` count) as [`NameCount`]s.
+pub(crate) fn name_counts(
+    rows: &[AnyRow],
+    table: &'static str,
+    name: &'static str,
+) -> Result<Vec<NameCount>, RepoError> {
+    rows.iter()
+        .map(|row| {
+            let d = Decoder::new(row, table);
+            Ok(NameCount {
+                name: d.text(name)?,
+                count: d.u64("n")?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@
 //! | `attacker_touches` | `touches` | correlator | correlator, profiler, API |
 //! | `sessions` | `sessions` | correlator | correlator, profiler, API |
 //! | `scans` | `scans` | correlator | correlator, profiler |
-//! | `traversals` | `traversals` | correlator | tests, benches |
-//! | `credential_reuse` | `credential_reuse` | correlator | correlator, profiler |
-//! | `pivots` | `pivots` | correlator | tests, benches |
+//! | `traversals` | `traversals` | correlator | tests (the API shows the touches) |
+//! | `credential_reuse` | `credential_reuse` | correlator | correlator, profiler, tests |
+//! | `pivots` | `pivots` | correlator | tests |
 //! | `attacker_evidence` | `evidence` | correlator | profiler |
 //! | `attacker_profiles` | `profiles` | profiler | API |
 //! | `fingerprints` | `fingerprints` | (none yet) | profiler, API |
@@ -99,7 +99,7 @@ use crate::model::{
 pub use self::{
     attackers::{AttackerCursor, AttackerFilter, AttackerRow, AttackerSort},
     counters::CounterMode,
-    credentials::{CredentialFact, CredentialFilter, printable},
+    credentials::{CredentialFilter, printable},
     dialect::{Dialect, Merge},
     events::{Bucket, DeckyActivity, EventFact, EventFilter, TopColumn, dedup_key},
     flows::{FlowFilter, FlowRow, ScanRow},

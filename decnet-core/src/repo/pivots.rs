@@ -2,8 +2,8 @@
 //! per (source decky, destination decky, port, protocol). Re-recording merges (first_seen min,
 //! last_seen max).
 //!
-//! Written by the correlator (inside its [`super::intel_batch::IntelBatch`]). Read by the tests
-//! and the benches.
+//! Written by the correlator (inside its [`super::intel_batch::IntelBatch`]). Read by the
+//! tests.
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, name},

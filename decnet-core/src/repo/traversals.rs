@@ -3,7 +3,7 @@
 //! batch touches, so a row is replaced, not merged.
 //!
 //! Written by the correlator (inside its [`super::intel_batch::IntelBatch`]). Read by the
-//! tests and the benches (the API shows the touches themselves).
+//! tests (the API shows the touches themselves).
 use std::net::IpAddr;
 
 use super::{

@@ -161,7 +161,7 @@ pub async fn run_pass(
                     (b, last, c)
                 }
                 "credentials" => {
-                    let creds = repo.credential_facts_after(position, cfg.batch).await?;
+                    let creds = repo.credentials_after(position, cfg.batch).await?;
                     let Some(last) = creds.last().map(|c| c.id) else {
                         break;
                     };
