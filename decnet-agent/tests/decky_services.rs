@@ -318,7 +318,7 @@ fn cred<'a>(
 /// The credential table keeps the SHA-256 of the secret.
 mod sha2_like {
     pub fn digest(b: &[u8]) -> [u8; 32] {
-        decnet_core::repo::events::dedup_key(b)
+        decnet_core::repo::dedup_key(b)
     }
 }
 

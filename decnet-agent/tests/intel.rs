@@ -458,11 +458,11 @@ async fn snapshot(repo: &Repository) -> String {
         }
         out.push_str(&format!(
             "  touches {:?}\n",
-            repo.traversal(ip).await.unwrap()
+            repo.touches(ip).await.unwrap()
         ));
         out.push_str(&format!(
             "  traversal {:?}\n",
-            repo.traversal_of(ip).await.unwrap()
+            repo.traversal(ip).await.unwrap()
         ));
         out.push_str(&format!(
             "  scans {:?}\n",
@@ -654,7 +654,7 @@ async fn scenario_tables_are_exact(b: Backend) {
     // --- pivot across three deckies
     let pv = attacker(PIVOT);
     let t = T0 + 5000 * SEC;
-    let tr = repo.traversal_of(pv).await.unwrap().expect("a traversal");
+    let tr = repo.traversal(pv).await.unwrap().expect("a traversal");
     assert_eq!(
         tr.hops,
         vec![
@@ -675,7 +675,7 @@ async fn scenario_tables_are_exact(b: Backend) {
     assert_eq!((tr.first_seen_ns, tr.last_seen_ns), (t, t + 201 * SEC));
     for ip in [s, sl, bf, sh, bc] {
         assert_eq!(
-            repo.traversal_of(ip).await.unwrap(),
+            repo.traversal(ip).await.unwrap(),
             None,
             "{ip} touched one decky"
         );
@@ -713,7 +713,7 @@ async fn scenario_tables_are_exact(b: Backend) {
     assert_eq!(r.attackers, vec![pv.to_string()]);
     assert_eq!((r.first_seen_ns, r.last_seen_ns), (t + SEC, t + 201 * SEC));
     // The SQL aggregation agrees with the rule as plain code.
-    let all = repo.credential_facts_after(0, 1_000_000).await.unwrap();
+    let all = repo.credentials_after(0, 1_000_000).await.unwrap();
     assert_eq!(reuse, correlator::reuse::reuse(&all));
     let a = repo.attacker(pv).await.unwrap().unwrap();
     assert_eq!(

@@ -11,11 +11,8 @@ use axum::{
 use decnet_core::{
     model::{Mutation, Role},
     repo::{
-        Write,
-        web::{
-            AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
-            FlowFilter, MAX_PAGE, SessionFilter, TopColumn,
-        },
+        AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
+        FlowFilter, MAX_PAGE, SessionFilter, TopColumn, Write,
     },
     time_fmt::{now_ns, parse_ts},
 };
@@ -400,7 +397,7 @@ async fn list_events(
     let with_raw = q.raw.unwrap_or(false);
     if q.q
         .as_deref()
-        .is_some_and(|t| t.len() > decnet_core::repo::web::MAX_NEEDLE)
+        .is_some_and(|t| t.len() > decnet_core::repo::MAX_NEEDLE)
     {
         return Err(bad(&s, "q: longer than 128 bytes"));
     }
@@ -535,7 +532,7 @@ async fn attacker_detail(
         .await?
         .ok_or_else(|| ApiError::not_found("no such attacker"))?;
     let profile = s.repo.profile(ip).await?;
-    let touches = s.repo.traversal(ip).await?;
+    let touches = s.repo.touches(ip).await?;
     let sessions = s
         .repo
         .list_sessions(&SessionFilter {
@@ -552,7 +549,7 @@ async fn attacker_detail(
             ..Default::default()
         })
         .await?;
-    let fps = s.repo.attacker_fingerprints(ip).await?;
+    let fps = s.repo.fingerprints(ip, MAX_PAGE).await?;
     let events = s
         .repo
         .list_events(&EventFilter {
@@ -693,7 +690,7 @@ async fn list_flows(
         before_id: id_cursor(&s, &q.cursor)?,
         limit: limit_of(&s, q.limit)?,
     };
-    let rows = s.repo.list_flows_page(&f).await?;
+    let rows = s.repo.list_flows(&f).await?;
     let next = (rows.len() == f.limit as usize)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();

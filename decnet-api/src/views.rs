@@ -3,7 +3,7 @@
 //! dashboard renders every string as text, never as HTML).
 use decnet_core::{
     model::{Credential, Decky, Event, Fingerprint, Touch},
-    repo::web::{AttackerRow, FlowRow, SessionRow},
+    repo::{AttackerRow, FlowRow, SessionRow},
     time_fmt::format_ts,
 };
 use serde::Serialize;

@@ -377,7 +377,7 @@ pub struct Cursor {
     pub state: String,
 }
 
-// --- what the correlator derives (migration 0004; see `crate::repo::correlation`) ----------
+// --- what the correlator derives (migration 0004; see `crate::repo::IntelBatch`) ----------
 
 /// A probe episode from flows: probe flows of one kind from one attacker, each within the scan
 /// gap of the previous one. `detected` says whether it passed the scan thresholds.

@@ -1,5 +1,5 @@
-//! The correlator's and profiler's repository functions (`repo::correlation`, migration
-//! 0004_intel), every test on SQLite and on MariaDB (see `common`).
+//! The correlator's and profiler's repository functions (`repo::IntelBatch` and the reads of the
+//! tables it writes, migration 0004_intel), every test on SQLite and on MariaDB (see `common`).
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,10 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::{Backend, TestDb};
 use decnet_core::{
     model::*,
-    repo::{
-        Repository,
-        correlation::{IntelBatch, ScanReplace, SessionReplace},
-    },
+    repo::{IntelBatch, Repository, ScanReplace, SessionReplace},
 };
 use sha2::{Digest as _, Sha256};
 
@@ -249,7 +246,7 @@ async fn derived_tables_round_trip(b: Backend) {
         },
     )
     .await;
-    assert_eq!(repo.traversal_of(a).await.unwrap(), Some(tr.clone()));
+    assert_eq!(repo.traversal(a).await.unwrap(), Some(tr.clone()));
     assert_eq!(repo.traversals().await.unwrap(), vec![tr.clone()]);
     assert_eq!(repo.credential_reuse().await.unwrap(), vec![reuse.clone()]);
     // Pivots merge: first_seen min, last_seen max.
@@ -277,7 +274,7 @@ async fn derived_tables_round_trip(b: Backend) {
         },
     )
     .await;
-    assert_eq!(repo.traversal_of(a).await.unwrap(), Some(longer));
+    assert_eq!(repo.traversal(a).await.unwrap(), Some(longer));
 
     // The evidence queue: seq 1 = {a, ip4}, then ip4 moved to seq 2; keyset pagination.
     let q = repo.evidence_after(0, "", 10).await.unwrap();
@@ -492,11 +489,18 @@ async fn reads_for_the_workers(b: Backend) {
         first_seen_ns: T0,
         last_seen_ns: T0,
     };
-    repo.write(&[decnet_core::repo::Write::Credentials(&[
-        cred(a, "web-01", b"pw"),
-        cred(other, "db-01", b"pw"),
-        cred(a, "web-01", b"other"),
-    ])])
+    // Credentials are written with the events that carry them (the collector's path).
+    let carriers: Vec<NewEvent> = (0..3)
+        .map(|i| ev(100 + i, a, "web-01", "ssh", "auth_attempt", "{}"))
+        .collect();
+    repo.write(&[decnet_core::repo::Write::EventsWithCredentials {
+        events: &carriers,
+        credentials: &[
+            (0, cred(a, "web-01", b"pw")),
+            (1, cred(other, "db-01", b"pw")),
+            (2, cred(a, "web-01", b"other")),
+        ],
+    }])
     .await
     .unwrap();
     let pw: [u8; 32] = Sha256::digest(b"pw").into();
@@ -507,13 +511,7 @@ async fn reads_for_the_workers(b: Backend) {
             .collect::<Vec<_>>(),
         vec![(a, "web-01"), (other, "db-01")]
     );
-    assert_eq!(
-        repo.credential_facts_after(by[1].id, 10)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(repo.credentials_after(by[1].id, 10).await.unwrap().len(), 1);
     let r = CredentialReuse {
         secret_hash: pw,
         secret_kind: "password".into(),

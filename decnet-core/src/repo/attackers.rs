@@ -1,21 +1,27 @@
-//! `attackers` (one row per attacker IP), `attacker_touches` (the (decky, service) pairs each
-//! touched — its traversal path in first_seen order) and `attacker_profiles` (the profiler's
-//! verdict). Counters merge as maxima and can be re-derived from the stored facts with
-//! [`WriteTx::refresh_attacker_counts`]; a profile only replaces one built on older evidence.
+//! `attackers`: one row per attacker IP, with counters. Counters merge as maxima and can be
+//! re-derived from the stored facts (events, sessions, credentials, flows) with
+//! [`WriteTx::refresh_attacker_counts`].
+//!
+//! Written by the correlator (inside its [`super::intel_batch::IntelBatch`]). Read by the
+//! profiler (the attacker it profiles), the API (listing joined with the profiler's verdict,
+//! the attacker page, the live feed) and the benches.
 use std::net::IpAddr;
+
+use serde::Serialize;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows},
     decode::{Decoder, sat},
-    limits,
+    listing::{Arg, Where, like_prefix, page_limit, rows_after},
 };
 use crate::{
-    model::{Attacker, AttackerProfile, AttackerUpdate, Touch},
+    model::{Attacker, AttackerUpdate},
     time_fmt::{format_ts, now_ns},
 };
 
-const A_COLUMNS: [&str; 8] = [
+/// The stored columns (besides `id`), in insert order.
+const COLUMNS: [&str; 8] = [
     "ip",
     "first_seen",
     "last_seen",
@@ -25,7 +31,7 @@ const A_COLUMNS: [&str; 8] = [
     "flow_count",
     "updated_at",
 ];
-const A_MERGE: [(&str, Merge); 7] = [
+const MERGE: [(&str, Merge); 7] = [
     ("first_seen", Merge::Min),
     ("last_seen", Merge::Max),
     ("event_count", Merge::Max),
@@ -35,35 +41,86 @@ const A_MERGE: [(&str, Merge); 7] = [
     ("updated_at", Merge::Max),
 ];
 
-const T_COLUMNS: [&str; 5] = ["attacker_ip", "decky", "service", "first_seen", "last_seen"];
-const T_MERGE: [(&str, Merge); 2] = [("first_seen", Merge::Min), ("last_seen", Merge::Max)];
+/// What an [`Attacker`] is read from.
+const SELECT: &str = "SELECT id, ip, first_seen, last_seen, event_count, session_count, \
+                      credential_count, flow_count FROM attackers";
+/// The same columns with the profiler's verdict (an [`AttackerRow`]).
+const WITH_VERDICT: &str = "SELECT a.id, a.ip, a.first_seen, a.last_seen, a.event_count, \
+     a.session_count, a.credential_count, a.flow_count, p.score, p.behaviour FROM attackers a \
+     LEFT JOIN attacker_profiles p ON p.attacker_ip = a.ip";
 
-const P_COLUMNS: [&str; 8] = [
-    "attacker_ip",
-    "behaviour",
-    "score",
-    "factors",
-    "tools",
-    "techniques",
-    "evidence_until",
-    "computed_at",
-];
-const P_MERGE: [(&str, Merge); 7] = [
-    ("behaviour", Merge::ReplaceIfNotLess("evidence_until")),
-    ("score", Merge::ReplaceIfNotLess("evidence_until")),
-    ("factors", Merge::ReplaceIfNotLess("evidence_until")),
-    ("tools", Merge::ReplaceIfNotLess("evidence_until")),
-    ("techniques", Merge::ReplaceIfNotLess("evidence_until")),
-    ("computed_at", Merge::ReplaceIfNotLess("evidence_until")),
-    ("evidence_until", Merge::Max),
-];
+fn decode(row: &sqlx::any::AnyRow) -> Result<Attacker, RepoError> {
+    let d = Decoder::new(row, "attackers");
+    Ok(Attacker {
+        id: d.i64("id")?,
+        ip: d.ip("ip")?,
+        first_seen_ns: d.ts("first_seen")?,
+        last_seen_ns: d.ts("last_seen")?,
+        event_count: d.u64("event_count")?,
+        session_count: d.u64("session_count")?,
+        credential_count: d.u64("credential_count")?,
+        flow_count: d.u64("flow_count")?,
+    })
+}
 
-fn json<T: serde::Serialize>(v: &T) -> String {
-    limits::text(
-        &serde_json::to_string(v).unwrap_or_else(|_| "[]".into()),
-        limits::LONG,
-    )
-    .into_owned()
+/// Sort orders of [`Repository::list_attackers`], newest / busiest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttackerSort {
+    #[default]
+    LastSeen,
+    Events,
+}
+
+/// Keyset position in an attacker listing: the sort key and id of the last row seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttackerCursor {
+    LastSeen { last_seen_ns: i64, id: i64 },
+    Events { events: i64, id: i64 },
+}
+
+/// Filters of [`Repository::list_attackers`].
+#[derive(Debug, Clone, Default)]
+pub struct AttackerFilter {
+    pub sort: AttackerSort,
+    /// Addresses starting with this text.
+    pub ip_prefix: Option<String>,
+    pub min_events: Option<u64>,
+    pub after: Option<AttackerCursor>,
+    pub limit: u32,
+}
+
+/// An attacker row with the profiler's verdict when there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttackerRow {
+    #[serde(flatten)]
+    pub attacker: Attacker,
+    pub score: Option<u8>,
+    pub behaviour: Option<String>,
+}
+
+impl AttackerRow {
+    /// The cursor that continues a listing after this row.
+    pub fn cursor(&self, sort: AttackerSort) -> AttackerCursor {
+        match sort {
+            AttackerSort::LastSeen => AttackerCursor::LastSeen {
+                last_seen_ns: self.attacker.last_seen_ns,
+                id: self.attacker.id,
+            },
+            AttackerSort::Events => AttackerCursor::Events {
+                events: i64::try_from(self.attacker.event_count).unwrap_or(i64::MAX),
+                id: self.attacker.id,
+            },
+        }
+    }
+}
+
+fn decode_with_verdict(row: &sqlx::any::AnyRow) -> Result<AttackerRow, RepoError> {
+    let p = Decoder::new(row, "attacker_profiles");
+    Ok(AttackerRow {
+        attacker: decode(row)?,
+        score: p.opt_int("score")?,
+        behaviour: p.opt_text("behaviour")?,
+    })
 }
 
 impl WriteTx {
@@ -74,7 +131,7 @@ impl WriteTx {
             return Ok(0);
         }
         let now = format_ts(now_ns());
-        let tail = self.dialect.upsert_tail("attackers", &["ip"], &A_MERGE);
+        let tail = self.dialect.upsert_tail("attackers", &["ip"], &MERGE);
 
         insert_rows(
             &mut self.tx,
@@ -82,7 +139,7 @@ impl WriteTx {
             Insert {
                 head: "INSERT INTO",
                 table: "attackers",
-                columns: &A_COLUMNS,
+                columns: &COLUMNS,
                 tail: &tail,
             },
             updates,
@@ -95,36 +152,6 @@ impl WriteTx {
                     .bind(sat(a.credential_count))
                     .bind(sat(a.flow_count))
                     .bind(now.clone())
-            },
-        )
-        .await
-    }
-
-    /// Records (decky, service) pairs attackers touched.
-    pub async fn touch(&mut self, touches: &[Touch]) -> Result<u64, RepoError> {
-        if touches.is_empty() {
-            return Ok(0);
-        }
-        let tail = self
-            .dialect
-            .upsert_tail("attacker_touches", &T_COLUMNS[..3], &T_MERGE);
-
-        insert_rows(
-            &mut self.tx,
-            self.dialect,
-            Insert {
-                head: "INSERT INTO",
-                table: "attacker_touches",
-                columns: &T_COLUMNS,
-                tail: &tail,
-            },
-            touches,
-            |q: AnyQuery<'_>, t: &Touch| {
-                q.bind(t.attacker_ip.to_string())
-                    .bind(limits::text(&t.decky, limits::NAME).into_owned())
-                    .bind(limits::text(&t.service, limits::NAME).into_owned())
-                    .bind(format_ts(t.first_seen_ns))
-                    .bind(format_ts(t.last_seen_ns))
             },
         )
         .await
@@ -152,59 +179,6 @@ impl WriteTx {
         }
         Ok(())
     }
-
-    /// Stores profiles; one built on older evidence than the stored one changes nothing.
-    pub async fn upsert_profiles(
-        &mut self,
-        profiles: &[AttackerProfile],
-    ) -> Result<u64, RepoError> {
-        if profiles.is_empty() {
-            return Ok(0);
-        }
-        let tail = self
-            .dialect
-            .upsert_tail("attacker_profiles", &["attacker_ip"], &P_MERGE);
-
-        insert_rows(
-            &mut self.tx,
-            self.dialect,
-            Insert {
-                head: "INSERT INTO",
-                table: "attacker_profiles",
-                columns: &P_COLUMNS,
-                tail: &tail,
-            },
-            profiles,
-            |q: AnyQuery<'_>, p: &AttackerProfile| {
-                q.bind(p.attacker_ip.to_string())
-                    .bind(limits::text(&p.behaviour, limits::NAME).into_owned())
-                    .bind(i64::from(p.score.min(100)))
-                    .bind(json(&p.factors))
-                    .bind(json(&p.tools))
-                    .bind(json(&p.techniques))
-                    .bind(format_ts(p.evidence_until_ns))
-                    .bind(format_ts(p.computed_at_ns))
-            },
-        )
-        .await
-    }
-}
-
-const A_SELECT: &str = "SELECT id, ip, first_seen, last_seen, event_count, session_count, credential_count, \
-                        flow_count FROM attackers";
-
-fn decode_attacker(row: &sqlx::any::AnyRow) -> Result<Attacker, RepoError> {
-    let d = Decoder::new(row, "attackers", Some(0));
-    Ok(Attacker {
-        id: d.i64(0, "id")?,
-        ip: d.ip(1, "ip")?,
-        first_seen_ns: d.ts(2, "first_seen")?,
-        last_seen_ns: d.ts(3, "last_seen")?,
-        event_count: d.u64(4, "event_count")?,
-        session_count: d.u64(5, "session_count")?,
-        credential_count: d.u64(6, "credential_count")?,
-        flow_count: d.u64(7, "flow_count")?,
-    })
 }
 
 impl Repository {
@@ -213,11 +187,11 @@ impl Repository {
     }
 
     pub async fn attacker(&self, ip: IpAddr) -> Result<Option<Attacker>, RepoError> {
-        let row = sqlx::query(&format!("{A_SELECT} WHERE ip = ?"))
+        let row = sqlx::query(&format!("{SELECT} WHERE ip = ?"))
             .bind(ip.to_string())
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(decode_attacker).transpose()
+        row.as_ref().map(decode).transpose()
     }
 
     /// Attackers by id, `id > after`, at most `limit` (keyset pagination).
@@ -226,56 +200,52 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Attacker>, RepoError> {
-        let rows = sqlx::query(&format!("{A_SELECT} WHERE id > ? ORDER BY id LIMIT ?"))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
+        let rows = rows_after(self, SELECT, after, limit).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Attackers matching `f`, with their verdicts, in the chosen order (newest activity or
+    /// most events first).
+    pub async fn list_attackers(&self, f: &AttackerFilter) -> Result<Vec<AttackerRow>, RepoError> {
+        let mut w = Where::default();
+        if let Some(p) = f.ip_prefix.as_deref().filter(|p| !p.is_empty()) {
+            w.text("a.ip LIKE ? ESCAPE '!'", like_prefix(p));
+        }
+        if let Some(n) = f.min_events {
+            w.int("a.event_count >= ?", i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let order = match (f.sort, &f.after) {
+            (AttackerSort::LastSeen, after) => {
+                if let Some(AttackerCursor::LastSeen { last_seen_ns, id }) = after {
+                    let t = format_ts(*last_seen_ns);
+                    w.clause(
+                        "(a.last_seen < ? OR (a.last_seen = ? AND a.id < ?))",
+                        [Arg::Text(t.clone()), Arg::Text(t), Arg::Int(*id)],
+                    );
+                }
+                " ORDER BY a.last_seen DESC, a.id DESC LIMIT ?"
+            }
+            (AttackerSort::Events, after) => {
+                if let Some(AttackerCursor::Events { events, id }) = after {
+                    w.clause(
+                        "(a.event_count < ? OR (a.event_count = ? AND a.id < ?))",
+                        [Arg::Int(*events), Arg::Int(*events), Arg::Int(*id)],
+                    );
+                }
+                " ORDER BY a.event_count DESC, a.id DESC LIMIT ?"
+            }
+        };
+        let rows = w
+            .fetch(self, WITH_VERDICT, order, &[Arg::Int(page_limit(f.limit))])
             .await?;
-        rows.iter().map(decode_attacker).collect()
+        rows.iter().map(decode_with_verdict).collect()
     }
 
-    /// The (decky, service) pairs `ip` touched, in first_seen order: its traversal path.
-    pub async fn traversal(&self, ip: IpAddr) -> Result<Vec<Touch>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT attacker_ip, decky, service, first_seen, last_seen FROM attacker_touches \
-             WHERE attacker_ip = ? ORDER BY first_seen, decky, service",
-        )
-        .bind(ip.to_string())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let d = Decoder::new(row, "attacker_touches", None);
-                Ok(Touch {
-                    attacker_ip: d.ip(0, "attacker_ip")?,
-                    decky: d.text(1, "decky")?,
-                    service: d.text(2, "service")?,
-                    first_seen_ns: d.ts(3, "first_seen")?,
-                    last_seen_ns: d.ts(4, "last_seen")?,
-                })
-            })
-            .collect()
-    }
-
-    pub async fn profile(&self, ip: IpAddr) -> Result<Option<AttackerProfile>, RepoError> {
-        let row = sqlx::query(
-            "SELECT attacker_ip, behaviour, score, factors, tools, techniques, evidence_until, computed_at \
-             FROM attacker_profiles WHERE attacker_ip = ?",
-        )
-        .bind(ip.to_string())
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let d = Decoder::new(&row, "attacker_profiles", None);
-        Ok(Some(AttackerProfile {
-            attacker_ip: d.ip(0, "attacker_ip")?,
-            behaviour: d.text(1, "behaviour")?,
-            score: d.int(2, "score")?,
-            factors: d.json(3, "factors")?,
-            tools: d.json(4, "tools")?,
-            techniques: d.json(5, "techniques")?,
-            evidence_until_ns: d.ts(6, "evidence_until")?,
-            computed_at_ns: d.ts(7, "computed_at")?,
-        }))
+    /// One attacker with its profile verdict.
+    pub async fn attacker_row(&self, ip: IpAddr) -> Result<Option<AttackerRow>, RepoError> {
+        let mut w = Where::default();
+        w.text("a.ip = ?", ip.to_string());
+        let rows = w.fetch(self, WITH_VERDICT, "", &[]).await?;
+        rows.first().map(decode_with_verdict).transpose()
     }
 }

@@ -1,8 +1,10 @@
-//! Multi-row statements, written once for every table: `INSERT INTO t (cols) VALUES (?, …), …`
-//! followed by the dialect's conflict clause, chunked to the dialect's bind-variable limit.
+//! Statement pieces written once for every table: multi-row `INSERT INTO t (cols) VALUES (?, …),
+//! …` followed by the dialect's conflict clause, chunked to the dialect's bind-variable limit;
+//! the `SELECT` list of a table's column list; `?` lists; and the bounded forms values are bound
+//! in (names, JSON lists).
 use sqlx::{Any, AnyConnection, any::AnyArguments, query::Query};
 
-use super::{RepoError, dialect::Dialect};
+use super::{RepoError, dialect::Dialect, limits};
 
 pub(crate) type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
@@ -41,6 +43,37 @@ pub(crate) fn insert_sql(
         sql.push_str(tail);
     }
     sql
+}
+
+/// `SELECT id, <columns> FROM <table>`: a table's read projection from its column list.
+pub(crate) fn select_sql(table: &str, columns: &[&str]) -> String {
+    format!("SELECT id, {} FROM {table}", columns.join(", "))
+}
+
+/// `?, ?, …` with `n` placeholders.
+pub(crate) fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s
+}
+
+/// A name (decky, service, kind …) bounded to [`limits::NAME`], owned for binding.
+pub(crate) fn name(s: &str) -> String {
+    limits::text(s, limits::NAME).into_owned()
+}
+
+/// `v` as JSON text bounded to [`limits::LONG`] (`[]` if it does not serialise).
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
+    limits::text(
+        &serde_json::to_string(v).unwrap_or_else(|_| "[]".into()),
+        limits::LONG,
+    )
+    .into_owned()
 }
 
 /// The fixed parts of a multi-row insert.
@@ -104,5 +137,7 @@ mod tests {
             insert_sql("INSERT IGNORE INTO", "t", &["a"], 1, ""),
             "INSERT IGNORE INTO t (a) VALUES (?)"
         );
+        assert_eq!(placeholders(3), "?, ?, ?");
+        assert_eq!(select_sql("t", &["a", "b"]), "SELECT id, a, b FROM t");
     }
 }

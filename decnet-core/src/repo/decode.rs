@@ -1,8 +1,10 @@
-//! Reading rows back: typed getters that turn a bad stored value into [`RepoError::Corrupt`]
-//! naming the table, row and column.
+//! Reading rows back, by column name: typed getters that turn a bad stored value into
+//! [`RepoError::Corrupt`] naming the table, the row (its `id` column when the row has one) and
+//! the column. Every table module decodes its rows through these, never by position, so a
+//! SELECT list can change order or gain columns without breaking a decoder.
 use std::net::IpAddr;
 
-use sqlx::{Row as _, any::AnyRow};
+use sqlx::{Column as _, Row as _, any::AnyRow};
 
 use super::RepoError;
 use crate::time_fmt::parse_ts;
@@ -10,92 +12,113 @@ use crate::time_fmt::parse_ts;
 pub(crate) struct Decoder<'r> {
     row: &'r AnyRow,
     table: &'static str,
-    id: i64,
 }
 
 impl<'r> Decoder<'r> {
-    /// `id_col`: index of a column that identifies the row in errors (`None`: none).
-    pub(crate) fn new(row: &'r AnyRow, table: &'static str, id_col: Option<usize>) -> Self {
-        let id = id_col
-            .and_then(|i| row.try_get::<i64, _>(i).ok())
-            .unwrap_or(-1);
-        Decoder { row, table, id }
+    pub(crate) fn new(row: &'r AnyRow, table: &'static str) -> Self {
+        Decoder { row, table }
     }
 
+    /// The position of `column` in the row, from the row's own column list. (Not sqlx's name
+    /// lookup: with MariaDB it is built from the prepared statement's metadata, which is empty
+    /// for `INSERT … RETURNING`, while the row's columns are always there.)
+    fn index(&self, column: &'static str) -> Result<usize, RepoError> {
+        self.row
+            .columns()
+            .iter()
+            .position(|c| c.name() == column)
+            .ok_or_else(|| self.corrupt(column, String::new(), "no such column in the row"))
+    }
+
+    /// The error for `column`; the row is named by its `id` column if it has one (looked up
+    /// only here, on the error path).
     fn corrupt(&self, column: &'static str, value: String, reason: impl ToString) -> RepoError {
+        let id = match self.row.columns().iter().position(|c| c.name() == "id") {
+            Some(i) => self.row.try_get::<i64, _>(i).unwrap_or(-1),
+            None => -1,
+        };
         RepoError::Corrupt {
             table: self.table,
-            id: self.id,
+            id,
             column,
             value,
             reason: reason.to_string(),
         }
     }
 
-    pub(crate) fn i64(&self, i: usize, column: &'static str) -> Result<i64, RepoError> {
+    pub(crate) fn i64(&self, column: &'static str) -> Result<i64, RepoError> {
         self.row
-            .try_get::<i64, _>(i)
+            .try_get::<i64, _>(self.index(column)?)
             .map_err(|e| self.corrupt(column, String::new(), e))
     }
 
-    pub(crate) fn u64(&self, i: usize, column: &'static str) -> Result<u64, RepoError> {
-        let v = self.i64(i, column)?;
+    pub(crate) fn u64(&self, column: &'static str) -> Result<u64, RepoError> {
+        let v = self.i64(column)?;
         u64::try_from(v).map_err(|_| self.corrupt(column, v.to_string(), "negative"))
     }
 
-    pub(crate) fn int<T: TryFrom<i64>>(
-        &self,
-        i: usize,
-        column: &'static str,
-    ) -> Result<T, RepoError> {
-        let v = self.i64(i, column)?;
+    pub(crate) fn int<T: TryFrom<i64>>(&self, column: &'static str) -> Result<T, RepoError> {
+        let v = self.i64(column)?;
         T::try_from(v).map_err(|_| self.corrupt(column, v.to_string(), "out of range"))
     }
 
-    pub(crate) fn text(&self, i: usize, column: &'static str) -> Result<String, RepoError> {
-        match self.row.try_get::<String, _>(i) {
+    /// A 0/1 flag column.
+    pub(crate) fn flag(&self, column: &'static str) -> Result<bool, RepoError> {
+        Ok(self.i64(column)? != 0)
+    }
+
+    pub(crate) fn text(&self, column: &'static str) -> Result<String, RepoError> {
+        match self.row.try_get::<String, _>(self.index(column)?) {
             Ok(s) => Ok(s),
             // MySQL sends TEXT columns with BLOB type codes, which the Any driver reports as
             // bytes: read them as such and check the UTF-8.
             Err(sqlx::Error::ColumnDecode { .. }) => {
-                let b = self.bytes(i, column)?;
+                let b = self.bytes(column)?;
                 String::from_utf8(b).map_err(|e| self.corrupt(column, String::new(), e))
             }
             Err(e) => Err(self.corrupt(column, String::new(), e)),
         }
     }
 
-    pub(crate) fn bytes(&self, i: usize, column: &'static str) -> Result<Vec<u8>, RepoError> {
+    /// A nullable text column (NULL from an outer join included); bytes that are not UTF-8 are
+    /// read lossily.
+    pub(crate) fn opt_text(&self, column: &'static str) -> Result<Option<String>, RepoError> {
+        match self.row.try_get::<Option<String>, _>(self.index(column)?) {
+            Ok(v) => Ok(v),
+            Err(_) => match self.row.try_get::<Option<Vec<u8>>, _>(self.index(column)?) {
+                Ok(v) => Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned())),
+                Err(e) => Err(self.corrupt(column, String::new(), e)),
+            },
+        }
+    }
+
+    pub(crate) fn bytes(&self, column: &'static str) -> Result<Vec<u8>, RepoError> {
         self.row
-            .try_get::<Vec<u8>, _>(i)
+            .try_get::<Vec<u8>, _>(self.index(column)?)
             .map_err(|e| self.corrupt(column, String::new(), e))
     }
 
-    pub(crate) fn hash(&self, i: usize, column: &'static str) -> Result<[u8; 32], RepoError> {
-        let b = self.bytes(i, column)?;
+    pub(crate) fn hash(&self, column: &'static str) -> Result<[u8; 32], RepoError> {
+        let b = self.bytes(column)?;
         <[u8; 32]>::try_from(b.as_slice())
             .map_err(|_| self.corrupt(column, format!("{} bytes", b.len()), "not 32 bytes"))
     }
 
-    pub(crate) fn ts(&self, i: usize, column: &'static str) -> Result<i64, RepoError> {
-        let t = self.text(i, column)?;
+    pub(crate) fn ts(&self, column: &'static str) -> Result<i64, RepoError> {
+        let t = self.text(column)?;
         parse_ts(&t).map_err(|e| self.corrupt(column, t.clone(), e.reason))
     }
 
-    pub(crate) fn ip(&self, i: usize, column: &'static str) -> Result<IpAddr, RepoError> {
-        let t = self.text(i, column)?;
+    pub(crate) fn ip(&self, column: &'static str) -> Result<IpAddr, RepoError> {
+        let t = self.text(column)?;
         t.parse()
             .map_err(|e: std::net::AddrParseError| self.corrupt(column, t.clone(), e))
     }
 
-    pub(crate) fn opt_ip(
-        &self,
-        i: usize,
-        column: &'static str,
-    ) -> Result<Option<IpAddr>, RepoError> {
+    pub(crate) fn opt_ip(&self, column: &'static str) -> Result<Option<IpAddr>, RepoError> {
         match self
             .row
-            .try_get::<Option<String>, _>(i)
+            .try_get::<Option<String>, _>(self.index(column)?)
             .map_err(|e| self.corrupt(column, String::new(), e))?
         {
             None => Ok(None),
@@ -108,12 +131,11 @@ impl<'r> Decoder<'r> {
 
     pub(crate) fn opt_int<T: TryFrom<i64>>(
         &self,
-        i: usize,
         column: &'static str,
     ) -> Result<Option<T>, RepoError> {
         match self
             .row
-            .try_get::<Option<i64>, _>(i)
+            .try_get::<Option<i64>, _>(self.index(column)?)
             .map_err(|e| self.corrupt(column, String::new(), e))?
         {
             None => Ok(None),
@@ -125,10 +147,9 @@ impl<'r> Decoder<'r> {
 
     pub(crate) fn json<T: serde::de::DeserializeOwned>(
         &self,
-        i: usize,
         column: &'static str,
     ) -> Result<T, RepoError> {
-        let t = self.text(i, column)?;
+        let t = self.text(column)?;
         serde_json::from_str(&t).map_err(|e| self.corrupt(column, t.clone(), e))
     }
 }

@@ -1,19 +1,30 @@
 //! `events`: one row per decoy-service log event. Re-ingesting the same event is a no-op:
 //! (`ts`, `dedup_key`) is unique, the key being the first 8 bytes of the SHA-256 of the raw line
 //! by default.
+//!
+//! Written by the collector (batched multi-row inserts, through
+//! [`WriteTx::insert_events_with_credentials`] when the events carry credential attempts).
+//! Read by the correlator ([`EventFact`]s after its cursor, a key's events), the profiler (an
+//! attacker's recent events) and the API (filtered listing, live feed, statistics, histogram,
+//! per-decky activity).
+use std::net::IpAddr;
+
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::{
     RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows, insert_sql, name},
     decode::Decoder,
     limits,
+    listing::{NameCount, Where, like_anywhere, name_counts, newest_first, page_limit, rows_after},
 };
 use crate::{
     model::{Event, NewEvent},
     time_fmt::format_ts,
 };
 
+/// The stored columns (besides `id`), in insert order.
 const COLUMNS: [&str; 9] = [
     "ts",
     "decky",
@@ -25,6 +36,11 @@ const COLUMNS: [&str; 9] = [
     "raw",
     "dedup_key",
 ];
+/// What an [`Event`] is read from.
+const EVENT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, attacker_port, \
+                     fields, raw FROM events";
+/// What an [`EventFact`] is read from (no raw line).
+const FACT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, fields FROM events";
 
 /// The default dedup key of an event: SHA-256 of its raw line (as given, before bounding).
 pub fn dedup_key(raw: &[u8]) -> [u8; 32] {
@@ -51,6 +67,47 @@ fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
         .bind(key_i64(e))
 }
 
+fn decode(row: &sqlx::any::AnyRow) -> Result<Event, RepoError> {
+    let d = Decoder::new(row, "events");
+    Ok(Event {
+        id: d.i64("id")?,
+        ts_ns: d.ts("ts")?,
+        decky: d.text("decky")?,
+        service: d.text("service")?,
+        event_type: d.text("event_type")?,
+        attacker_ip: d.opt_ip("attacker_ip")?,
+        attacker_port: d.opt_int("attacker_port")?,
+        fields: d.text("fields")?,
+        raw: d.bytes("raw")?,
+    })
+}
+
+/// An event as the correlator and the profiler read it (no raw line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFact {
+    pub id: i64,
+    pub ts_ns: i64,
+    pub decky: String,
+    pub service: String,
+    pub event_type: String,
+    pub attacker_ip: Option<IpAddr>,
+    /// JSON object (as stored; may be malformed if another producer wrote it).
+    pub fields: String,
+}
+
+fn decode_fact(row: &sqlx::any::AnyRow) -> Result<EventFact, RepoError> {
+    let d = Decoder::new(row, "events");
+    Ok(EventFact {
+        id: d.i64("id")?,
+        ts_ns: d.ts("ts")?,
+        decky: d.text("decky")?,
+        service: d.text("service")?,
+        event_type: d.text("event_type")?,
+        attacker_ip: d.opt_ip("attacker_ip")?,
+        fields: d.text("fields")?,
+    })
+}
+
 impl WriteTx {
     /// Like [`WriteTx::insert_events`], but says which events were new (`true`) and which were
     /// already stored: what lets derived counts (credential attempts) stay exact under replay.
@@ -67,7 +124,7 @@ impl WriteTx {
         for (c, chunk) in events.chunks(per).enumerate() {
             let sql = format!(
                 "{} RETURNING ts, dedup_key",
-                crate::repo::bulk::insert_sql(head, "events", &COLUMNS, chunk.len(), tail)
+                insert_sql(head, "events", &COLUMNS, chunk.len(), tail)
             );
             let mut q = sqlx::query(&sql);
             // Which batch positions carry each (ts, key): a repeated line is new only once.
@@ -84,8 +141,8 @@ impl WriteTx {
             }
             let rows = q.persistent(false).fetch_all(&mut *self.tx).await?;
             for row in &rows {
-                let d = Decoder::new(row, "events", None);
-                let k = (d.text(0, "ts")?, d.i64(1, "dedup_key")?);
+                let d = Decoder::new(row, "events");
+                let k = (d.text("ts")?, d.i64("dedup_key")?);
                 if let Some(i) = pending.get_mut(&k).and_then(|v| v.pop_front()) {
                     new[i] = true;
                 }
@@ -117,21 +174,66 @@ impl WriteTx {
     }
 }
 
-const SELECT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, attacker_port, fields, raw FROM events";
+/// Filters of [`Repository::list_events`]. Times are Unix epoch nanoseconds; `before_id` is
+/// the keyset cursor (the last id of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub since_ns: Option<i64>,
+    pub until_ns: Option<i64>,
+    pub decky: Option<String>,
+    pub service: Option<String>,
+    pub event_type: Option<String>,
+    pub attacker: Option<IpAddr>,
+    /// Substring of the event's fields (JSON text), at most [`super::MAX_NEEDLE`] bytes.
+    pub text: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Event, RepoError> {
-    let d = Decoder::new(row, "events", Some(0));
-    Ok(Event {
-        id: d.i64(0, "id")?,
-        ts_ns: d.ts(1, "ts")?,
-        decky: d.text(2, "decky")?,
-        service: d.text(3, "service")?,
-        event_type: d.text(4, "event_type")?,
-        attacker_ip: d.opt_ip(5, "attacker_ip")?,
-        attacker_port: d.opt_int(6, "attacker_port")?,
-        fields: d.text(7, "fields")?,
-        raw: d.bytes(8, "raw")?,
-    })
+/// Per-decky activity in a window.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeckyActivity {
+    pub decky: String,
+    pub events: u64,
+    pub attackers: u64,
+    pub last_event_ns: Option<i64>,
+}
+
+/// Histogram bucket widths (the time text is cut to this prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    fn prefix_len(self) -> i64 {
+        // 2026-05-02T06:00:25.123456789Z
+        match self {
+            Bucket::Minute => 16,
+            Bucket::Hour => 13,
+            Bucket::Day => 10,
+        }
+    }
+}
+
+/// Columns [`Repository::top_event_values`] groups by (a closed set: never caller text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopColumn {
+    Service,
+    Decky,
+    EventType,
+}
+
+impl TopColumn {
+    fn sql(self) -> &'static str {
+        match self {
+            TopColumn::Service => "service",
+            TopColumn::Decky => "decky",
+            TopColumn::EventType => "event_type",
+        }
+    }
 }
 
 impl Repository {
@@ -140,14 +242,90 @@ impl Repository {
         Ok(self.write(&[super::Write::Events(events)]).await?[0])
     }
 
-    /// Up to `limit` events with `id > after`, in id order: how workers read new input from a
-    /// cursor.
+    /// Up to `limit` events with `id > after`, in id order: how the live feed reads new input.
     pub async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<Event>, RepoError> {
-        let rows = sqlx::query(&format!("{SELECT} WHERE id > ? ORDER BY id LIMIT ?"))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = rows_after(self, EVENT, after, limit).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Up to `limit` events with `id > after`, in id order, without their raw lines: how the
+    /// correlator reads new input from its cursor.
+    pub async fn event_facts_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventFact>, RepoError> {
+        let rows = rows_after(self, FACT, after, limit).await?;
+        rows.iter().map(decode_fact).collect()
+    }
+
+    /// The events of one (attacker, decky, service) at or after `from_ns`, in time order.
+    pub async fn key_events(
+        &self,
+        ip: IpAddr,
+        decky: &str,
+        service: &str,
+        from_ns: i64,
+    ) -> Result<Vec<EventFact>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "{FACT} WHERE attacker_ip = ? AND ts >= ? AND decky = ? AND service = ? \
+             ORDER BY ts, id"
+        ))
+        .bind(ip.to_string())
+        .bind(format_ts(from_ns))
+        .bind(name(decky))
+        .bind(name(service))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode_fact).collect()
+    }
+
+    /// The newest `limit` events of `ip`, in time order.
+    pub async fn recent_events(&self, ip: IpAddr, limit: u32) -> Result<Vec<EventFact>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "{FACT} WHERE attacker_ip = ? ORDER BY ts DESC, id DESC LIMIT ?"
+        ))
+        .bind(ip.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut v = rows
+            .iter()
+            .map(decode_fact)
+            .collect::<Result<Vec<_>, _>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    /// Events matching `f`, newest (highest id) first.
+    pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<Event>, RepoError> {
+        let mut w = Where::default();
+        if let Some(id) = f.before_id {
+            w.int("id < ?", id);
+        }
+        if let Some(t) = f.since_ns {
+            w.text("ts >= ?", format_ts(t));
+        }
+        if let Some(t) = f.until_ns {
+            w.text("ts < ?", format_ts(t));
+        }
+        if let Some(v) = &f.decky {
+            w.text("decky = ?", name(v));
+        }
+        if let Some(v) = &f.service {
+            w.text("service = ?", name(v));
+        }
+        if let Some(v) = &f.event_type {
+            w.text("event_type = ?", name(v));
+        }
+        if let Some(ip) = f.attacker {
+            w.text("attacker_ip = ?", ip.to_string());
+        }
+        if let Some(t) = f.text.as_deref().filter(|t| !t.is_empty()) {
+            w.text("fields LIKE ? ESCAPE '!'", like_anywhere(t));
+        }
+        let (tail, limit) = newest_first(f.limit);
+        let rows = w.fetch(self, EVENT, tail, &limit).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -156,5 +334,72 @@ impl Repository {
             .fetch_one(self.pool())
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// The highest event id (0 when there are none): where a live feed starts.
+    pub async fn max_event_id(&self) -> Result<i64, RepoError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// The `column` values (`service`, `decky`, `event_type`) with the most events since
+    /// `since_ns`.
+    pub async fn top_event_values(
+        &self,
+        column: TopColumn,
+        since_ns: i64,
+        limit: u32,
+    ) -> Result<Vec<NameCount>, RepoError> {
+        let c = column.sql();
+        let rows = sqlx::query(&format!(
+            "SELECT {c} AS name, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY {c} \
+             ORDER BY n DESC, {c} LIMIT ?"
+        ))
+        .bind(format_ts(since_ns))
+        .bind(page_limit(limit))
+        .fetch_all(self.pool())
+        .await?;
+        name_counts(&rows, "events", "name")
+    }
+
+    /// Events per bucket since `since_ns`: (bucket start as text prefix, count), in time order.
+    pub async fn event_histogram(
+        &self,
+        since_ns: i64,
+        bucket: Bucket,
+    ) -> Result<Vec<NameCount>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT SUBSTR(ts, 1, ?) AS b, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY b \
+             ORDER BY b",
+        )
+        .bind(bucket.prefix_len())
+        .bind(format_ts(since_ns))
+        .fetch_all(self.pool())
+        .await?;
+        name_counts(&rows, "events", "b")
+    }
+
+    /// Events, distinct attackers and last event time per decky since `since_ns`.
+    pub async fn decky_activity(&self, since_ns: i64) -> Result<Vec<DeckyActivity>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT decky, COUNT(*) AS n, COUNT(DISTINCT attacker_ip) AS attackers, \
+             MAX(ts) AS last_ts FROM events WHERE ts >= ? GROUP BY decky ORDER BY decky",
+        )
+        .bind(format_ts(since_ns))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let d = Decoder::new(row, "events");
+                Ok(DeckyActivity {
+                    decky: d.text("decky")?,
+                    events: d.u64("n")?,
+                    attackers: d.u64("attackers")?,
+                    last_event_ns: Some(d.ts("last_ts")?),
+                })
+            })
+            .collect()
     }
 }

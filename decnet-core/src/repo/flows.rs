@@ -1,13 +1,23 @@
 //! `flows`: one row per flow direction from the sensor. Identity: bridge + 5-tuple + vlan +
 //! first_seen; re-exports merge (counters max, flags union, last_seen max, ended sticky).
+//!
+//! Written by the sniffer (batched multi-row upserts). Read by the correlator (new flows after
+//! its cursor, an attacker's flows, the bytes of a session's flows), the attacker counters'
+//! refresh (in `attackers`) and the API (filtered listing, scan summary).
+use std::{net::IpAddr, sync::LazyLock};
+
+use serde::Serialize;
+
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows, select_sql},
     decode::{Decoder, sat},
     limits,
+    listing::{Where, newest_first, page_limit, rows_after},
 };
 use crate::{model::FlowRecord, time_fmt::format_ts};
 
+/// The stored columns (besides `id`), in insert order.
 const COLUMNS: [&str; 14] = [
     "bridge",
     "port",
@@ -42,6 +52,9 @@ const MERGE: [(&str, Merge); 5] = [
     ("ended", Merge::Max),
 ];
 
+/// `SELECT id, <COLUMNS> FROM flows`.
+static SELECT: LazyLock<String> = LazyLock::new(|| select_sql("flows", &COLUMNS));
+
 fn bind<'q>(q: AnyQuery<'q>, f: &'q FlowRecord) -> AnyQuery<'q> {
     q.bind(limits::text(&f.bridge, limits::NAME).into_owned())
         .bind(limits::text(&f.port, limits::NAME).into_owned())
@@ -57,6 +70,64 @@ fn bind<'q>(q: AnyQuery<'q>, f: &'q FlowRecord) -> AnyQuery<'q> {
         .bind(format_ts(f.first_seen_ns))
         .bind(format_ts(f.last_seen_ns))
         .bind(i64::from(f.ended))
+}
+
+/// A flow with its row id (the listing cursor).
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRow {
+    pub id: i64,
+    #[serde(flatten)]
+    pub flow: FlowRecord,
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<FlowRow, RepoError> {
+    let d = Decoder::new(row, "flows");
+    Ok(FlowRow {
+        id: d.i64("id")?,
+        flow: FlowRecord {
+            bridge: d.text("bridge")?,
+            port: d.text("port")?,
+            src_ip: d.ip("src_ip")?,
+            dst_ip: d.ip("dst_ip")?,
+            src_port: d.int("src_port")?,
+            dst_port: d.int("dst_port")?,
+            proto: d.int("proto")?,
+            vlan: d.int("vlan")?,
+            packets: d.u64("packets")?,
+            bytes: d.u64("bytes")?,
+            tcp_flags: d.int("tcp_flags")?,
+            first_seen_ns: d.ts("first_seen")?,
+            last_seen_ns: d.ts("last_seen")?,
+            ended: d.flag("ended")?,
+        },
+    })
+}
+
+fn decode_flow(row: &sqlx::any::AnyRow) -> Result<FlowRecord, RepoError> {
+    decode(row).map(|r| r.flow)
+}
+
+/// Filters of [`Repository::list_flows`].
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub src_ip: Option<IpAddr>,
+    pub dst_ip: Option<IpAddr>,
+    pub dst_port: Option<u16>,
+    pub proto: Option<u8>,
+    pub since_ns: Option<i64>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// A source that touched many ports or hosts in the window (derived from `flows`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanRow {
+    pub src_ip: IpAddr,
+    pub ports: u64,
+    pub hosts: u64,
+    pub flows: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
 }
 
 impl WriteTx {
@@ -92,14 +163,156 @@ impl Repository {
     }
 
     /// All stored flows, ordered by id.
-    pub async fn list_flows(&self) -> Result<Vec<FlowRecord>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT id, bridge, port, src_ip, dst_ip, src_port, dst_port, proto, vlan, packets, bytes, \
-             tcp_flags, first_seen, last_seen, ended FROM flows ORDER BY id",
-        )
+    pub async fn all_flows(&self) -> Result<Vec<FlowRecord>, RepoError> {
+        let rows = sqlx::query(&format!("{} ORDER BY id", *SELECT))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(decode_flow).collect()
+    }
+
+    /// Up to `limit` flows with `id > after`, in id order, with their ids: how the correlator
+    /// reads new flows from its cursor.
+    pub async fn flows_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, FlowRecord)>, RepoError> {
+        let rows = rows_after(self, &SELECT, after, limit).await?;
+        rows.iter()
+            .map(|r| decode(r).map(|r| (r.id, r.flow)))
+            .collect()
+    }
+
+    /// Flows from `ip` that started at or after `from_ns`, in time order.
+    pub async fn flows_from(&self, ip: IpAddr, from_ns: i64) -> Result<Vec<FlowRecord>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "{} WHERE src_ip = ? AND first_seen >= ? ORDER BY first_seen, id",
+            *SELECT
+        ))
+        .bind(ip.to_string())
+        .bind(format_ts(from_ns))
         .fetch_all(self.pool())
         .await?;
+        rows.iter().map(decode_flow).collect()
+    }
+
+    /// Flows matching `f`, newest (highest id) first.
+    pub async fn list_flows(&self, f: &FlowFilter) -> Result<Vec<FlowRow>, RepoError> {
+        let mut w = Where::default();
+        if let Some(id) = f.before_id {
+            w.int("id < ?", id);
+        }
+        if let Some(ip) = f.src_ip {
+            w.text("src_ip = ?", ip.to_string());
+        }
+        if let Some(ip) = f.dst_ip {
+            w.text("dst_ip = ?", ip.to_string());
+        }
+        if let Some(p) = f.dst_port {
+            w.int("dst_port = ?", i64::from(p));
+        }
+        if let Some(p) = f.proto {
+            w.int("proto = ?", i64::from(p));
+        }
+        if let Some(t) = f.since_ns {
+            w.text("first_seen >= ?", format_ts(t));
+        }
+        let (tail, limit) = newest_first(f.limit);
+        let rows = w.fetch(self, &SELECT, tail, &limit).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// Bytes of the flows between `attacker` and `decky_ip` on `port` (both directions) whose
+    /// attacker side started in `[from_ns, to_ns]`. The attacker's flows come by its index; each
+    /// one's reply by the flow key (bridge, decky, attacker, ports): the cost follows the
+    /// attacker's flows, not the decky's history.
+    pub async fn flow_bytes(
+        &self,
+        attacker: IpAddr,
+        decky_ip: IpAddr,
+        port: u16,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<u64, RepoError> {
+        let (a, d) = (attacker.to_string(), decky_ip.to_string());
+        let rows = sqlx::query(
+            "SELECT bridge, src_port, bytes, proto FROM flows WHERE src_ip = ? AND dst_ip = ? \
+             AND dst_port = ? AND first_seen >= ? AND first_seen <= ?",
+        )
+        .bind(a.clone())
+        .bind(d.clone())
+        .bind(i64::from(port))
+        .bind(format_ts(from_ns))
+        .bind(format_ts(to_ns))
+        .fetch_all(self.pool())
+        .await?;
+        let mut total = 0u64;
+        for row in &rows {
+            let dec = Decoder::new(row, "flows");
+            let (bridge, sport, bytes, proto) = (
+                dec.text("bridge")?,
+                dec.i64("src_port")?,
+                dec.u64("bytes")?,
+                dec.i64("proto")?,
+            );
+            total = total.saturating_add(bytes);
+            let replies: Vec<i64> = sqlx::query_scalar(
+                "SELECT bytes FROM flows WHERE bridge = ? AND src_ip = ? AND dst_ip = ? \
+                 AND src_port = ? AND dst_port = ? AND proto = ? AND first_seen >= ? \
+                 AND first_seen <= ?",
+            )
+            .bind(bridge)
+            .bind(d.clone())
+            .bind(a.clone())
+            .bind(i64::from(port))
+            .bind(sport)
+            .bind(proto)
+            .bind(format_ts(from_ns))
+            .bind(format_ts(to_ns))
+            .fetch_all(self.pool())
+            .await?;
+            for n in replies {
+                total = total.saturating_add(u64::try_from(n).unwrap_or(0));
+            }
+        }
+        Ok(total)
+    }
+
+    /// Sources with at least `min_ports` distinct destination ports or `min_hosts` distinct
+    /// destination hosts in flows that started at or after `since_ns`, widest first.
+    pub async fn flow_scans(
+        &self,
+        since_ns: i64,
+        min_ports: u32,
+        min_hosts: u32,
+        limit: u32,
+    ) -> Result<Vec<ScanRow>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT src_ip, COUNT(DISTINCT dst_port) AS ports, COUNT(DISTINCT dst_ip) AS hosts, \
+             COUNT(*) AS n, MIN(first_seen) AS first_ts, MAX(last_seen) AS last_ts \
+             FROM flows WHERE first_seen >= ? GROUP BY src_ip \
+             HAVING COUNT(DISTINCT dst_port) >= ? OR COUNT(DISTINCT dst_ip) >= ? \
+             ORDER BY ports DESC, hosts DESC, src_ip LIMIT ?",
+        )
+        .bind(format_ts(since_ns))
+        .bind(i64::from(min_ports))
+        .bind(i64::from(min_hosts))
+        .bind(page_limit(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let d = Decoder::new(row, "flows");
+                Ok(ScanRow {
+                    src_ip: d.ip("src_ip")?,
+                    ports: d.u64("ports")?,
+                    hosts: d.u64("hosts")?,
+                    flows: d.u64("n")?,
+                    first_seen_ns: d.ts("first_ts")?,
+                    last_seen_ns: d.ts("last_ts")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn count_flows(&self) -> Result<u64, RepoError> {
@@ -108,24 +321,4 @@ impl Repository {
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
-}
-
-fn decode(row: &sqlx::any::AnyRow) -> Result<FlowRecord, RepoError> {
-    let d = Decoder::new(row, "flows", Some(0));
-    Ok(FlowRecord {
-        bridge: d.text(1, "bridge")?,
-        port: d.text(2, "port")?,
-        src_ip: d.ip(3, "src_ip")?,
-        dst_ip: d.ip(4, "dst_ip")?,
-        src_port: d.int(5, "src_port")?,
-        dst_port: d.int(6, "dst_port")?,
-        proto: d.int(7, "proto")?,
-        vlan: d.int(8, "vlan")?,
-        packets: d.u64(9, "packets")?,
-        bytes: d.u64(10, "bytes")?,
-        tcp_flags: d.int(11, "tcp_flags")?,
-        first_seen_ns: d.ts(12, "first_seen")?,
-        last_seen_ns: d.ts(13, "last_seen")?,
-        ended: d.i64(14, "ended")? != 0,
-    })
 }

@@ -3,9 +3,37 @@
 //! [`Repository`] hides which database is behind it: SQLite (the default, an embedded file) or
 //! MySQL/MariaDB, chosen by `DECNET_DB_TYPE` with the sqlx URL in `DECNET_DB_URL` (see
 //! [`DbConfig`]). Queries are written once, portably (sqlx's `Any` driver, `?` placeholders), in
-//! one module per table family; [`dialect::Dialect`] supplies only what differs (conflict
-//! clauses, `INSERT IGNORE`, how a write transaction starts, bind limits); [`migrate`] applies the
-//! per-dialect migrations under a lock so that workers starting together never race.
+//! one module per table: the module owns the table's column list, decodes its rows by column
+//! name and holds every read and write of it (consumers pass filters, e.g. [`EventFilter`]).
+//! [`dialect::Dialect`] supplies only what differs (conflict clauses, `INSERT IGNORE`, how a
+//! write transaction starts, bind limits); [`migrate`] applies the per-dialect migrations under
+//! a lock so that workers starting together never race.
+//!
+//! | table | module | written by | read by |
+//! | --- | --- | --- | --- |
+//! | `events` | `events` | collector | correlator, profiler, API |
+//! | `credentials` | `credentials` | collector (with its events) | correlator, profiler, API |
+//! | `flows` | `flows` | sniffer | correlator, API |
+//! | `attackers` | `attackers` | correlator | profiler, API |
+//! | `attacker_touches` | `touches` | correlator | correlator, profiler, API |
+//! | `sessions` | `sessions` | correlator | correlator, profiler, API |
+//! | `scans` | `scans` | correlator | correlator, profiler |
+//! | `traversals` | `traversals` | correlator | tests (the API shows the touches) |
+//! | `credential_reuse` | `credential_reuse` | correlator | correlator, profiler, tests |
+//! | `pivots` | `pivots` | correlator | tests |
+//! | `attacker_evidence` | `evidence` | correlator | profiler |
+//! | `attacker_profiles` | `profiles` | profiler | API |
+//! | `fingerprints` | `fingerprints` | (none yet) | profiler, API |
+//! | `deckies`, `decky_services` | `deckies` | `decnet deploy` | correlator, API |
+//! | `mutations` | `mutations` | API | tests |
+//! | `probe_results` | (none: no producer or reader yet) | | |
+//! | `users` | `users` | API | API |
+//! | `worker_leases` | `leases` | every worker | deploy, API |
+//! | `worker_cursors` | `cursors` | correlator, profiler | correlator, profiler, API |
+//! | `worker_counters` | `counters` | every worker, deploy | deploy, API |
+//!
+//! Cross-table: `intel_batch` (the correlator's one write transaction over its tables) and
+//! `stats` (row counts of the main tables).
 //!
 //! Idempotency rules (every write path follows them): natural keys are unique; re-inserting a
 //! fact is a no-op; upserts merge — `first_seen` takes the minimum, `last_seen` the maximum,
@@ -21,22 +49,41 @@
 //! order is time order); IP addresses their canonical text; attacker-supplied bytes are BLOBs,
 //! stored exactly; every text field is bounded ([`limits`]).
 
-pub mod correlation;
 pub mod dialect;
-pub mod events;
-pub mod intel;
 pub mod migrate;
-pub mod web;
-pub mod workers;
 
+// One module per table (or a table and its child table); each owns its column list, its
+// decoding and every statement on the table. Their public types are re-exported below.
 mod attackers;
-mod bulk;
-mod decode;
-mod fleet;
+mod counters;
+mod credential_reuse;
+mod credentials;
+mod cursors;
+mod deckies;
+mod events;
+mod evidence;
+mod fingerprints;
 mod flows;
+mod leases;
+mod mutations;
+mod pivots;
+mod profiles;
+mod scans;
+mod sessions;
+mod touches;
+mod traversals;
 mod users;
 
-use std::{net::IpAddr, str::FromStr, sync::Arc, time::Duration};
+// Cross-table concerns, named for what they are.
+mod intel_batch;
+mod stats;
+
+// Statement building blocks.
+mod bulk;
+mod decode;
+mod listing;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     Any, AnyPool, Executor as _, Transaction,
@@ -45,14 +92,28 @@ use sqlx::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::model::{
-    AttackerProfile, AttackerUpdate, CredentialAttempt, Decky, Fingerprint, FlowRecord, Mutation,
-    NewEvent, ProbeResult, Session, Touch,
+    AttackerProfile, AttackerUpdate, CredentialAttempt, Decky, FlowRecord, Mutation, NewEvent,
+    Touch,
 };
 
 pub use self::{
+    attackers::{AttackerCursor, AttackerFilter, AttackerRow, AttackerSort},
+    counters::CounterMode,
+    credentials::{CredentialFilter, printable},
     dialect::{Dialect, Merge},
-    workers::{CounterMode, LeaseHolder, LeaseKeeper, hostname},
+    events::{Bucket, DeckyActivity, EventFact, EventFilter, TopColumn, dedup_key},
+    flows::{FlowFilter, FlowRow, ScanRow},
+    intel_batch::IntelBatch,
+    leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},
+    listing::{MAX_NEEDLE, MAX_PAGE, NameCount},
+    scans::ScanReplace,
+    sessions::{SessionFilter, SessionReplace, SessionRow},
+    stats::Counts,
 };
+
+/// Entries kept in a stored list (ports, hosts, targets, attackers, hops); the counts stay
+/// exact.
+pub const LIST_MAX: usize = 256;
 
 /// Environment variables that choose the database; quoted in errors.
 pub const DB_TYPE_VAR: &str = "DECNET_DB_TYPE";
@@ -337,6 +398,14 @@ impl Repository {
         }
     }
 
+    /// A cheap liveness probe of the database.
+    pub async fn ping(&self) -> Result<(), RepoError> {
+        let _: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for checked-out connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -364,17 +433,11 @@ pub enum Write<'a> {
     },
     Attackers(&'a [AttackerUpdate]),
     Touches(&'a [Touch]),
-    /// Re-derive these attackers' counters from the stored facts.
-    RefreshAttackers(&'a [IpAddr]),
     Profiles(&'a [AttackerProfile]),
-    Fingerprints(&'a [Fingerprint]),
-    Credentials(&'a [CredentialAttempt]),
-    Sessions(&'a [Session]),
     Deckies(&'a [Decky]),
-    ProbeResults(&'a [ProbeResult]),
     Mutations(&'a [Mutation]),
-    /// One correlator batch (see [`correlation::IntelBatch`]).
-    Intel(&'a correlation::IntelBatch),
+    /// One correlator batch (see [`IntelBatch`]).
+    Intel(&'a IntelBatch),
     Cursor {
         worker: &'a str,
         host: &'a str,
@@ -405,16 +468,8 @@ impl WriteTx {
             }
             Write::Attackers(v) => self.upsert_attackers(v).await,
             Write::Touches(v) => self.touch(v).await,
-            Write::RefreshAttackers(v) => self
-                .refresh_attacker_counts(v)
-                .await
-                .map(|()| v.len() as u64),
             Write::Profiles(v) => self.upsert_profiles(v).await,
-            Write::Fingerprints(v) => self.upsert_fingerprints(v).await,
-            Write::Credentials(v) => self.upsert_credentials(v).await,
-            Write::Sessions(v) => self.upsert_sessions(v).await,
             Write::Deckies(v) => self.upsert_deckies(v).await,
-            Write::ProbeResults(v) => self.insert_probe_results(v).await,
             Write::Mutations(v) => self.record_mutations(v).await,
             Write::Intel(b) => self.apply_intel(b).await,
             Write::Cursor {

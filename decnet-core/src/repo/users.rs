@@ -1,20 +1,26 @@
 //! `users`: dashboard/API accounts. The repository stores the argon2 PHC string it is given; it
 //! never sees a password.
+//!
+//! Written and read by the API (login, account management, the first-admin bootstrap) and
+//! `decnet web`'s user commands.
 use super::{RepoError, Repository, decode::Decoder, limits};
 use crate::{
     model::{Role, User},
     time_fmt::{format_ts, now_ns},
 };
 
+/// What a [`User`] is read from.
+const SELECT: &str = "SELECT id, username, password_hash, role, must_change_password FROM users";
+
 fn decode(row: &sqlx::any::AnyRow) -> Result<User, RepoError> {
-    let d = Decoder::new(row, "users", Some(0));
-    let role = match d.text(3, "role")?.as_str() {
+    let d = Decoder::new(row, "users");
+    let role = match d.text("role")?.as_str() {
         "admin" => Role::Admin,
         "viewer" => Role::Viewer,
         other => {
             return Err(RepoError::Corrupt {
                 table: "users",
-                id: d.i64(0, "id")?,
+                id: d.i64("id")?,
                 column: "role",
                 value: other.to_owned(),
                 reason: "not admin or viewer".into(),
@@ -22,11 +28,11 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<User, RepoError> {
         }
     };
     Ok(User {
-        id: d.i64(0, "id")?,
-        username: d.text(1, "username")?,
-        password_hash: d.text(2, "password_hash")?,
+        id: d.i64("id")?,
+        username: d.text("username")?,
+        password_hash: d.text("password_hash")?,
         role,
-        must_change_password: d.i64(4, "must_change_password")? != 0,
+        must_change_password: d.flag("must_change_password")?,
     })
 }
 
@@ -61,22 +67,25 @@ impl Repository {
     }
 
     pub async fn user(&self, username: &str) -> Result<Option<User>, RepoError> {
-        let row = sqlx::query(
-            "SELECT id, username, password_hash, role, must_change_password FROM users WHERE username = ?",
-        )
-        .bind(username.to_owned())
-        .fetch_optional(self.pool())
-        .await?;
+        let row = sqlx::query(&format!("{SELECT} WHERE username = ?"))
+            .bind(username.to_owned())
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(decode).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<User>, RepoError> {
-        let rows = sqlx::query(
-            "SELECT id, username, password_hash, role, must_change_password FROM users ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query(&format!("{SELECT} ORDER BY id"))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(decode).collect()
+    }
+
+    pub async fn user_count(&self) -> Result<u64, RepoError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Sets a new password hash (and whether it must be changed at next login).

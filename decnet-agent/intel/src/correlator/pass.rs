@@ -5,7 +5,7 @@
 //! `flows`; position = the last row id done), read in batches of `--batch` rows. Each batch is
 //! one transaction that writes everything derived from it **and** moves its cursor, so a crash
 //! loses both or neither. What a batch derives is recomputed from the stored facts for the keys
-//! the batch touches (see `decnet_core::repo::correlation`), so the tables after a pass do not
+//! the batch touches (see `decnet_core::repo::IntelBatch`), so the tables after a pass do not
 //! depend on how the input was batched, interrupted or replayed.
 //!
 //! Flows are taken only once they have settled (`first_seen` older than `--flow-settle`): the
@@ -24,8 +24,8 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use decnet_core::{
     model::{AttackerUpdate, FlowRecord, Touch},
     repo::{
-        CounterMode, RepoError, Repository, Write,
-        correlation::{EventFact, IntelBatch, ScanReplace, SessionReplace},
+        CounterMode, EventFact, IntelBatch, RepoError, Repository, ScanReplace, SessionReplace,
+        Write,
     },
     time_fmt::now_ns,
 };
@@ -161,7 +161,7 @@ pub async fn run_pass(
                     (b, last, c)
                 }
                 "credentials" => {
-                    let creds = repo.credential_facts_after(position, cfg.batch).await?;
+                    let creds = repo.credentials_after(position, cfg.batch).await?;
                     let Some(last) = creds.last().map(|c| c.id) else {
                         break;
                     };
@@ -328,7 +328,7 @@ async fn traversals_for(
     let found: Vec<Option<decnet_core::model::Traversal>> =
         futures::stream::iter(ips.iter().copied().collect::<Vec<IpAddr>>())
             .map(|ip| async move {
-                let mut touches = repo.traversal(ip).await?;
+                let mut touches = repo.touches(ip).await?;
                 touches.extend(new.iter().filter(|t| t.attacker_ip == ip).cloned());
                 Ok::<_, RepoError>(traversal::traversal(ip, &touches))
             })

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use decnet_core::{
-    model::CredentialReuse,
-    repo::correlation::{CredentialFact, LIST_MAX},
+    model::{Credential, CredentialReuse},
+    repo::LIST_MAX,
 };
 
 /// Reuse records for the secrets in `creds` that reach two targets, ordered by secret hash.
-pub fn reuse(creds: &[CredentialFact]) -> Vec<CredentialReuse> {
-    let mut by_secret: BTreeMap<[u8; 32], Vec<&CredentialFact>> = BTreeMap::new();
+pub fn reuse(creds: &[Credential]) -> Vec<CredentialReuse> {
+    let mut by_secret: BTreeMap<[u8; 32], Vec<&Credential>> = BTreeMap::new();
     for c in creds {
         by_secret.entry(c.secret_hash).or_default().push(c);
     }
@@ -53,12 +53,13 @@ mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};
 
-    fn cred(id: i64, attacker: u8, decky: &str, service: &str, secret: u8) -> CredentialFact {
-        CredentialFact {
+    fn cred(id: i64, attacker: u8, decky: &str, service: &str, secret: u8) -> Credential {
+        Credential {
             id,
             attacker_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, attacker)),
             decky: decky.into(),
             service: service.into(),
+            principal: b"root".to_vec(),
             secret_kind: "password".into(),
             secret_hash: [secret; 32],
             secret_printable: format!("pw{secret}"),

@@ -135,12 +135,12 @@ fn episode(ip: IpAddr, kind: ProbeKind, probes: &[Probe], cfg: &ScanConfig) -> S
         port_count,
         ports: ports
             .into_iter()
-            .take(decnet_core::repo::correlation::LIST_MAX)
+            .take(decnet_core::repo::LIST_MAX)
             .collect(),
         host_count,
         hosts: hosts
             .into_iter()
-            .take(decnet_core::repo::correlation::LIST_MAX)
+            .take(decnet_core::repo::LIST_MAX)
             .map(str::to_owned)
             .collect(),
         rate_per_min: rate,

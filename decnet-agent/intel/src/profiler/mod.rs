@@ -32,7 +32,7 @@ use std::{
 
 use decnet_core::{
     model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Session, Touch},
-    repo::{CounterMode, RepoError, Repository, Write, correlation::EventFact, hostname},
+    repo::{CounterMode, EventFact, RepoError, Repository, Write, hostname},
     time_fmt::now_ns,
 };
 use decnet_runtime::{Context, DbArgs, Report, RunArgs, positive_secs};
@@ -274,12 +274,12 @@ pub async fn gather(
     Ok(Some(Input {
         attacker,
         events: repo.recent_events(ip, max_events).await?,
-        touches: repo.traversal(ip).await?,
+        touches: repo.touches(ip).await?,
         credential_attempts,
         sessions: repo.sessions(ip).await?,
         scans: repo.scan_episodes(ip, true).await?,
         reuse: repo.reuse_of(ip).await?,
-        fingerprints: repo.fingerprints(ip).await?,
+        fingerprints: repo.fingerprints(ip, u32::MAX).await?,
     }))
 }
 

@@ -1,0 +1,376 @@
+//! `credentials`: the credentials attackers tried, one row per (attacker, decky, service,
+//! principal, secret kind, secret) — the natural key is a SHA-256 over those parts — with the
+//! number of attempts and first/last seen. The secret itself is stored only as its SHA-256 and a
+//! bounded printable form.
+//!
+//! Written by the collector, only with the events that carry the attempts
+//! ([`WriteTx::insert_events_with_credentials`]): an attempt counts once, when its event is new,
+//! so replayed input never counts twice. Read by the correlator (new credentials after its
+//! cursor, the rows and the reuse aggregate of a secret), the profiler (an attacker's attempts),
+//! the attacker counters' refresh (in `attackers`), `credential_reuse` (which secrets an attacker
+//! tried) and the API (filtered listing).
+use std::net::IpAddr;
+
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    LIST_MAX, Merge, RepoError, Repository, WriteTx,
+    bulk::{AnyQuery, Insert, insert_rows, name, placeholders},
+    decode::{Decoder, sat},
+    limits,
+    listing::{Where, like_anywhere, newest_first, rows_after},
+};
+use crate::{
+    model::{Credential, CredentialAttempt, CredentialReuse, NewEvent},
+    time_fmt::format_ts,
+};
+
+/// SHA-256 over length-prefixed parts (so ("ab","c") and ("a","bc") differ).
+pub(crate) fn key_of(parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// A printable, bounded form of secret bytes: UTF-8 as is (control characters escaped),
+/// other bytes as `\xNN`.
+pub fn printable(secret: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in secret.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    limits::text(&out, limits::SHORT_TEXT).into_owned()
+}
+
+/// The stored columns (besides `id`), in insert order.
+const COLUMNS: [&str; 11] = [
+    "attacker_ip",
+    "decky",
+    "service",
+    "principal",
+    "secret_kind",
+    "secret_hash",
+    "secret_printable",
+    "attempts",
+    "first_seen",
+    "last_seen",
+    "natural_key",
+];
+/// Attempts add up (each comes with a new event); first/last seen widen.
+const MERGE: [(&str, Merge); 3] = [
+    ("attempts", Merge::Sum),
+    ("first_seen", Merge::Min),
+    ("last_seen", Merge::Max),
+];
+
+/// What a [`Credential`] is read from.
+const SELECT: &str = "SELECT id, attacker_ip, decky, service, principal, secret_kind, secret_hash, \
+                      secret_printable, attempts, first_seen, last_seen FROM credentials";
+fn decode(row: &sqlx::any::AnyRow) -> Result<Credential, RepoError> {
+    let d = Decoder::new(row, "credentials");
+    Ok(Credential {
+        id: d.i64("id")?,
+        attacker_ip: d.ip("attacker_ip")?,
+        decky: d.text("decky")?,
+        service: d.text("service")?,
+        principal: d.bytes("principal")?,
+        secret_kind: d.text("secret_kind")?,
+        secret_hash: d.hash("secret_hash")?,
+        secret_printable: d.text("secret_printable")?,
+        attempts: d.u64("attempts")?,
+        first_seen_ns: d.ts("first_seen")?,
+        last_seen_ns: d.ts("last_seen")?,
+    })
+}
+
+/// Filters of [`Repository::list_credentials`].
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    pub attacker: Option<IpAddr>,
+    pub service: Option<String>,
+    /// Substring of the principal.
+    pub principal: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+impl WriteTx {
+    /// Events and the credential attempts they carry (`(event index, attempt)`), in one go: the
+    /// events are stored, and each attempt whose event was NEW adds its `attempts` to the
+    /// credential's count. Replaying the same events therefore counts nothing twice, and the
+    /// count is derived from the stored facts. Returns the number of new events.
+    pub async fn insert_events_with_credentials(
+        &mut self,
+        events: &[NewEvent],
+        credentials: &[(usize, CredentialAttempt)],
+    ) -> Result<u64, RepoError> {
+        let new = self.insert_events_marking_new(events).await?;
+        let fresh: Vec<CredentialAttempt> = credentials
+            .iter()
+            .filter(|(i, _)| new.get(*i).copied().unwrap_or(false))
+            .map(|(_, c)| c.clone())
+            .collect();
+        self.add_credential_attempts(&fresh).await?;
+        Ok(new.iter().filter(|n| **n).count() as u64)
+    }
+
+    /// Adds attempts to the credentials' counts (creating their rows).
+    async fn add_credential_attempts(
+        &mut self,
+        creds: &[CredentialAttempt],
+    ) -> Result<u64, RepoError> {
+        if creds.is_empty() {
+            return Ok(0);
+        }
+        let tail = self
+            .dialect
+            .upsert_tail("credentials", &["natural_key"], &MERGE);
+
+        insert_rows(
+            &mut self.tx,
+            self.dialect,
+            Insert {
+                head: "INSERT INTO",
+                table: "credentials",
+                columns: &COLUMNS,
+                tail: &tail,
+            },
+            creds,
+            |q: AnyQuery<'_>, c: &CredentialAttempt| {
+                let ip = c.attacker_ip.to_string();
+                let decky = limits::text(&c.decky, limits::NAME).into_owned();
+                let service = limits::text(&c.service, limits::NAME).into_owned();
+                let principal = limits::bytes(&c.principal, limits::SHORT_TEXT).to_vec();
+                let kind = limits::text(&c.secret_kind, limits::NAME).into_owned();
+                let secret_hash: [u8; 32] = crate::event::secret_hash(&c.secret);
+                let key = key_of(&[
+                    ip.as_bytes(),
+                    decky.as_bytes(),
+                    service.as_bytes(),
+                    &principal,
+                    kind.as_bytes(),
+                    &secret_hash,
+                ]);
+                q.bind(ip)
+                    .bind(decky)
+                    .bind(service)
+                    .bind(principal)
+                    .bind(kind)
+                    .bind(secret_hash.to_vec())
+                    .bind(printable(&c.secret))
+                    .bind(sat(c.attempts))
+                    .bind(format_ts(c.first_seen_ns))
+                    .bind(format_ts(c.last_seen_ns))
+                    .bind(key.to_vec())
+            },
+        )
+        .await
+    }
+}
+
+impl Repository {
+    /// Credentials tried by `ip` (all attackers when `None`), in id order.
+    pub async fn credentials(&self, ip: Option<IpAddr>) -> Result<Vec<Credential>, RepoError> {
+        let rows = match ip {
+            Some(ip) => {
+                sqlx::query(&format!("{SELECT} WHERE attacker_ip = ? ORDER BY id"))
+                    .bind(ip.to_string())
+                    .fetch_all(self.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("{SELECT} ORDER BY id"))
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    /// Credentials matching `f`, newest (highest id) first.
+    pub async fn list_credentials(
+        &self,
+        f: &CredentialFilter,
+    ) -> Result<Vec<Credential>, RepoError> {
+        let mut w = Where::default();
+        if let Some(id) = f.before_id {
+            w.int("id < ?", id);
+        }
+        if let Some(ip) = f.attacker {
+            w.text("attacker_ip = ?", ip.to_string());
+        }
+        if let Some(v) = &f.service {
+            w.text("service = ?", name(v));
+        }
+        if let Some(p) = f.principal.as_deref().filter(|p| !p.is_empty()) {
+            w.text("principal LIKE ? ESCAPE '!'", like_anywhere(p));
+        }
+        let (tail, limit) = newest_first(f.limit);
+        let rows = w.fetch(self, SELECT, tail, &limit).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Up to `limit` credentials with `id > after`, in id order: how the correlator reads new
+    /// credentials from its cursor.
+    pub async fn credentials_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Credential>, RepoError> {
+        let rows = rows_after(self, SELECT, after, limit).await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every credential row with one of these secret hashes.
+    pub async fn credentials_by_secret(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<Credential>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in hashes.chunks(500) {
+            let sql = format!(
+                "{SELECT} WHERE secret_hash IN ({}) ORDER BY id",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.to_vec());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Credential reuse of these secrets, aggregated in SQL from every credential row with the
+    /// secret (only secrets that reach two (decky, service) targets), ordered by hash: what the
+    /// correlator stores in `credential_reuse`.
+    pub async fn reuse_of_secrets(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<CredentialReuse>, RepoError> {
+        let mut out = Vec::new();
+        let mut sorted = hashes.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        for h in sorted {
+            let key = h.to_vec();
+            let targets: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT decky, service FROM credentials \
+                 WHERE secret_hash = ?) t",
+            )
+            .bind(key.clone())
+            .fetch_one(self.pool())
+            .await?;
+            if targets < 2 {
+                continue;
+            }
+            let row = sqlx::query(
+                "SELECT MIN(id) AS first_id, COUNT(*) AS n, MIN(first_seen) AS first_ts, \
+                 MAX(last_seen) AS last_ts FROM credentials WHERE secret_hash = ?",
+            )
+            .bind(key.clone())
+            .fetch_one(self.pool())
+            .await?;
+            let d = Decoder::new(&row, "credentials");
+            let (first_id, rows, first, last) = (
+                d.i64("first_id")?,
+                d.u64("n")?,
+                d.ts("first_ts")?,
+                d.ts("last_ts")?,
+            );
+            let row =
+                sqlx::query("SELECT secret_kind, secret_printable FROM credentials WHERE id = ?")
+                    .bind(first_id)
+                    .fetch_one(self.pool())
+                    .await?;
+            let d = Decoder::new(&row, "credentials");
+            let (kind, printable) = (d.text("secret_kind")?, d.text("secret_printable")?);
+            let attackers: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT DISTINCT attacker_ip FROM credentials \
+                 WHERE secret_hash = ?) t",
+            )
+            .bind(key.clone())
+            .fetch_one(self.pool())
+            .await?;
+            let target_rows = sqlx::query(&format!(
+                "SELECT DISTINCT decky, service FROM credentials WHERE secret_hash = ? \
+                 ORDER BY decky, service LIMIT {LIST_MAX}"
+            ))
+            .bind(key.clone())
+            .fetch_all(self.pool())
+            .await?;
+            let mut target_list = Vec::with_capacity(target_rows.len());
+            for r in &target_rows {
+                let d = Decoder::new(r, "credentials");
+                target_list.push(format!("{}/{}", d.text("decky")?, d.text("service")?));
+            }
+            target_list.sort();
+            let attacker_list = self.secret_attackers(&h, LIST_MAX).await?;
+            out.push(CredentialReuse {
+                secret_hash: h,
+                secret_kind: kind,
+                secret_printable: printable,
+                target_count: u64::try_from(targets).unwrap_or(0),
+                targets: target_list,
+                attacker_count: u64::try_from(attackers).unwrap_or(0),
+                attackers: attacker_list.iter().map(|ip| ip.to_string()).collect(),
+                credential_rows: rows,
+                first_seen_ns: first,
+                last_seen_ns: last,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The attackers that tried secret `hash` (at most `limit`, by address text).
+    pub async fn secret_attackers(
+        &self,
+        hash: &[u8; 32],
+        limit: usize,
+    ) -> Result<Vec<IpAddr>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT attacker_ip FROM credentials WHERE secret_hash = ? \
+             ORDER BY attacker_ip LIMIT {}",
+            limit.min(1_000_000)
+        ))
+        .bind(hash.to_vec())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Decoder::new(r, "credentials").ip("attacker_ip"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_controls_and_invalid_bytes() {
+        assert_eq!(printable(b"hunter2"), "hunter2");
+        assert_eq!(printable(b"a\0b\n"), "a\\u{0}b\\n");
+        assert_eq!(printable(&[0x66, 0xff, 0x6f]), "f\\xffo");
+        assert!(printable(&[b'x'; 5000]).len() <= limits::SHORT_TEXT);
+    }
+
+    #[test]
+    fn natural_keys_are_length_prefixed() {
+        assert_ne!(key_of(&[b"ab", b"c"]), key_of(&[b"a", b"bc"]));
+        assert_eq!(key_of(&[b"x"]), key_of(&[b"x"]));
+    }
+}

@@ -1,0 +1,69 @@
+//! The correlator's write transaction: everything one correlator batch derives from stored
+//! facts (events, flows, credentials), written together so that a crash loses all of it or
+//! none, across `attackers`, `attacker_touches`, `sessions`, `scans`, `traversals`,
+//! `credential_reuse`, `pivots` and `attacker_evidence` (each table's own module does its part).
+//!
+//! Recomputed for the part new input touches:
+//! - sessions and scan episodes of one key are recomputed from a point in time on (the start of
+//!   the latest stored session / episode that precedes the new input): rows from that point that
+//!   the recomputation no longer produces are deleted, the others replaced. The result is the
+//!   same however the input was cut into batches (replay, restart, late events).
+//! - traversals and credential reuse are recomputed whole for the attackers / secrets concerned
+//!   (they are derived from `attacker_touches` and `credentials`, which only grow);
+//! - pivots merge (first_seen min, last_seen max).
+//!
+//! The attackers it changed are queued for the profiler (`attacker_evidence`).
+use std::net::IpAddr;
+
+use super::{RepoError, Repository, WriteTx, scans::ScanReplace, sessions::SessionReplace};
+use crate::model::{AttackerUpdate, CredentialReuse, Pivot, Touch, Traversal};
+
+/// One correlator transaction's writes (applied in this order by [`WriteTx::apply_intel`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntelBatch {
+    pub attackers: Vec<AttackerUpdate>,
+    pub touches: Vec<Touch>,
+    pub sessions: Vec<SessionReplace>,
+    pub scans: Vec<ScanReplace>,
+    pub traversals: Vec<Traversal>,
+    pub reuse: Vec<CredentialReuse>,
+    pub pivots: Vec<Pivot>,
+    /// Re-derive these attackers' counters (after the sessions are written).
+    pub refresh: Vec<IpAddr>,
+    /// Queue these attackers for the profiler.
+    pub evidence: Vec<IpAddr>,
+}
+
+impl IntelBatch {
+    pub fn is_empty(&self) -> bool {
+        self == &IntelBatch::default()
+    }
+}
+
+impl WriteTx {
+    /// Applies one correlator batch (see [`IntelBatch`]).
+    pub async fn apply_intel(&mut self, b: &IntelBatch) -> Result<u64, RepoError> {
+        let mut n = 0;
+        n += self.upsert_attackers(&b.attackers).await?;
+        n += self.touch(&b.touches).await?;
+        for r in &b.sessions {
+            n += self.replace_sessions(r).await?;
+        }
+        for r in &b.scans {
+            n += self.replace_scans(r).await?;
+        }
+        n += self.upsert_traversals(&b.traversals).await?;
+        n += self.upsert_reuse(&b.reuse).await?;
+        n += self.upsert_pivots(&b.pivots).await?;
+        self.refresh_attacker_counts(&b.refresh).await?;
+        n += self.mark_evidence(&b.evidence).await?;
+        Ok(n)
+    }
+}
+
+impl Repository {
+    /// [`WriteTx::apply_intel`] in its own (retried) transaction.
+    pub async fn apply_intel(&self, b: &IntelBatch) -> Result<u64, RepoError> {
+        Ok(self.write(&[super::Write::Intel(b)]).await?[0])
+    }
+}
