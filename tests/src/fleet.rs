@@ -230,7 +230,11 @@ impl Deployment {
             }
         }
         if self.record()?.is_some() {
-            left.push(format!("record {}/{}.json", self.run_dir.display(), self.bridge));
+            left.push(format!(
+                "record {}/{}.json",
+                self.run_dir.display(),
+                self.bridge
+            ));
         }
         let run_dir = self.run_dir.display().to_string();
         for p in live_processes() {
@@ -240,7 +244,11 @@ impl Deployment {
             }
         }
         for (name, pid) in &created.units {
-            if is_alive(*pid) && !left.iter().any(|l| l.starts_with(&format!("process {pid} "))) {
+            if is_alive(*pid)
+                && !left
+                    .iter()
+                    .any(|l| l.starts_with(&format!("process {pid} ")))
+            {
                 left.push(format!("unit {name} pid {pid}"));
             }
         }
@@ -448,13 +456,20 @@ impl Deployment {
             .context("running decnet")
     }
 
-    /// SIGTERM to `decnet deploy`; waits for it (up to `timeout`).
+    /// SIGTERM to `decnet deploy` (to its process group if it leads one); waits for it (up to
+    /// `timeout`).
     pub fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let Some(mut child) = self.child.take() else {
             bail!("not running");
         };
-        // SAFETY: kill(2) on our child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let pid = child.id() as i32;
+        // A child leading its own group (launch_grouped, or `cargo xtask run`) gets it as a
+        // group, so that a `cargo build` it is still waiting for stops too.
+        // SAFETY: getpgid(2) and kill(2) on our child.
+        unsafe {
+            let target = if libc::getpgid(pid) == pid { -pid } else { pid };
+            libc::kill(target, libc::SIGTERM);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = child.try_wait()? {

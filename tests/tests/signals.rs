@@ -82,7 +82,11 @@ fn group_signal_removes_everything(d: &mut Deployment, sig: i32, name: &str) -> 
     d.signal_group(sig)?;
     let t0 = Instant::now();
     let status = d.wait_exit(Duration::from_secs(10))?;
-    assert!(status.success(), "{name}: deploy exit {status}\n{}", d.logs());
+    assert!(
+        status.success(),
+        "{name}: deploy exit {status}\n{}",
+        d.logs()
+    );
     let left = Duration::from_secs(10).saturating_sub(t0.elapsed());
     let took = d.wait_clean(&created, left)? + t0.elapsed();
     eprintln!("{name} to the group: everything removed in {took:?}");
@@ -111,24 +115,37 @@ fn ctrl_c_to_cargo_xtask_run_removes_the_whole_deployment() -> Result<()> {
         .parent()
         .context("workspace root")?
         .to_path_buf();
+    // A clean environment: what cargo set for this test binary (CARGO_PKG_*, CARGO_MANIFEST_*,
+    // LD_LIBRARY_PATH, its [env]) would change build-script fingerprints and make the nested
+    // `cargo build` rebuild decnet from scratch.
     let mut cmd = Command::new(&cargo);
-    // cargo itself must be on PATH for xtask (it runs `cargo build`).
-    if let Some(dir) = Path::new(&cargo).parent().filter(|p| !p.as_os_str().is_empty()) {
-        let mut path = OsString::from(dir);
-        path.push(":");
-        path.push(std::env::var_os("PATH").unwrap_or_default());
-        cmd.env("PATH", path);
-    }
-    // What cargo set for this test binary is not for the nested cargo.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if (k.starts_with("CARGO_PKG_") || k.starts_with("CARGO_CRATE_") || k == "CARGO_MANIFEST_DIR")
-            || k == "CARGO_PRIMARY_PACKAGE"
-            || k == "CARGO_BIN_NAME"
-        {
-            cmd.env_remove(k.as_ref());
+    cmd.env_clear();
+    for k in [
+        "HOME",
+        "USER",
+        "LANG",
+        "TERM",
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "DECNET_BIN",
+    ] {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
         }
     }
+    // cargo itself must be on PATH for xtask (it runs `cargo build`).
+    let mut path = OsString::new();
+    if let Some(dir) = Path::new(&cargo)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        path.push(dir);
+        path.push(":");
+    }
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    cmd.env("PATH", path);
     cmd.current_dir(&workspace)
         .args(["xtask", "run", "--"])
         .args(d.deploy_args(ALL_WORKERS))
@@ -143,7 +160,9 @@ fn ctrl_c_to_cargo_xtask_run_removes_the_whole_deployment() -> Result<()> {
         .collect();
     ensure!(
         argv.get(1).map(String::as_str) == Some("deploy")
-            && argv.iter().any(|a| *a == d.fleet_file.display().to_string()),
+            && argv
+                .iter()
+                .any(|a| *a == d.fleet_file.display().to_string()),
         "cargo and xtask exec into decnet deploy of our fleet: {argv:?}"
     );
     let created = d.created()?;
@@ -152,8 +171,10 @@ fn ctrl_c_to_cargo_xtask_run_removes_the_whole_deployment() -> Result<()> {
     let t0 = Instant::now();
     let status = d.wait_exit(Duration::from_secs(10))?;
     assert!(status.success(), "deploy exit {status}\n{}", d.logs());
-    let took = d.wait_clean(&created, Duration::from_secs(10).saturating_sub(t0.elapsed()))?
-        + t0.elapsed();
+    let took = d.wait_clean(
+        &created,
+        Duration::from_secs(10).saturating_sub(t0.elapsed()),
+    )? + t0.elapsed();
     eprintln!("Ctrl-C to cargo xtask run: everything removed in {took:?}");
     Ok(())
 }
@@ -357,7 +378,10 @@ fn every_worker_stops_on_sigterm_with_its_stdout_and_stderr_closed() -> Result<(
     }
     let (mut cmd, ready) = base("collector");
     cmd.args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"]);
-    took.push(("collector", stops_with_closed_pipes("collector", cmd, &ready)?));
+    took.push((
+        "collector",
+        stops_with_closed_pipes("collector", cmd, &ready)?,
+    ));
 
     let (mut cmd, ready) = base("web");
     cmd.arg("--listen")
@@ -474,7 +498,8 @@ fn a_deployment_whose_record_cannot_be_saved_stops_with_an_error_and_leaves_noth
     let log = d.logs();
     assert!(!status.success(), "deploy must fail: {status}\n{log}");
     assert!(
-        log.contains("cannot save the deployment record") && log.contains(&tmp.display().to_string()),
+        log.contains("cannot save the deployment record")
+            && log.contains(&tmp.display().to_string()),
         "the error names {}:\n{log}",
         tmp.display()
     );
