@@ -28,7 +28,25 @@ pub fn cargo() -> Command {
     if let Ok(path) = child_path() {
         cmd.env("PATH", path);
     }
+    // What `cargo run` set for xtask itself is not for the builds it starts: build scripts that
+    // watch these (ring's rerun-if-env-changed=CARGO_PKG_NAME, CARGO_MANIFEST_DIR …) would rerun
+    // and rebuild everything above them after every plain `cargo build`, and back again.
+    for (key, _) in std::env::vars_os() {
+        if is_cargo_package_var(&key) {
+            cmd.env_remove(key);
+        }
+    }
     cmd
+}
+
+/// An environment variable `cargo run` sets for the package it runs.
+fn is_cargo_package_var(key: &OsStr) -> bool {
+    let key = key.to_string_lossy();
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || key.starts_with("CARGO_CRATE_")
+        || key.starts_with("CARGO_BIN_")
+        || key == "CARGO_PRIMARY_PACKAGE"
 }
 
 /// `$CARGO_HOME`, or `~/.cargo`.
@@ -264,6 +282,21 @@ pub fn is_root() -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_builds_do_not_inherit_what_cargo_run_set_for_xtask() {
+        for k in [
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+        ] {
+            assert!(is_cargo_package_var(OsStr::new(k)), "{k}");
+        }
+        for k in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "PATH"] {
+            assert!(!is_cargo_package_var(OsStr::new(k)), "{k}");
+        }
+    }
 
     #[test]
     fn failure_names_the_command_and_shows_the_tail() {

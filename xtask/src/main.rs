@@ -6,7 +6,7 @@ mod mariadb;
 mod setup;
 
 use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -106,7 +106,8 @@ ftp, telnet, mysql and redis, plus the collector, sniffer, correlator and profil
 recording into the embedded SQLite default (sqlite://decnet.db in the current directory unless \
 DECNET_DB_URL says otherwise). Poke the deckies from this host (e.g. `ssh root@10.77.0.10`, `curl \
 http://10.77.0.10/`), watch with `decnet status`. Ctrl-C stops everything and removes the \
-namespaces, links and bridge. Needs root.")]
+namespaces, links and bridge. Needs root. `--fleet FILE` after `--` deploys FILE instead of the \
+example fleet.")]
     Run {
         /// More arguments for `decnet deploy`, after `--` (see `decnet deploy --help`).
         #[arg(last = true, value_name = "ARGS")]
@@ -352,6 +353,7 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
 fn run_cmd(args: &[String]) -> Result<ExitCode> {
     ensure_toolchain("run", setup::Database::NotNeeded)?;
     let bin = build_decnet(false)?;
+    let own_fleet = has_own_fleet(args);
     let fleet = cmd::workspace_root().join("deploy/fleet.example.toml");
     let cwd = std::env::current_dir().context("no current directory")?;
     let db = std::env::var("DECNET_DB_URL")
@@ -359,7 +361,11 @@ fn run_cmd(args: &[String]) -> Result<ExitCode> {
     println!(
         "[run] deploying {} — data goes to {db}; `{} status` shows the fleet; Ctrl-C stops and \
          removes it",
-        fleet.display(),
+        if own_fleet {
+            "the fleet given after --".into()
+        } else {
+            fleet.display().to_string()
+        },
         bin.display()
     );
     println!(
@@ -367,14 +373,26 @@ fn run_cmd(args: &[String]) -> Result<ExitCode> {
          then: sqlite3 decnet.db 'select decky, service, event_type, attacker_ip from events'"
     );
     let mut deploy = Command::new(&bin);
-    deploy
-        .arg("deploy")
-        .arg("--daemon")
-        .arg("--fleet")
-        .arg(&fleet)
-        .args(args);
+    deploy.args(deploy_args(&fleet, args));
     println!("[run] {}", cmd::show(&deploy));
     Err(exec_error(&mut deploy))
+}
+
+/// `cargo xtask run -- --fleet F` deploys F instead of the example (clap refuses --fleet twice).
+fn has_own_fleet(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "--fleet" || a.starts_with("--fleet="))
+}
+
+/// `decnet deploy`'s arguments for `cargo xtask run -- ARGS`.
+fn deploy_args(example: &Path, args: &[String]) -> Vec<std::ffi::OsString> {
+    let mut v: Vec<std::ffi::OsString> = vec!["deploy".into(), "--daemon".into()];
+    if !has_own_fleet(args) {
+        v.push("--fleet".into());
+        v.push(example.into());
+    }
+    v.extend(args.iter().map(Into::into));
+    v
 }
 
 fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
@@ -465,6 +483,35 @@ mod tests {
         };
         assert!(!no_lint);
         assert_eq!(args, ["sensor", "--", "--nocapture"]);
+    }
+
+    #[test]
+    fn run_deploys_the_example_fleet_unless_given_one() {
+        let example = Path::new("/ws/deploy/fleet.example.toml");
+        let strs = |v: Vec<std::ffi::OsString>| -> Vec<String> {
+            v.into_iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            strs(deploy_args(example, &["--workers".into(), "none".into()])),
+            [
+                "deploy",
+                "--daemon",
+                "--fleet",
+                "/ws/deploy/fleet.example.toml",
+                "--workers",
+                "none"
+            ]
+        );
+        for own in [
+            vec!["--fleet".to_owned(), "/tmp/f.toml".to_owned()],
+            vec!["--fleet=/tmp/f.toml".to_owned()],
+        ] {
+            let mut want = vec!["deploy".to_owned(), "--daemon".to_owned()];
+            want.extend(own.iter().cloned());
+            assert_eq!(strs(deploy_args(example, &own)), want);
+        }
     }
 
     #[test]

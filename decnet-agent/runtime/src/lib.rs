@@ -632,8 +632,9 @@ fn stop_on_signals(stopper: Stopper) -> anyhow::Result<impl Future<Output = ()>>
     let mut sigs = Signals::new()?;
     Ok(async move {
         let name = sigs.recv().await;
-        tracing::info!("{name}: stopping");
+        // Stop first: logging must not be able to keep the run going.
         stopper.stop(Stop::Signal(name));
+        tracing::info!("{name}: stopping");
     })
 }
 
@@ -651,8 +652,8 @@ async fn stop_when_parent_gone(parent: i32, stopper: Stopper) {
         tick.tick().await;
         // SAFETY: getppid(2) has no preconditions.
         if unsafe { libc::getppid() } != parent {
-            tracing::warn!(parent, "the supervising process is gone: stopping");
             stopper.stop(Stop::ParentGone);
+            tracing::warn!(parent, "the supervising process is gone: stopping");
             return;
         }
     }

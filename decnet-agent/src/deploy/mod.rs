@@ -147,6 +147,11 @@ pub fn veth_name(bridge: &str, decky: &str) -> String {
     format!("dn{:08x}", persona::fnv1a(&format!("{bridge}/{decky}")))
 }
 
+/// A decky's host keys and certificates.
+fn decky_state_dir(state_dir: &Path, decky: &str) -> PathBuf {
+    state_dir.join("deckies").join(decky)
+}
+
 fn ready_dir(run_dir: &Path, bridge: &str) -> PathBuf {
     run_dir.join(format!("{bridge}.d"))
 }
@@ -205,6 +210,12 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
         }
     }
 
+    // The deckies' host-key directories (0700), before anything is created: a directory that
+    // cannot be made private stops the deployment here, naming it.
+    for d in &fleet.deckies {
+        decnet_decoys::decky::state::ensure_dir(&decky_state_dir(&args.state_dir, &d.name))?;
+    }
+
     let st = DeployState {
         supervisor_pid: std::process::id(),
         started_ns: now_ns(),
@@ -230,7 +241,16 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
 
     record_deckies(&repo, &fleet, "up").await;
 
-    let units = units(&fleet, &fleet_file, &args)?;
+    let units = match units(&fleet, &fleet_file, &args) {
+        Ok(u) => u,
+        Err(e) => {
+            let snapshot = lock(&st).clone();
+            if let Err(e2) = remove_deployment(&snapshot, &args.run_dir).await {
+                tracing::error!("cleaning up after a failed deploy: {e2:#}");
+            }
+            return Err(e);
+        }
+    };
     let mut sup = Supervisor::new(units);
     let services: usize = fleet.deckies.iter().map(|d| d.services.len()).sum();
     // Without its record a deployment cannot be torn down: failing to save it stops the fleet.
@@ -466,7 +486,7 @@ fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<
             name: d.name.clone(),
             fleet: fleet_file.to_path_buf(),
             collector,
-            state_dir: args.state_dir.join("deckies").join(&d.name),
+            state_dir: decky_state_dir(&args.state_dir, &d.name),
         };
         children.push((
             format!("decky:{}", d.name),

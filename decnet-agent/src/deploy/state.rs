@@ -75,9 +75,16 @@ impl DeployState {
             .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let path = state_path(run_dir, &self.bridge);
         let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(self).context("cannot encode the deployment")?;
+        let body = serde_json::to_vec_pretty(self)
+            .with_context(|| format!("cannot encode the deployment for {}", path.display()))?;
         std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::rename(&tmp, &path).with_context(|| {
+            format!(
+                "cannot write {} (renaming {} over it)",
+                path.display(),
+                tmp.display()
+            )
+        })
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Option<DeployState>> {

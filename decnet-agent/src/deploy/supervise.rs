@@ -5,12 +5,17 @@
 //!
 //! Children run in their own process group (a Ctrl-C in the terminal reaches only the
 //! supervisor, which then stops them in order) and get SIGTERM if the supervisor dies
-//! (`PR_SET_PDEATHSIG`), so a killed deploy leaves no orphan serving decoys.
+//! (`PR_SET_PDEATHSIG`), so a killed deploy leaves no orphan serving decoys. The kernel sends
+//! that signal when the *thread* that forked the child exits, not the process: every child is
+//! therefore forked on one dedicated thread ([`spawner`]) that never exits, never on a tokio
+//! thread that may come and go. (The children also watch their parent themselves, through
+//! `DECNET_PARENT_PID`.)
 use std::{
     ffi::OsString,
     os::{fd::AsRawFd as _, unix::process::ExitStatusExt as _},
     path::PathBuf,
     process::{ExitStatus, Stdio},
+    sync::{OnceLock, mpsc as std_mpsc},
     time::Duration,
 };
 
@@ -182,7 +187,7 @@ impl Supervisor {
         if let Some(f) = &unit.spec.ready_file {
             let _ = std::fs::remove_file(f);
         }
-        match spawn_child(&unit.spec) {
+        match spawn(&unit.spec) {
             Ok(mut child) => {
                 let pid = child.id();
                 unit.pid = pid;
@@ -373,6 +378,60 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
+/// A request to the spawner thread: what to start, in which tokio runtime (the child is
+/// registered with that runtime's process driver), and where to send the result.
+struct SpawnRequest {
+    spec: UnitSpec,
+    runtime: tokio::runtime::Handle,
+    reply: std_mpsc::SyncSender<anyhow::Result<tokio::process::Child>>,
+}
+
+/// The spawner thread's queue. The thread is started on first use and never exits (its queue's
+/// sender lives in this static), so `PR_SET_PDEATHSIG` in its children means "the supervisor
+/// process died" — not "the tokio thread that happened to fork the child was retired".
+fn spawner() -> anyhow::Result<&'static std_mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<std_mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    if let Some(tx) = SPAWNER.get() {
+        return Ok(tx);
+    }
+    let (tx, rx) = std_mpsc::channel::<SpawnRequest>();
+    let mut started = false;
+    let tx = SPAWNER.get_or_init(|| {
+        started = true;
+        tx
+    });
+    if started {
+        std::thread::Builder::new()
+            .name("decnet-spawner".into())
+            .spawn(move || {
+                for req in rx {
+                    let _entered = req.runtime.enter();
+                    let _ = req.reply.send(spawn_child(&req.spec));
+                }
+            })
+            .context("cannot start the process spawner thread")?;
+    }
+    Ok(tx)
+}
+
+/// Starts `spec` on the spawner thread (see [`spawner`]) and hands back its child, registered
+/// with the calling tokio runtime.
+fn spawn(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
+    let (reply, result) = std_mpsc::sync_channel(1);
+    spawner()?
+        .send(SpawnRequest {
+            spec: spec.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            reply,
+        })
+        .map_err(|_| anyhow::anyhow!("the process spawner thread is gone"))?;
+    // A fork and exec: as long as the fork on this thread used to take.
+    result
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the process spawner thread is gone"))?
+}
+
+/// Forks and execs `spec` (on the spawner thread).
 fn spawn_child(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
@@ -386,8 +445,11 @@ fn spawn_child(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
         None => None,
     };
     let ns_fd = ns.as_ref().map(|f| f.as_raw_fd());
+    // The supervisor, as the child will see it before exec.
+    // SAFETY: getpid(2) has no preconditions.
+    let supervisor = unsafe { libc::getpid() };
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // syscalls (setns, prctl, setpgid) on values captured by copy.
+    // syscalls (setns, prctl, getppid, setpgid) on values captured by copy.
     unsafe {
         cmd.pre_exec(move || {
             if let Some(fd) = ns_fd
@@ -397,6 +459,10 @@ fn spawn_child(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The supervisor died between the fork and the prctl: no signal will come.
+            if libc::getppid() != supervisor {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -423,6 +489,35 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(b.after_run(STABLE_RUN).as_secs(), 1);
         assert_eq!(b.after_run(quick).as_secs(), 2);
+    }
+
+    /// `PR_SET_PDEATHSIG` fires when the thread that forked exits: a child asked for from a
+    /// thread that then ends (as a tokio thread may) must keep running.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_outlives_the_thread_that_asked_for_it() {
+        let spec = UnitSpec {
+            name: "sleeper".into(),
+            kind: "worker",
+            program: "/bin/sleep".into(),
+            args: vec!["30".into()],
+            env: Vec::new(),
+            netns: None,
+            ready_file: None,
+        };
+        let handle = tokio::runtime::Handle::current();
+        let mut child = std::thread::spawn(move || {
+            let _entered = handle.enter();
+            spawn(&spec).unwrap()
+        })
+        .join()
+        .unwrap();
+        // The asking thread is gone; a death signal would have been sent at its exit.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child died with the thread that asked for it"
+        );
+        child.kill().await.unwrap();
     }
 
     #[tokio::test]

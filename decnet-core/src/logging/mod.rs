@@ -89,6 +89,9 @@ pub fn init_with(
                 .compact()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
+                // Its report of a failed write is an eprintln!, which panics on a closed stderr
+                // (in whichever task logged: a stop signal's handler, say).
+                .log_internal_errors(false)
                 .with_env_filter(filter)
                 .try_init()
                 .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}")),
@@ -122,7 +125,8 @@ fn with_syslog(
                     tracing_subscriber::fmt::layer()
                         .compact()
                         .with_writer(std::io::stderr)
-                        .with_ansi(std::io::stderr().is_terminal()),
+                        .with_ansi(std::io::stderr().is_terminal())
+                        .log_internal_errors(false),
                 )
                 .with(rfc5424::Rfc5424Layer::new(
                     app_name,

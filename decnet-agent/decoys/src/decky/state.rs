@@ -28,12 +28,20 @@ pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(b)
 }
 
-/// Creates `dir` (mode 0700) if needed.
+/// Creates `dir` (mode 0700) if needed. A directory whose mode cannot be set is an error: the
+/// host keys must not land in a directory others can read.
 pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.is_dir() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot make the state directory {} private (chmod 0700)",
+                    dir.display()
+                )
+            },
+        )?;
     }
     Ok(())
 }
