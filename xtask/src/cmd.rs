@@ -79,9 +79,12 @@ pub fn child_path() -> Result<OsString> {
 /// one is replaced by `shadow`, a directory of links to everything else in it. Proves that a
 /// crate builds without the eBPF toolchain.
 pub fn path_without_bpf_linker(shadow: &Path) -> Result<OsString> {
-    let full = child_path()?;
+    shadow_bpf_linker(&child_path()?, shadow)
+}
+
+fn shadow_bpf_linker(full: &OsStr, shadow: &Path) -> Result<OsString> {
     let mut out = Vec::new();
-    for dir in std::env::split_paths(&full) {
+    for dir in std::env::split_paths(full) {
         if !dir.join("bpf-linker").exists() {
             out.push(dir);
             continue;
@@ -340,5 +343,23 @@ mod tests {
                 .contains("could not start `/nonexistent/prog`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_shadow_path_has_everything_but_bpf_linker() {
+        let root = std::env::temp_dir().join(format!("xtask-shadow-{}", std::process::id()));
+        let (bin, other, shadow) = (root.join("bin"), root.join("other"), root.join("shadow"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        for f in ["cargo", "rustc", "bpf-linker"] {
+            std::fs::write(bin.join(f), "").unwrap();
+        }
+        let full = std::env::join_paths([&other, &bin]).unwrap();
+        let path = shadow_bpf_linker(&full, &shadow).unwrap();
+        let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        assert_eq!(dirs, vec![other.clone(), shadow.clone()]);
+        assert!(shadow.join("cargo").exists() && shadow.join("rustc").exists());
+        assert!(!shadow.join("bpf-linker").exists());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
