@@ -179,6 +179,7 @@ const BRUTE: u8 = 20;
 const SHELL: u8 = 30;
 const BEACON: u8 = 40;
 const PIVOT: u8 = 50;
+const DOWNLOAD: u8 = 60;
 const BEACON_JITTER_S: [i64; 10] = [0, 3, -2, 1, -3, 2, 0, -1, 3, -2];
 const NMAP_UA: &str =
     "Mozilla/5.0 (compatible; Nmap Scripting Engine; https://nmap.org/book/nse.html)";
@@ -371,6 +372,47 @@ fn scenarios() -> (Vec<Line>, Vec<FlowRecord>) {
         t + 195 * SEC,
         30 * SEC,
     ));
+    // 7. A download over HTTP from web-01: the session's bytes are its flows (both directions)
+    //    that start within 5 s of its span; one flow 6 s before it and one 10 s after do not count.
+    let dl = attacker(DOWNLOAD);
+    let t = T0 + 9000 * SEC;
+    lines.push(line(t, dl, WEB, "http", "connect", &[]));
+    lines.push(line(
+        t + SEC,
+        dl,
+        WEB,
+        "http",
+        "request",
+        &[("method", "GET"), ("path", "/backup.tar")],
+    ));
+    lines.push(line(
+        t + 20 * SEC,
+        dl,
+        WEB,
+        "http",
+        "request",
+        &[("method", "GET"), ("path", "/db.sql")],
+    ));
+    lines.push(line(t + 30 * SEC, dl, WEB, "http", "disconnect", &[]));
+    for (sport, packets, reply, at) in [
+        (52_000, 10, 20, t - 2 * SEC),
+        (52_001, 5, 8, t + 15 * SEC),
+        (52_002, 3, 3, t - 6 * SEC),
+        (52_003, 7, 7, t + 40 * SEC),
+    ] {
+        flows.push(flow(dl, decky_ip(11), sport, 80, 6, 0x1b, packets, at, SEC));
+        flows.push(flow(
+            decky_ip(11),
+            dl,
+            80,
+            sport,
+            6,
+            0x1b,
+            reply,
+            at + MS,
+            SEC,
+        ));
+    }
     // Noise the correlator must count, not choke on: no attacker address, fields not JSON.
     let mut anon = line(T0, s, WEB, "http", "request", &[]);
     anon.event.attacker_ip = None;
@@ -499,7 +541,22 @@ async fn scenario_tables_are_exact(b: Backend) {
     assert_eq!(c.get("events_bad_fields"), 1);
     assert_eq!(c.get("flows_read"), flows.len() as u64);
     let p = profile(&repo, 500).await;
-    assert_eq!(p.get("attackers_profiled"), 6);
+    assert_eq!(p.get("attackers_profiled"), 7);
+
+    // --- download: bytes of the flows around the session, both directions
+    let dl = attacker(DOWNLOAD);
+    let sessions = repo.sessions(dl).await.unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(
+        (
+            sessions[0].event_count,
+            sessions[0].bytes,
+            sessions[0].closed
+        ),
+        (4, (10 + 20 + 5 + 8) * 60, true)
+    );
+    let a = repo.attacker(dl).await.unwrap().unwrap();
+    assert_eq!((a.event_count, a.session_count, a.flow_count), (4, 1, 4));
 
     // --- port scan
     let s = attacker(SCANNER);
@@ -813,10 +870,90 @@ async fn incremental_passes_equal_one_pass(b: Backend) {
     inc.cleanup().await;
 }
 
+/// Input that arrives in shuffled slices — flows before the events they belong to, events long
+/// after later ones of the same key — correlated by one long-running correlator (its state kept
+/// between passes, as `--daemon` keeps it) ends in the tables one pass over everything gives.
+async fn arrival_order_does_not_change_the_result(b: Backend) {
+    let (lines, flows) = scenarios();
+    let once = TestDb::new(b, "intel_order_once").await;
+    let repo = once.open().await;
+    store(&repo, &lines, &flows, 10_000).await;
+    correlate(&repo, 5000).await;
+    profile(&repo, 500).await;
+    let want = snapshot(&repo).await;
+    repo.close().await;
+    once.cleanup().await;
+
+    let db = TestDb::new(b, "intel_order").await;
+    let repo = db.open().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut state = correlator::pass::State::default();
+    let cfg = correlator_config(11);
+    const SLICES: usize = 7;
+    for (round, slice) in [3usize, 0, 6, 1, 5, 2, 4].into_iter().enumerate() {
+        let part: Vec<Line> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % SLICES == slice)
+            .map(|(_, l)| Line {
+                event: l.event.clone(),
+                credential: l.credential.clone(),
+            })
+            .collect();
+        // Flows run one slice ahead of the events.
+        let fs: Vec<FlowRecord> = flows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % SLICES == (slice + 1) % SLICES)
+            .map(|(_, f)| f.clone())
+            .collect();
+        store(&repo, &[], &fs, 10_000).await;
+        correlator::pass::run_pass_with(&repo, &cfg, &stop, &mut state)
+            .await
+            .unwrap_or_else(|e| panic!("pass {round}: {e}"));
+        store(&repo, &part, &[], 10_000).await;
+        correlator::pass::run_pass_with(&repo, &cfg, &stop, &mut state)
+            .await
+            .unwrap_or_else(|e| panic!("pass {round}: {e}"));
+    }
+    profile(&repo, 500).await;
+    assert_eq!(snapshot(&repo).await, want);
+    repo.close().await;
+    db.cleanup().await;
+}
+
+/// Every flow taken in before any event: the sessions the events then start count the flows
+/// around them all the same.
+async fn flows_before_events_equal_one_pass(b: Backend) {
+    let (lines, flows) = scenarios();
+    let once = TestDb::new(b, "intel_fl_once").await;
+    let repo = once.open().await;
+    store(&repo, &lines, &flows, 10_000).await;
+    correlate(&repo, 5000).await;
+    profile(&repo, 500).await;
+    let want = snapshot(&repo).await;
+    repo.close().await;
+    once.cleanup().await;
+
+    let db = TestDb::new(b, "intel_fl").await;
+    let repo = db.open().await;
+    store(&repo, &[], &flows, 10_000).await;
+    correlate(&repo, 50).await;
+    store(&repo, &lines, &[], 10_000).await;
+    let c = correlate(&repo, 50).await;
+    assert!(c.get("flows_reread") > 0, "{c:?}");
+    profile(&repo, 500).await;
+    assert_eq!(snapshot(&repo).await, want);
+    repo.close().await;
+    db.cleanup().await;
+}
+
 both_backends!(
+    flows_before_events_equal_one_pass,
     scenario_tables_are_exact,
     batching_does_not_change_the_result,
     incremental_passes_equal_one_pass,
+    arrival_order_does_not_change_the_result,
 );
 
 // --- the real binaries -------------------------------------------------------------------------

@@ -358,14 +358,17 @@ async fn reads_for_the_workers(b: Backend) {
         facts[2].id
     );
     let key = repo
-        .key_events(a, "web-01", "ssh", T0 + 2 * SEC)
+        .key_events(a, "web-01", "ssh", T0 + 2 * SEC, i64::MAX)
         .await
         .unwrap();
     assert_eq!(
         key.iter().map(|e| e.ts_ns).collect::<Vec<_>>(),
         vec![T0 + 3 * SEC]
     );
-    let key = repo.key_events(a, "web-01", "ssh", 0).await.unwrap();
+    let key = repo
+        .key_events(a, "web-01", "ssh", 0, i64::MAX)
+        .await
+        .unwrap();
     assert_eq!(
         key.iter()
             .map(|e| e.event_type.as_str())
@@ -443,13 +446,13 @@ async fn reads_for_the_workers(b: Backend) {
     let flows = repo.flows_after(0, 100).await.unwrap();
     assert_eq!(flows.len(), 5);
     assert_eq!(repo.flows_after(flows[3].0, 100).await.unwrap().len(), 1);
-    let from_a = repo.flows_from(a, T0 + 2 * SEC).await.unwrap();
+    let from_a = repo.flows_from(a, T0 + 2 * SEC, i64::MAX).await.unwrap();
     assert_eq!(
         from_a.iter().map(|f| f.dst_port).collect::<Vec<_>>(),
         vec![80, 22]
     );
     assert_eq!(
-        repo.flow_bytes(a, decky_ip, 22, T0, T0 + 10 * SEC)
+        repo.flow_bytes(a, decky_ip, 22, T0, T0 + 10 * SEC, i64::MAX)
             .await
             .unwrap(),
         4000
@@ -504,7 +507,7 @@ async fn reads_for_the_workers(b: Backend) {
     .await
     .unwrap();
     let pw: [u8; 32] = Sha256::digest(b"pw").into();
-    let by = repo.credentials_by_secret(&[pw]).await.unwrap();
+    let by = repo.credentials_by_secret(&[pw], i64::MAX).await.unwrap();
     assert_eq!(
         by.iter()
             .map(|c| (c.attacker_ip, c.decky.as_str()))

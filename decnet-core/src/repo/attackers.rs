@@ -1,6 +1,7 @@
-//! `attackers`: one row per attacker IP, with counters. Counters merge as maxima and can be
-//! re-derived from the stored facts (events, sessions, credentials, flows) with
-//! [`WriteTx::refresh_attacker_counts`].
+//! `attackers`: one row per attacker IP, with counters. The correlator adds to the counters
+//! what each batch brings ([`WriteTx::add_attackers`]); other writers merge them as maxima
+//! ([`WriteTx::upsert_attackers`]); [`WriteTx::refresh_attacker_counts`] re-derives them from
+//! the stored facts (events, sessions, credentials, flows), at a cost that grows with them.
 //!
 //! Written by the correlator (inside its [`super::intel_batch::IntelBatch`]). Read by the
 //! profiler (the attacker it profiles), the API (listing joined with the profiler's verdict,
@@ -38,6 +39,16 @@ const MERGE: [(&str, Merge); 7] = [
     ("session_count", Merge::Max),
     ("credential_count", Merge::Max),
     ("flow_count", Merge::Max),
+    ("updated_at", Merge::Max),
+];
+
+const ADD: [(&str, Merge); 7] = [
+    ("first_seen", Merge::Min),
+    ("last_seen", Merge::Max),
+    ("event_count", Merge::Sum),
+    ("session_count", Merge::Sum),
+    ("credential_count", Merge::Sum),
+    ("flow_count", Merge::Sum),
     ("updated_at", Merge::Max),
 ];
 
@@ -133,6 +144,39 @@ impl WriteTx {
         let now = format_ts(now_ns());
         let tail = self.dialect.upsert_tail("attackers", &["ip"], &MERGE);
 
+        insert_rows(
+            &mut self.tx,
+            self.dialect,
+            Insert {
+                head: "INSERT INTO",
+                table: "attackers",
+                columns: &COLUMNS,
+                tail: &tail,
+            },
+            updates,
+            |q: AnyQuery<'_>, a: &AttackerUpdate| {
+                q.bind(a.ip.to_string())
+                    .bind(format_ts(a.first_seen_ns))
+                    .bind(format_ts(a.last_seen_ns))
+                    .bind(sat(a.event_count))
+                    .bind(sat(a.session_count))
+                    .bind(sat(a.credential_count))
+                    .bind(sat(a.flow_count))
+                    .bind(now.clone())
+            },
+        )
+        .await
+    }
+
+    /// Adds facts to attacker rows (creating them): first_seen min, last_seen max, and the
+    /// counters of each update *added* to the stored ones — the correlator's incremental path,
+    /// exactly once because its cursor moves in the same transaction.
+    pub async fn add_attackers(&mut self, updates: &[AttackerUpdate]) -> Result<u64, RepoError> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let now = format_ts(now_ns());
+        let tail = self.dialect.upsert_tail("attackers", &["ip"], &ADD);
         insert_rows(
             &mut self.tx,
             self.dialect,

@@ -233,26 +233,41 @@ impl Repository {
         rows.iter().map(decode).collect()
     }
 
-    /// Every credential row with one of these secret hashes.
+    /// Every credential row with one of these secret hashes and an id up to `max_id`, by id.
     pub async fn credentials_by_secret(
         &self,
         hashes: &[[u8; 32]],
+        max_id: i64,
     ) -> Result<Vec<Credential>, RepoError> {
         let mut out = Vec::new();
         for chunk in hashes.chunks(500) {
             let sql = format!(
-                "{SELECT} WHERE secret_hash IN ({}) ORDER BY id",
+                "{SELECT} WHERE secret_hash IN ({}) AND id <= ? ORDER BY id",
                 placeholders(chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for h in chunk {
                 q = q.bind(h.to_vec());
             }
+            q = q.bind(max_id);
             for row in q.fetch_all(self.pool()).await? {
                 out.push(decode(&row)?);
             }
         }
         Ok(out)
+    }
+
+    /// Σ attempts over the credentials of `ip`.
+    pub async fn credential_attempts(&self, ip: IpAddr) -> Result<u64, RepoError> {
+        let sql = format!(
+            "SELECT {} FROM credentials WHERE attacker_ip = ?",
+            self.dialect().sum_int("attempts")
+        );
+        let n: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(ip.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
     /// Credential reuse of these secrets, aggregated in SQL from every credential row with the

@@ -53,6 +53,15 @@ impl Dialect {
 
     /// Statement that opens a write transaction. SQLite takes the write lock up front (so the
     /// busy timeout covers waiting for other processes and nothing fails half-way).
+    /// `SUM(expr)` as an integer (MySQL sums integers as DECIMAL, which the Any driver does not
+    /// decode).
+    pub fn sum_int(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("SUM({expr})"),
+            Dialect::MySql => format!("CAST(SUM({expr}) AS SIGNED)"),
+        }
+    }
+
     pub fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",

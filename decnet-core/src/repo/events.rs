@@ -266,15 +266,17 @@ impl Repository {
         decky: &str,
         service: &str,
         from_ns: i64,
+        max_id: i64,
     ) -> Result<Vec<EventFact>, RepoError> {
         let rows = sqlx::query(&format!(
             "{FACT} WHERE attacker_ip = ? AND ts >= ? AND decky = ? AND service = ? \
-             ORDER BY ts, id"
+             AND id <= ? ORDER BY ts, id"
         ))
         .bind(ip.to_string())
         .bind(format_ts(from_ns))
         .bind(name(decky))
         .bind(name(service))
+        .bind(max_id)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(decode_fact).collect()

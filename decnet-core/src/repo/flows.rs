@@ -184,13 +184,39 @@ impl Repository {
     }
 
     /// Flows from `ip` that started at or after `from_ns`, in time order.
-    pub async fn flows_from(&self, ip: IpAddr, from_ns: i64) -> Result<Vec<FlowRecord>, RepoError> {
+    /// (Only rows up to id `max_id`: what the correlator has taken in.)
+    pub async fn flows_from(
+        &self,
+        ip: IpAddr,
+        from_ns: i64,
+        max_id: i64,
+    ) -> Result<Vec<FlowRecord>, RepoError> {
         let rows = sqlx::query(&format!(
-            "{} WHERE src_ip = ? AND first_seen >= ? ORDER BY first_seen, id",
+            "{} WHERE src_ip = ? AND first_seen >= ? AND id <= ? ORDER BY first_seen, id",
             *SELECT
         ))
         .bind(ip.to_string())
         .bind(format_ts(from_ns))
+        .bind(max_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(decode_flow).collect()
+    }
+
+    /// Flows that started in `[from_ns, to_ns]` with ids up to `max_id`, in id order.
+    pub async fn flows_between(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        max_id: i64,
+    ) -> Result<Vec<FlowRecord>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "{} WHERE first_seen >= ? AND first_seen <= ? AND id <= ? ORDER BY id",
+            *SELECT
+        ))
+        .bind(format_ts(from_ns))
+        .bind(format_ts(to_ns))
+        .bind(max_id)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(decode_flow).collect()
@@ -222,10 +248,11 @@ impl Repository {
         rows.iter().map(decode).collect()
     }
 
-    /// Bytes of the flows between `attacker` and `decky_ip` on `port` (both directions) whose
-    /// attacker side started in `[from_ns, to_ns]`. The attacker's flows come by its index; each
-    /// one's reply by the flow key (bridge, decky, attacker, ports): the cost follows the
-    /// attacker's flows, not the decky's history.
+    /// Bytes of the flows between `attacker` and `decky_ip` on `port`, both directions (the
+    /// attacker's flows to the port and the port's flows back), that started in
+    /// `[from_ns, to_ns]`. Both come by the (source, start) index: the cost follows the flows of
+    /// that span. Only flows up to id `max_id` count (those the correlator has taken in; the
+    /// others are added when it takes them).
     pub async fn flow_bytes(
         &self,
         attacker: IpAddr,
@@ -233,47 +260,25 @@ impl Repository {
         port: u16,
         from_ns: i64,
         to_ns: i64,
+        max_id: i64,
     ) -> Result<u64, RepoError> {
         let (a, d) = (attacker.to_string(), decky_ip.to_string());
-        let rows = sqlx::query(
-            "SELECT bridge, src_port, bytes, proto FROM flows WHERE src_ip = ? AND dst_ip = ? \
-             AND dst_port = ? AND first_seen >= ? AND first_seen <= ?",
-        )
-        .bind(a.clone())
-        .bind(d.clone())
-        .bind(i64::from(port))
-        .bind(format_ts(from_ns))
-        .bind(format_ts(to_ns))
-        .fetch_all(self.pool())
-        .await?;
+        let sum = self.dialect().sum_int("bytes");
         let mut total = 0u64;
-        for row in &rows {
-            let dec = Decoder::new(row, "flows");
-            let (bridge, sport, bytes, proto) = (
-                dec.text("bridge")?,
-                dec.i64("src_port")?,
-                dec.u64("bytes")?,
-                dec.i64("proto")?,
-            );
-            total = total.saturating_add(bytes);
-            let replies: Vec<i64> = sqlx::query_scalar(
-                "SELECT bytes FROM flows WHERE bridge = ? AND src_ip = ? AND dst_ip = ? \
-                 AND src_port = ? AND dst_port = ? AND proto = ? AND first_seen >= ? \
-                 AND first_seen <= ?",
-            )
-            .bind(bridge)
-            .bind(d.clone())
-            .bind(a.clone())
-            .bind(i64::from(port))
-            .bind(sport)
-            .bind(proto)
+        for (src, dst, port_col) in [(&a, &d, "dst_port"), (&d, &a, "src_port")] {
+            let n: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT {sum} FROM flows WHERE src_ip = ? AND first_seen >= ? AND first_seen <= ? \
+                 AND dst_ip = ? AND {port_col} = ? AND id <= ?"
+            ))
+            .bind(src.clone())
             .bind(format_ts(from_ns))
             .bind(format_ts(to_ns))
-            .fetch_all(self.pool())
+            .bind(dst.clone())
+            .bind(i64::from(port))
+            .bind(max_id)
+            .fetch_one(self.pool())
             .await?;
-            for n in replies {
-                total = total.saturating_add(u64::try_from(n).unwrap_or(0));
-            }
+            total = total.saturating_add(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0));
         }
         Ok(total)
     }

@@ -107,7 +107,7 @@ pub use self::{
     leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},
     listing::{MAX_NEEDLE, MAX_PAGE, NameCount},
     scans::ScanReplace,
-    sessions::{SessionFilter, SessionReplace, SessionRow},
+    sessions::{SessionBytes, SessionFilter, SessionReplace, SessionRow},
     stats::Counts,
 };
 

@@ -145,6 +145,30 @@ impl Repository {
             .transpose()
     }
 
+    /// The start of the newest stored episode of every (attacker, kind) of `ips`.
+    pub async fn latest_scan_starts(
+        &self,
+        ips: &[IpAddr],
+    ) -> Result<Vec<(IpAddr, String, i64)>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "SELECT attacker_ip, kind, MAX(started_at) AS started_at FROM scans \
+                 WHERE attacker_ip IN ({}) GROUP BY attacker_ip, kind",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let d = Decoder::new(&row, "scans");
+                out.push((d.ip("attacker_ip")?, d.text("kind")?, d.ts("started_at")?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Scan episodes of `ip` (`detected_only`: those that passed the thresholds), in time order.
     pub async fn scan_episodes(
         &self,

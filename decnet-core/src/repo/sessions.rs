@@ -129,29 +129,152 @@ impl WriteTx {
                 tail: &tail,
             },
             &r.sessions,
-            |q: AnyQuery<'_>, s: &Session| {
-                let commands: Vec<std::borrow::Cow<'_, str>> = s
-                    .commands
-                    .iter()
-                    .map(|c| limits::text(c, limits::SHORT_TEXT))
-                    .collect();
-                q.bind(s.attacker_ip.to_string())
-                    .bind(name(&s.decky))
-                    .bind(name(&s.service))
-                    .bind(format_ts(s.started_ns))
-                    .bind(format_ts(s.ended_ns))
-                    .bind(sat(s.event_count))
-                    .bind(sat(s.bytes))
-                    .bind(json(&commands))
-                    .bind(i64::from(s.closed))
-            },
+            bind_session,
         )
         .await?;
         Ok(n)
     }
 }
 
+/// Bytes of a flow that started at `at_ns`, added to the stored sessions of one key that
+/// started before `before_ns` and whose span widened by `slack_ns` contains `at_ns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionBytes {
+    pub attacker_ip: IpAddr,
+    pub decky: String,
+    pub service: String,
+    pub at_ns: i64,
+    pub slack_ns: i64,
+    pub before_ns: i64,
+    pub bytes: u64,
+}
+
+impl WriteTx {
+    /// Writes whole session rows: each replaces the stored one of the same key and start (the
+    /// correlator's incremental path, which knows the rows it extends).
+    pub async fn upsert_sessions(&mut self, rows: &[Session]) -> Result<u64, RepoError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let tail = self
+            .dialect
+            .upsert_tail("sessions", &COLUMNS[..4], &REPLACE);
+        insert_rows(
+            &mut self.tx,
+            self.dialect,
+            Insert {
+                head: "INSERT INTO",
+                table: "sessions",
+                columns: &COLUMNS,
+                tail: &tail,
+            },
+            rows,
+            bind_session,
+        )
+        .await
+    }
+
+    /// Applies [`SessionBytes`] additions.
+    pub async fn add_session_bytes(&mut self, adds: &[SessionBytes]) -> Result<u64, RepoError> {
+        let mut n = 0;
+        for a in adds {
+            n += sqlx::query(
+                "UPDATE sessions SET bytes = bytes + ? WHERE attacker_ip = ? AND decky = ? \
+                 AND service = ? AND started_at < ? AND started_at <= ? AND ended_at >= ?",
+            )
+            .bind(sat(a.bytes))
+            .bind(a.attacker_ip.to_string())
+            .bind(name(&a.decky))
+            .bind(name(&a.service))
+            .bind(format_ts(a.before_ns))
+            .bind(format_ts(a.at_ns.saturating_add(a.slack_ns)))
+            .bind(format_ts(a.at_ns.saturating_sub(a.slack_ns)))
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+}
+
+fn bind_session<'q>(q: AnyQuery<'q>, s: &'q Session) -> AnyQuery<'q> {
+    let commands: Vec<std::borrow::Cow<'_, str>> = s
+        .commands
+        .iter()
+        .map(|c| limits::text(c, limits::SHORT_TEXT))
+        .collect();
+    q.bind(s.attacker_ip.to_string())
+        .bind(name(&s.decky))
+        .bind(name(&s.service))
+        .bind(format_ts(s.started_ns))
+        .bind(format_ts(s.ended_ns))
+        .bind(sat(s.event_count))
+        .bind(sat(s.bytes))
+        .bind(json(&commands))
+        .bind(i64::from(s.closed))
+}
+
 impl Repository {
+    /// The newest session of every (decky, service) of each of `ips` (the correlator's starting
+    /// point for extending them).
+    pub async fn latest_sessions(&self, ips: &[IpAddr]) -> Result<Vec<Session>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "{} WHERE attacker_ip IN ({}) AND started_at = (SELECT MAX(t.started_at) FROM \
+                 sessions t WHERE t.attacker_ip = sessions.attacker_ip AND t.decky = sessions.decky \
+                 AND t.service = sessions.service)",
+                *SELECT,
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode(&row)?.session);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many sessions of one key started at or after `from_ns`.
+    pub async fn count_sessions_from(
+        &self,
+        ip: IpAddr,
+        decky: &str,
+        service: &str,
+        from_ns: i64,
+    ) -> Result<u64, RepoError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE attacker_ip = ? AND decky = ? AND service = ? \
+             AND started_at >= ?",
+        )
+        .bind(ip.to_string())
+        .bind(name(decky))
+        .bind(name(service))
+        .bind(format_ts(from_ns))
+        .fetch_one(self.pool())
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Σ commands over the sessions of `ip` (the profiler's "interactive" signal), without
+    /// reading the sessions that have none.
+    pub async fn session_commands(&self, ip: IpAddr) -> Result<u64, RepoError> {
+        let rows =
+            sqlx::query("SELECT commands FROM sessions WHERE attacker_ip = ? AND commands <> '[]'")
+                .bind(ip.to_string())
+                .fetch_all(self.pool())
+                .await?;
+        let mut n = 0u64;
+        for r in &rows {
+            let c: Vec<String> = Decoder::new(r, "sessions").json("commands")?;
+            n = n.saturating_add(c.len() as u64);
+        }
+        Ok(n)
+    }
+
     /// The sessions of `ip`, in start order.
     pub async fn sessions(&self, ip: IpAddr) -> Result<Vec<Session>, RepoError> {
         let rows = sqlx::query(&format!(

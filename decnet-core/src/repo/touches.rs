@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows, name},
+    bulk::{AnyQuery, Insert, insert_rows, name, placeholders},
     decode::Decoder,
 };
 use crate::{model::Touch, time_fmt::format_ts};
@@ -72,5 +72,25 @@ impl Repository {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The touches of each of `ips` (any order).
+    pub async fn touches_of(&self, ips: &[IpAddr]) -> Result<Vec<Touch>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "SELECT {} FROM attacker_touches WHERE attacker_ip IN ({})",
+                COLUMNS.join(", "),
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode(&row)?);
+            }
+        }
+        Ok(out)
     }
 }

@@ -14,8 +14,9 @@
 //! Runs through `decnet-runtime` and [`crate::passes`]: without `--daemon`/`--duration` it
 //! processes everything pending and exits; with either, it does that every `--interval` until
 //! stopped. One correlator per host (lease `correlator`). Every batch
-//! is one transaction with its cursor; results are recomputed from stored facts, so a restart,
-//! a replay or a second pass changes nothing, and no count ever shrinks.
+//! is one transaction with its cursor, so each input row is taken in exactly once: a batch adds
+//! what it brings to what is stored (its cost follows its input, not the history — see
+//! [`pass::State`]), and a crash, a restart or a second pass changes nothing.
 pub mod pass;
 pub mod reuse;
 pub mod scans;
@@ -103,8 +104,14 @@ pub async fn run(ctx: Context, args: CorrelateArgs) -> anyhow::Result<Report> {
     let cfg = args.config();
     let repo = ctx.repo()?;
     let stop = ctx.shutdown.flag();
+    // What the batches know of stored sessions, episodes and secrets, kept between passes.
+    let state = tokio::sync::Mutex::new(pass::State::default());
     crate::passes::run_passes(&ctx, Duration::from_secs_f64(args.interval), || {
-        pass::run_pass(repo, &cfg, &stop)
+        let (state, cfg, stop) = (&state, &cfg, &stop);
+        async move {
+            let mut state = state.lock().await;
+            pass::run_pass_with(repo, cfg, stop, &mut state).await
+        }
     })
     .await
 }

@@ -11,7 +11,7 @@
 //! Flows are taken only once they have settled (`first_seen` older than `--flow-settle`): the
 //! sensor updates a flow row after creating it, and a probe is judged by its final flags.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     net::IpAddr,
     sync::{
         Arc,
@@ -22,16 +22,16 @@ use std::{
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use decnet_core::{
-    model::{AttackerUpdate, FlowRecord, Touch},
+    model::{AttackerUpdate, Credential, CredentialReuse, FlowRecord, Scan, Session, Touch},
     repo::{
-        CounterMode, EventFact, IntelBatch, RepoError, Repository, ScanReplace, SessionReplace,
-        Write,
+        CounterMode, EventFact, IntelBatch, LIST_MAX, RepoError, Repository, ScanReplace,
+        SessionBytes, SessionReplace, Write,
     },
     time_fmt::now_ns,
 };
 
 use super::{
-    scans::{self, Probe, ProbeKind, ScanConfig},
+    scans::{self, Episode, Probe, ProbeKind, ScanConfig},
     sessions::{self, KeyEvent},
     traversal,
 };
@@ -133,11 +133,278 @@ impl Directory {
 
 type Key = (IpAddr, String, String);
 
-/// Runs batches until no input is pending (or `stop` is set). Returns this pass's counters.
+/// Keys, attackers and secrets held in [`State`] before it is emptied (and reloaded as needed).
+const STATE_MAX: usize = 500_000;
+
+/// What the correlator knows between batches, so that a batch costs what it brings and not
+/// what is stored: the newest session of each key and the touches of each attacker it has
+/// seen, the newest scan episode of each (attacker, kind) with its full port and host sets,
+/// and the targets and attackers of each secret. Loaded from the repository the first time a
+/// batch needs them, then kept in step with what the batches write. It is a cache of rows this
+/// correlator wrote (one correlator per host holds the lease): emptied when a batch fails, and
+/// when it grows past [`STATE_MAX`] entries.
+#[derive(Debug, Default)]
+pub struct State {
+    loaded: HashSet<IpAddr>,
+    last: HashMap<Key, Session>,
+    touches: HashMap<IpAddr, Vec<Touch>>,
+    scans_loaded: HashSet<IpAddr>,
+    episodes: HashMap<(IpAddr, ProbeKind), Episode>,
+    secrets: HashMap<[u8; 32], Secret>,
+    secret_members: usize,
+}
+
+/// One secret's credential rows, summed up.
+#[derive(Debug, Clone)]
+struct Secret {
+    first_id: i64,
+    kind: String,
+    printable: String,
+    targets: BTreeSet<(String, String)>,
+    attackers: BTreeSet<String>,
+    rows: u64,
+    first_seen_ns: i64,
+    last_seen_ns: i64,
+}
+
+impl Secret {
+    fn new(c: &Credential) -> Secret {
+        Secret {
+            first_id: c.id,
+            kind: c.secret_kind.clone(),
+            printable: c.secret_printable.clone(),
+            targets: BTreeSet::new(),
+            attackers: BTreeSet::new(),
+            rows: 0,
+            first_seen_ns: c.first_seen_ns,
+            last_seen_ns: c.last_seen_ns,
+        }
+    }
+
+    /// Adds one row; returns how many set members it added.
+    fn add(&mut self, c: &Credential) -> usize {
+        if c.id < self.first_id {
+            self.first_id = c.id;
+            self.kind.clone_from(&c.secret_kind);
+            self.printable.clone_from(&c.secret_printable);
+        }
+        self.rows += 1;
+        self.first_seen_ns = self.first_seen_ns.min(c.first_seen_ns);
+        self.last_seen_ns = self.last_seen_ns.max(c.last_seen_ns);
+        let mut n = 0;
+        if self.targets.insert((c.decky.clone(), c.service.clone())) {
+            n += 1;
+        }
+        if self.attackers.insert(c.attacker_ip.to_string()) {
+            n += 1;
+        }
+        n
+    }
+
+    fn record(&self, hash: [u8; 32]) -> Option<CredentialReuse> {
+        if self.targets.len() < 2 {
+            return None;
+        }
+        let mut targets: Vec<String> = self
+            .targets
+            .iter()
+            .take(LIST_MAX)
+            .map(|(d, s)| format!("{d}/{s}"))
+            .collect();
+        targets.sort();
+        Some(CredentialReuse {
+            secret_hash: hash,
+            secret_kind: self.kind.clone(),
+            secret_printable: self.printable.clone(),
+            target_count: self.targets.len() as u64,
+            targets,
+            attacker_count: self.attackers.len() as u64,
+            attackers: self.attackers.iter().take(LIST_MAX).cloned().collect(),
+            credential_rows: self.rows,
+            first_seen_ns: self.first_seen_ns,
+            last_seen_ns: self.last_seen_ns,
+        })
+    }
+}
+
+impl State {
+    pub fn clear(&mut self) {
+        *self = State::default();
+    }
+
+    fn size(&self) -> usize {
+        self.loaded.len()
+            + self.last.len()
+            + self.scans_loaded.len()
+            + self.episodes.len()
+            + self.secrets.len()
+            + self.secret_members
+    }
+
+    /// Loads the newest sessions and the touches of the attackers in `ips` not yet loaded.
+    async fn load_attackers(
+        &mut self,
+        repo: &Repository,
+        ips: impl IntoIterator<Item = IpAddr>,
+        c: &mut Counters,
+    ) -> Result<(), RepoError> {
+        let missing: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| !self.loaded.contains(ip))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        c.add("state_attackers_loaded", missing.len() as u64);
+        for s in repo.latest_sessions(&missing).await? {
+            self.last
+                .insert((s.attacker_ip, s.decky.clone(), s.service.clone()), s);
+        }
+        for ip in &missing {
+            self.touches.entry(*ip).or_default();
+        }
+        for t in repo.touches_of(&missing).await? {
+            self.touches.entry(t.attacker_ip).or_default().push(t);
+        }
+        self.loaded.extend(missing);
+        Ok(())
+    }
+
+    /// Loads the newest scan episode of every (attacker, kind) of `ips` not yet loaded, from the
+    /// flows taken in so far (ids up to `max_id`).
+    async fn load_scans(
+        &mut self,
+        repo: &Repository,
+        dir: &Directory,
+        cfg: &ScanConfig,
+        ips: impl IntoIterator<Item = IpAddr>,
+        max_id: i64,
+        c: &mut Counters,
+    ) -> Result<(), RepoError> {
+        let missing: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| !self.scans_loaded.contains(ip))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for (ip, kind, start) in repo.latest_scan_starts(&missing).await? {
+            let Some(kind) = ProbeKind::ALL.into_iter().find(|k| k.name() == kind) else {
+                continue;
+            };
+            c.add("state_episodes_loaded", 1);
+            let probes = probes_of(&repo.flows_from(ip, start, max_id).await?, kind, dir);
+            if let Some(e) = scans::cut(&probes, cfg).pop() {
+                self.episodes.insert((ip, kind), e);
+            }
+        }
+        self.scans_loaded.extend(missing);
+        Ok(())
+    }
+
+    /// Loads what the credential rows up to `max_id` say of the secrets in `hashes` not yet
+    /// loaded.
+    async fn load_secrets(
+        &mut self,
+        repo: &Repository,
+        hashes: &BTreeSet<[u8; 32]>,
+        max_id: i64,
+        c: &mut Counters,
+    ) -> Result<(), RepoError> {
+        let missing: Vec<[u8; 32]> = hashes
+            .iter()
+            .filter(|h| !self.secrets.contains_key(*h))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        c.add("state_secrets_loaded", missing.len() as u64);
+        for cred in repo.credentials_by_secret(&missing, max_id).await? {
+            let s = self
+                .secrets
+                .entry(cred.secret_hash)
+                .or_insert_with(|| Secret::new(&cred));
+            self.secret_members += s.add(&cred);
+        }
+        Ok(())
+    }
+}
+
+/// The probes of `kind` among `flows`.
+fn probes_of(flows: &[FlowRecord], kind: ProbeKind, dir: &Directory) -> Vec<Probe> {
+    flows
+        .iter()
+        .filter(|f| scans::probe_kind(f) == Some(kind))
+        .map(|f| probe(f, dir))
+        .collect()
+}
+
+fn probe(f: &FlowRecord, dir: &Directory) -> Probe {
+    Probe {
+        first_seen_ns: f.first_seen_ns,
+        last_seen_ns: f.last_seen_ns,
+        host: scans::host_name(f.dst_ip, &dir.by_ip),
+        port: f.dst_port,
+    }
+}
+
+/// The session key whose bytes a flow counts toward: an attacker's flow to a decky's service,
+/// or that service's reply to the attacker.
+fn flow_key(f: &FlowRecord, dir: &Directory) -> Option<Key> {
+    match (dir.by_ip.get(&f.src_ip), dir.by_ip.get(&f.dst_ip)) {
+        (None, Some(decky)) => {
+            let service = dir.service(decky, f.dst_port)?;
+            Some((f.src_ip, decky.clone(), service))
+        }
+        (Some(decky), None) => {
+            let service = dir.service(decky, f.src_port)?;
+            Some((f.dst_ip, decky.clone(), service))
+        }
+        _ => None,
+    }
+}
+
+/// Runs batches until no input is pending (or `stop` is set), with a fresh [`State`].
 pub async fn run_pass(
     repo: &Repository,
     cfg: &Config,
     stop: &Arc<AtomicBool>,
+) -> Result<Counters, RepoError> {
+    run_pass_with(repo, cfg, stop, &mut State::default()).await
+}
+
+/// Runs batches until no input is pending (or `stop` is set), keeping `state` between them
+/// (and between passes). Returns this pass's counters.
+pub async fn run_pass_with(
+    repo: &Repository,
+    cfg: &Config,
+    stop: &Arc<AtomicBool>,
+    state: &mut State,
+) -> Result<Counters, RepoError> {
+    let r = pass(repo, cfg, stop, state).await;
+    if r.is_err() {
+        state.clear();
+    }
+    r
+}
+
+async fn position(repo: &Repository, cfg: &Config, input: &str) -> Result<i64, RepoError> {
+    Ok(repo
+        .cursor(WORKER, &cfg.host, input)
+        .await?
+        .map_or(0, |c| c.position))
+}
+
+async fn pass(
+    repo: &Repository,
+    cfg: &Config,
+    stop: &Arc<AtomicBool>,
+    state: &mut State,
 ) -> Result<Counters, RepoError> {
     let mut total = Counters::default();
     let dir = Directory::load(repo).await?;
@@ -147,17 +414,20 @@ pub async fn run_pass(
             if stop.load(Ordering::Relaxed) {
                 return Ok(total);
             }
-            let position = repo
-                .cursor(WORKER, &cfg.host, input)
-                .await?
-                .map_or(0, |c| c.position);
+            if state.size() > STATE_MAX {
+                state.clear();
+                total.add("state_resets", 1);
+            }
+            let position = position(repo, cfg, input).await?;
             let (batch, next, c) = match input {
                 "events" => {
                     let facts = repo.event_facts_after(position, cfg.batch).await?;
                     let Some(last) = facts.last().map(|f| f.id) else {
                         break;
                     };
-                    let (b, c) = events_batch(repo, cfg, &dir, &facts).await?;
+                    let flows_done = position_of_flows(repo, cfg).await?;
+                    let (b, c) =
+                        events_batch(repo, cfg, &dir, &facts, last, flows_done, state).await?;
                     (b, last, c)
                 }
                 "credentials" => {
@@ -165,12 +435,7 @@ pub async fn run_pass(
                     let Some(last) = creds.last().map(|c| c.id) else {
                         break;
                     };
-                    let mut c = Counters::default();
-                    c.add("credentials_read", creds.len() as u64);
-                    let hashes: BTreeSet<[u8; 32]> = creds.iter().map(|c| c.secret_hash).collect();
-                    let ips: BTreeSet<IpAddr> = creds.iter().map(|c| c.attacker_ip).collect();
-                    let mut b = IntelBatch::default();
-                    reuse_for(repo, &hashes, &ips, &mut b, &mut c).await?;
+                    let (b, c) = credentials_batch(repo, &creds, position, state).await?;
                     (b, last, c)
                 }
                 _ => {
@@ -187,7 +452,8 @@ pub async fn run_pass(
                         }
                         break;
                     };
-                    let (b, c) = flows_batch(repo, cfg, &dir, &settled).await?;
+                    let (b, c) =
+                        flows_batch(repo, cfg, &dir, &settled, position, last, state).await?;
                     (b, last, c)
                 }
             };
@@ -217,28 +483,34 @@ pub async fn run_pass(
     Ok(total)
 }
 
-/// The sessions of `keys` (key → the earliest new evidence), recomputed.
+async fn position_of_flows(repo: &Repository, cfg: &Config) -> Result<i64, RepoError> {
+    position(repo, cfg, "flows").await
+}
+
+/// Sessions of `keys` (key → the earliest late evidence) recomputed from stored events (ids up
+/// to `max_event`) and flows taken in (ids up to `max_flow`): the path for late events that
+/// change where sessions are cut. Returns the replacements and the sessions each key gained.
 async fn recompute_sessions(
     repo: &Repository,
     cfg: &Config,
     dir: &Directory,
     keys: &BTreeMap<Key, i64>,
+    (max_event, max_flow): (i64, i64),
     c: &mut Counters,
-) -> Result<Vec<SessionReplace>, RepoError> {
+) -> Result<Vec<(SessionReplace, u64)>, RepoError> {
     // Keys are independent: read them a few at a time (the pool has several connections; on
     // SQLite, WAL readers do not block each other). Results keep the key order.
     // Owned items: a closure over borrowed items is not `Send` for every lifetime, which
     // `tokio::spawn` (embedded workers) needs.
     let owned: Vec<(Key, i64)> = keys.iter().map(|(k, at)| (k.clone(), *at)).collect();
-    let out: Vec<SessionReplace> = futures::stream::iter(owned)
-        .map(|(key, at)| async move { recompute_key(repo, cfg, dir, &key, at).await })
+    let out: Vec<(SessionReplace, u64)> = futures::stream::iter(owned)
+        .map(|(key, at)| async move {
+            recompute_key(repo, cfg, dir, &key, at, max_event, max_flow).await
+        })
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;
-    c.add(
-        "sessions_written",
-        out.iter().map(|r| r.sessions.len() as u64).sum(),
-    );
+    c.add("sessions_recomputed", out.len() as u64);
     Ok(out)
 }
 
@@ -248,24 +520,19 @@ async fn recompute_key(
     dir: &Directory,
     (ip, decky, service): &Key,
     at: i64,
-) -> Result<SessionReplace, RepoError> {
+    max_event: i64,
+    max_flow: i64,
+) -> Result<(SessionReplace, u64), RepoError> {
     let from = repo
         .session_start_before(*ip, decky, service, at)
         .await?
         .unwrap_or(at)
         .min(at);
-    let events = repo.key_events(*ip, decky, service, from).await?;
-    let kes: Vec<KeyEvent> = events
-        .iter()
-        .map(|e| {
-            let i = vocab::interpret(&e.event_type, &e.fields);
-            KeyEvent {
-                ts_ns: e.ts_ns,
-                kind: i.kind,
-                command: i.command,
-            }
-        })
-        .collect();
+    let before = repo.count_sessions_from(*ip, decky, service, from).await?;
+    let events = repo
+        .key_events(*ip, decky, service, from, max_event)
+        .await?;
+    let kes: Vec<KeyEvent> = events.iter().map(key_event).collect();
     let mut sessions = sessions::sessionize(*ip, decky, service, &kes, cfg.idle_gap_ns);
     if let (Some(dip), Some(port)) = (dir.ip_of.get(decky), dir.port(decky, service)) {
         for s in &mut sessions {
@@ -276,82 +543,86 @@ async fn recompute_key(
                     port,
                     s.started_ns.saturating_sub(FLOW_SLACK_NS),
                     s.ended_ns.saturating_add(FLOW_SLACK_NS),
+                    max_flow,
                 )
                 .await?;
         }
     }
-    Ok(SessionReplace {
-        attacker_ip: *ip,
-        decky: decky.clone(),
-        service: service.clone(),
-        from_ns: from,
-        sessions,
-    })
+    let gained = (sessions.len() as u64).saturating_sub(before);
+    Ok((
+        SessionReplace {
+            attacker_ip: *ip,
+            decky: decky.clone(),
+            service: service.clone(),
+            from_ns: from,
+            sessions,
+        },
+        gained,
+    ))
 }
 
-/// Credential reuse for `hashes` (secrets of new credential rows), recomputed in SQL. The
-/// attackers of a secret whose target count changed go to the profiler (their "credential
-/// reused" factor changed); otherwise only the new rows' attackers do.
-async fn reuse_for(
-    repo: &Repository,
-    hashes: &BTreeSet<[u8; 32]>,
-    new_rows: &BTreeSet<IpAddr>,
-    b: &mut IntelBatch,
-    c: &mut Counters,
-) -> Result<(), RepoError> {
-    if hashes.is_empty() {
-        return Ok(());
+fn key_event(e: &EventFact) -> KeyEvent {
+    let i = vocab::interpret(&e.event_type, &e.fields);
+    KeyEvent {
+        ts_ns: e.ts_ns,
+        kind: i.kind,
+        command: i.command,
     }
-    let hashes: Vec<[u8; 32]> = hashes.iter().copied().collect();
-    let stored = repo.reuse_target_counts(&hashes).await?;
-    let records = repo.reuse_of_secrets(&hashes).await?;
-    let mut ips: BTreeSet<IpAddr> = new_rows.clone();
-    for r in &records {
-        if stored.get(&r.secret_hash) != Some(&r.target_count) {
-            ips.extend(repo.secret_attackers(&r.secret_hash, usize::MAX).await?);
-        }
+}
+
+/// A part of a session's span (widened by the flow slack) that no flow has been counted for
+/// yet: `(lo, hi]`, or `[lo, hi]` when `from_lo`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    row: usize,
+    lo: i64,
+    hi: i64,
+    from_lo: bool,
+}
+
+impl Window {
+    fn contains(&self, t: i64) -> bool {
+        (t > self.lo || (self.from_lo && t == self.lo)) && t <= self.hi
     }
-    b.evidence = ips.into_iter().collect();
-    c.add("reuse_written", records.len() as u64);
-    b.reuse = records;
-    Ok(())
 }
 
-/// Traversals of `ips` from their stored touches plus `new` ones.
-async fn traversals_for(
-    repo: &Repository,
-    ips: &BTreeSet<IpAddr>,
-    new: &[Touch],
-    b: &mut IntelBatch,
-    c: &mut Counters,
-) -> Result<(), RepoError> {
-    let found: Vec<Option<decnet_core::model::Traversal>> =
-        futures::stream::iter(ips.iter().copied().collect::<Vec<IpAddr>>())
-            .map(|ip| async move {
-                let mut touches = repo.touches(ip).await?;
-                touches.extend(new.iter().filter(|t| t.attacker_ip == ip).cloned());
-                Ok::<_, RepoError>(traversal::traversal(ip, &touches))
-            })
-            .buffered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-    b.traversals.extend(found.into_iter().flatten());
-    c.add("traversals_written", b.traversals.len() as u64);
-    Ok(())
+/// Attacker facts a batch adds.
+fn add_fact(
+    map: &mut BTreeMap<IpAddr, AttackerUpdate>,
+    ip: IpAddr,
+    first: i64,
+    last: i64,
+) -> &mut AttackerUpdate {
+    let a = map.entry(ip).or_insert(AttackerUpdate {
+        ip,
+        first_seen_ns: first,
+        last_seen_ns: last,
+        event_count: 0,
+        session_count: 0,
+        credential_count: 0,
+        flow_count: 0,
+    });
+    a.first_seen_ns = a.first_seen_ns.min(first);
+    a.last_seen_ns = a.last_seen_ns.max(last);
+    a
 }
 
-/// What a batch of new events changes.
+/// What a batch of new events (ids up to `last_id`) changes. `flows_done`: the flows cursor
+/// (flows up to it have been counted into sessions).
 async fn events_batch(
     repo: &Repository,
     cfg: &Config,
     dir: &Directory,
     facts: &[EventFact],
+    last_id: i64,
+    flows_done: i64,
+    state: &mut State,
 ) -> Result<(IntelBatch, Counters), RepoError> {
     let mut c = Counters::default();
     c.add("events_read", facts.len() as u64);
-    let mut keys: BTreeMap<Key, i64> = BTreeMap::new();
+    let mut by_key: BTreeMap<Key, Vec<KeyEvent>> = BTreeMap::new();
     let mut touches: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
-    let mut attackers: BTreeMap<IpAddr, (i64, i64)> = BTreeMap::new();
+    let mut attackers: BTreeMap<IpAddr, AttackerUpdate> = BTreeMap::new();
     for f in facts {
         let Some(ip) = f.attacker_ip else {
             c.add("events_without_attacker", 1);
@@ -362,45 +633,213 @@ async fn events_batch(
             c.add("events_bad_fields", 1);
         }
         let key = (ip, f.decky.clone(), f.service.clone());
-        let k = keys.entry(key.clone()).or_insert(f.ts_ns);
-        *k = (*k).min(f.ts_ns);
-        let t = touches.entry(key).or_insert((f.ts_ns, f.ts_ns));
+        let t = touches.entry(key.clone()).or_insert((f.ts_ns, f.ts_ns));
         *t = (t.0.min(f.ts_ns), t.1.max(f.ts_ns));
-        let a = attackers.entry(ip).or_insert((f.ts_ns, f.ts_ns));
-        *a = (a.0.min(f.ts_ns), a.1.max(f.ts_ns));
+        add_fact(&mut attackers, ip, f.ts_ns, f.ts_ns).event_count += 1;
+        by_key.entry(key).or_default().push(KeyEvent {
+            ts_ns: f.ts_ns,
+            kind: i.kind,
+            command: i.command,
+        });
     }
-    let mut b = IntelBatch {
-        sessions: recompute_sessions(repo, cfg, dir, &keys, &mut c).await?,
-        touches: touches
-            .into_iter()
-            .map(|((ip, decky, service), (first, last))| Touch {
-                attacker_ip: ip,
-                decky,
-                service,
-                first_seen_ns: first,
-                last_seen_ns: last,
-            })
-            .collect(),
-        ..IntelBatch::default()
-    };
-    let ips: BTreeSet<IpAddr> = attackers.keys().copied().collect();
-    let new_touches = b.touches.clone();
-    traversals_for(repo, &ips, &new_touches, &mut b, &mut c).await?;
-    b.attackers = attackers
-        .iter()
-        .map(|(ip, (first, last))| AttackerUpdate {
-            ip: *ip,
-            first_seen_ns: *first,
-            last_seen_ns: *last,
-            event_count: 0,
-            session_count: 0,
-            credential_count: 0,
-            flow_count: 0,
+    state
+        .load_attackers(repo, attackers.keys().copied(), &mut c)
+        .await?;
+
+    let mut b = IntelBatch::default();
+    let mut late: BTreeMap<Key, i64> = BTreeMap::new();
+    let mut extended: Vec<(Key, Vec<Session>)> = Vec::new();
+    let mut windows: HashMap<Key, Vec<Window>> = HashMap::new();
+    for (key, mut evs) in by_key {
+        // Facts come in id order: a stable sort by time keeps arrival order among equal times.
+        evs.sort_by_key(|e| e.ts_ns);
+        let stored = state.last.get(&key).cloned();
+        let (mut before, after): (Vec<KeyEvent>, Vec<KeyEvent>) = match &stored {
+            Some(s) => evs.into_iter().partition(|e| e.ts_ns < s.ended_ns),
+            None => (Vec::new(), evs),
+        };
+        if let Some(s) = &stored
+            && !before.iter().all(|e| sessions::absorbs(s, e))
+        {
+            before.sort_by_key(|e| e.ts_ns);
+            late.insert(key, before[0].ts_ns);
+            continue;
+        }
+        let mut last = stored.clone();
+        if let Some(s) = &mut last {
+            s.event_count += before.len() as u64;
+            c.add("late_events_absorbed", before.len() as u64);
+        }
+        let rows = sessions::extend(key.0, &key.1, &key.2, last, &after, cfg.idle_gap_ns);
+        let kept = usize::from(stored.is_some());
+        let w = windows.entry(key.clone()).or_default();
+        if let (Some(old), Some(now)) = (&stored, rows.first())
+            && now.ended_ns > old.ended_ns
+        {
+            w.push(Window {
+                row: 0,
+                lo: old.ended_ns.saturating_add(FLOW_SLACK_NS),
+                hi: now.ended_ns.saturating_add(FLOW_SLACK_NS),
+                from_lo: false,
+            });
+        }
+        for (row, s) in rows.iter().enumerate().skip(kept) {
+            w.push(Window {
+                row,
+                lo: s.started_ns.saturating_sub(FLOW_SLACK_NS),
+                hi: s.ended_ns.saturating_add(FLOW_SLACK_NS),
+                from_lo: true,
+            });
+        }
+        add_fact(&mut attackers, key.0, i64::MAX, i64::MIN).session_count +=
+            (rows.len() - kept) as u64;
+        extended.push((key, rows));
+    }
+
+    // Flows already taken in that the sessions' new spans now cover.
+    let spans = windows.values().flatten();
+    let (lo, hi) = spans.fold((i64::MAX, i64::MIN), |(lo, hi), w| {
+        (lo.min(w.lo), hi.max(w.hi))
+    });
+    if flows_done > 0 && lo <= hi {
+        let flows = repo.flows_between(lo, hi, flows_done).await?;
+        c.add("flows_reread", flows.len() as u64);
+        let index: HashMap<&Key, usize> = extended
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k, i))
+            .collect();
+        let mut adds: Vec<(usize, usize, u64)> = Vec::new();
+        for f in &flows {
+            let Some(key) = flow_key(f, dir) else {
+                continue;
+            };
+            let (Some(ws), Some(i)) = (windows.get(&key), index.get(&key)) else {
+                continue;
+            };
+            for w in ws.iter().filter(|w| w.contains(f.first_seen_ns)) {
+                adds.push((*i, w.row, f.bytes));
+            }
+        }
+        for (i, row, bytes) in adds {
+            let s = &mut extended[i].1[row];
+            s.bytes = s.bytes.saturating_add(bytes);
+        }
+    }
+    for (key, rows) in extended {
+        if let Some(s) = rows.last() {
+            state.last.insert(key, s.clone());
+        }
+        b.session_rows.extend(rows);
+    }
+    for (replace, gained) in
+        recompute_sessions(repo, cfg, dir, &late, (last_id, flows_done), &mut c).await?
+    {
+        let key = (
+            replace.attacker_ip,
+            replace.decky.clone(),
+            replace.service.clone(),
+        );
+        if let Some(s) = replace.sessions.last() {
+            state.last.insert(key, s.clone());
+        }
+        add_fact(&mut attackers, replace.attacker_ip, i64::MAX, i64::MIN).session_count += gained;
+        b.sessions.push(replace);
+    }
+    c.add(
+        "sessions_written",
+        (b.session_rows.len() + b.sessions.iter().map(|r| r.sessions.len()).sum::<usize>()) as u64,
+    );
+
+    b.touches = touches
+        .into_iter()
+        .map(|((ip, decky, service), (first, last))| Touch {
+            attacker_ip: ip,
+            decky,
+            service,
+            first_seen_ns: first,
+            last_seen_ns: last,
         })
         .collect();
-    b.refresh = ips.iter().copied().collect();
-    b.evidence = ips.iter().copied().collect();
-    c.add("attackers_updated", ips.len() as u64);
+    for t in &b.touches {
+        let list = state.touches.entry(t.attacker_ip).or_default();
+        match list
+            .iter_mut()
+            .find(|s| s.decky == t.decky && s.service == t.service)
+        {
+            Some(s) => {
+                s.first_seen_ns = s.first_seen_ns.min(t.first_seen_ns);
+                s.last_seen_ns = s.last_seen_ns.max(t.last_seen_ns);
+            }
+            None => list.push(t.clone()),
+        }
+    }
+    for ip in attackers.keys() {
+        if let Some(t) = state
+            .touches
+            .get(ip)
+            .and_then(|ts| traversal::traversal(*ip, ts))
+        {
+            b.traversals.push(t);
+        }
+    }
+    c.add("traversals_written", b.traversals.len() as u64);
+    c.add("attackers_updated", attackers.len() as u64);
+    b.evidence = attackers.keys().copied().collect();
+    b.attacker_adds = attackers.into_values().collect();
+    Ok((b, c))
+}
+
+/// What a batch of new credential rows changes: the reuse of their secrets (from the rows up
+/// to `position` and these). The attackers of a secret whose target count changed go to the
+/// profiler (their "credential reused" factor changed); otherwise only the new rows' attackers
+/// do.
+async fn credentials_batch(
+    repo: &Repository,
+    creds: &[Credential],
+    position: i64,
+    state: &mut State,
+) -> Result<(IntelBatch, Counters), RepoError> {
+    let mut c = Counters::default();
+    c.add("credentials_read", creds.len() as u64);
+    let hashes: BTreeSet<[u8; 32]> = creds.iter().map(|c| c.secret_hash).collect();
+    state.load_secrets(repo, &hashes, position, &mut c).await?;
+    let before: BTreeMap<[u8; 32], usize> = hashes
+        .iter()
+        .map(|h| (*h, state.secrets.get(h).map_or(0, |s| s.targets.len())))
+        .collect();
+    let mut attackers: BTreeMap<IpAddr, AttackerUpdate> = BTreeMap::new();
+    for cred in creds {
+        let s = state
+            .secrets
+            .entry(cred.secret_hash)
+            .or_insert_with(|| Secret::new(cred));
+        state.secret_members += s.add(cred);
+        add_fact(
+            &mut attackers,
+            cred.attacker_ip,
+            cred.first_seen_ns,
+            cred.last_seen_ns,
+        )
+        .credential_count += 1;
+    }
+    let mut b = IntelBatch::default();
+    let mut evidence: BTreeSet<IpAddr> = attackers.keys().copied().collect();
+    for (hash, was) in before {
+        let Some(s) = state.secrets.get(&hash) else {
+            continue;
+        };
+        let Some(r) = s.record(hash) else {
+            continue;
+        };
+        if s.targets.len() != was {
+            evidence.extend(s.attackers.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
+        }
+        b.reuse.push(r);
+    }
+    c.add("reuse_written", b.reuse.len() as u64);
+    b.evidence = evidence.into_iter().collect();
+    b.attacker_adds = attackers.into_values().collect();
     Ok((b, c))
 }
 
@@ -412,102 +851,141 @@ fn looks_like_reply(f: &FlowRecord) -> bool {
         && f.dst_port >= 1024
 }
 
-/// What a batch of settled new flows changes.
+/// What a batch of settled new flows (ids after `position`, up to `last_id`) changes.
 async fn flows_batch(
     repo: &Repository,
     cfg: &Config,
     dir: &Directory,
     flows: &[(i64, FlowRecord)],
+    position: i64,
+    last_id: i64,
+    state: &mut State,
 ) -> Result<(IntelBatch, Counters), RepoError> {
     let mut c = Counters::default();
     c.add("flows_read", flows.len() as u64);
     let mut b = IntelBatch::default();
-    let mut attackers: BTreeMap<IpAddr, (i64, i64)> = BTreeMap::new();
-    let mut scan_keys: BTreeMap<IpAddr, BTreeMap<ProbeKind, i64>> = BTreeMap::new();
-    let mut session_keys: BTreeMap<Key, i64> = BTreeMap::new();
+    let mut attackers: BTreeMap<IpAddr, AttackerUpdate> = BTreeMap::new();
+    let mut probes: BTreeMap<(IpAddr, ProbeKind), Vec<Probe>> = BTreeMap::new();
+    let mut counted: Vec<(Key, i64, u64)> = Vec::new();
     for (_, f) in flows {
         if let Some(p) = traversal::pivot(f, &dir.by_ip, &dir.ports) {
             b.pivots.push(p);
             continue;
         }
-        if dir.by_ip.contains_key(&f.src_ip) || (dir.by_ip.is_empty() && looks_like_reply(f)) {
-            continue; // a decky's reply
+        if dir.by_ip.contains_key(&f.src_ip) {
+            // A decky's reply: its bytes count toward the attacker's session.
+            if let Some(key) = flow_key(f, dir) {
+                counted.push((key, f.first_seen_ns, f.bytes));
+            }
+            continue;
         }
-        let a = attackers
-            .entry(f.src_ip)
-            .or_insert((f.first_seen_ns, f.last_seen_ns));
-        *a = (a.0.min(f.first_seen_ns), a.1.max(f.last_seen_ns));
+        if dir.by_ip.is_empty() && looks_like_reply(f) {
+            continue;
+        }
+        add_fact(&mut attackers, f.src_ip, f.first_seen_ns, f.last_seen_ns).flow_count += 1;
         if let Some(kind) = scans::probe_kind(f) {
             c.add("probe_flows", 1);
-            let k = scan_keys
-                .entry(f.src_ip)
+            probes
+                .entry((f.src_ip, kind))
                 .or_default()
-                .entry(kind)
-                .or_insert(f.first_seen_ns);
-            *k = (*k).min(f.first_seen_ns);
-        } else if let Some(decky) = dir.by_ip.get(&f.dst_ip)
-            && let Some(service) = dir.service(decky, f.dst_port)
-        {
-            let k = session_keys
-                .entry((f.src_ip, decky.clone(), service))
-                .or_insert(f.first_seen_ns);
-            *k = (*k).min(f.first_seen_ns);
+                .push(probe(f, dir));
+        } else if let Some(key) = flow_key(f, dir) {
+            counted.push((key, f.first_seen_ns, f.bytes));
         }
     }
     c.add("pivots_written", b.pivots.len() as u64);
-    b.sessions = recompute_sessions(repo, cfg, dir, &session_keys, &mut c).await?;
-    for (ip, kinds) in &scan_keys {
-        let mut froms: Vec<(ProbeKind, i64)> = Vec::new();
-        for (kind, at) in kinds {
-            let from = repo
-                .scan_start_before(*ip, kind.name(), *at)
-                .await?
-                .unwrap_or(*at)
-                .min(*at);
-            froms.push((*kind, from));
+
+    // Bytes: into the sessions whose span (widened by the slack) covers the flow's start. A
+    // session that does not cover it yet counts it when its span grows to it.
+    let mut ips: BTreeSet<IpAddr> = attackers.keys().copied().collect();
+    ips.extend(counted.iter().map(|(k, _, _)| k.0));
+    state
+        .load_attackers(repo, ips.iter().copied(), &mut c)
+        .await?;
+    let mut dirty: BTreeSet<Key> = BTreeSet::new();
+    for (key, at, bytes) in counted {
+        let Some(s) = state.last.get_mut(&key) else {
+            continue;
+        };
+        if at >= s.started_ns.saturating_sub(FLOW_SLACK_NS)
+            && at <= s.ended_ns.saturating_add(FLOW_SLACK_NS)
+        {
+            s.bytes = s.bytes.saturating_add(bytes);
+            dirty.insert(key.clone());
         }
-        let min_from = froms.iter().map(|(_, f)| *f).min().unwrap_or(0);
-        let stored = repo.flows_from(*ip, min_from).await?;
-        for (kind, from) in froms {
-            let probes: Vec<Probe> = stored
-                .iter()
-                .filter(|f| f.first_seen_ns >= from && scans::probe_kind(f) == Some(kind))
-                .map(|f| Probe {
-                    first_seen_ns: f.first_seen_ns,
-                    last_seen_ns: f.last_seen_ns,
-                    host: scans::host_name(f.dst_ip, &dir.by_ip),
-                    port: f.dst_port,
-                })
-                .collect();
-            let episodes = scans::episodes(*ip, kind, &probes, &cfg.scan);
-            c.add(
-                "scans_detected_recomputed",
-                episodes.iter().filter(|e| e.detected).count() as u64,
-            );
-            b.scans.push(ScanReplace {
-                attacker_ip: *ip,
-                kind: kind.name().to_owned(),
-                from_ns: from,
-                scans: episodes,
+        if at <= s.started_ns.saturating_add(FLOW_SLACK_NS) {
+            b.session_bytes.push(SessionBytes {
+                attacker_ip: key.0,
+                decky: key.1.clone(),
+                service: key.2.clone(),
+                at_ns: at,
+                slack_ns: FLOW_SLACK_NS,
+                before_ns: s.started_ns,
+                bytes,
             });
         }
     }
-    b.attackers = attackers
+    b.session_rows = dirty
         .iter()
-        .map(|(ip, (first, last))| AttackerUpdate {
-            ip: *ip,
-            first_seen_ns: *first,
-            last_seen_ns: *last,
-            event_count: 0,
-            session_count: 0,
-            credential_count: 0,
-            flow_count: 0,
-        })
+        .filter_map(|k| state.last.get(k).cloned())
         .collect();
-    let mut ips: BTreeSet<IpAddr> = attackers.keys().copied().collect();
-    ips.extend(session_keys.keys().map(|(ip, _, _)| *ip));
-    b.refresh = ips.iter().copied().collect();
-    b.evidence = ips.into_iter().collect();
+    c.add("sessions_written", b.session_rows.len() as u64);
+
+    // Scan episodes: extend the newest of each (attacker, kind); probes that start before it
+    // recompute the key from the stored flows.
+    state
+        .load_scans(
+            repo,
+            dir,
+            &cfg.scan,
+            probes.keys().map(|(ip, _)| *ip),
+            position,
+            &mut c,
+        )
+        .await?;
+    for ((ip, kind), mut ps) in probes {
+        ps.sort_by_key(|p| p.first_seen_ns);
+        let stored = state.episodes.get(&(ip, kind)).cloned();
+        let (from, rows) = match stored {
+            Some(e) if ps[0].first_seen_ns < e.started_ns => {
+                c.add("scans_recomputed", 1);
+                let at = ps[0].first_seen_ns;
+                let from = repo
+                    .scan_start_before(ip, kind.name(), at)
+                    .await?
+                    .unwrap_or(at)
+                    .min(at);
+                let all = probes_of(&repo.flows_from(ip, from, last_id).await?, kind, dir);
+                (from, scans::cut(&all, &cfg.scan))
+            }
+            stored => {
+                let mut rows: Vec<Episode> = stored.into_iter().collect();
+                for p in &ps {
+                    match rows.last_mut() {
+                        Some(e) if e.continues(p, &cfg.scan) => e.add(p),
+                        _ => rows.push(Episode::new(p)),
+                    }
+                }
+                (rows.first().map_or(0, |e| e.started_ns), rows)
+            }
+        };
+        let episodes: Vec<Scan> = rows.iter().map(|e| e.scan(ip, kind, &cfg.scan)).collect();
+        c.add(
+            "scans_detected_written",
+            episodes.iter().filter(|e| e.detected).count() as u64,
+        );
+        if let Some(e) = rows.into_iter().next_back() {
+            state.episodes.insert((ip, kind), e);
+        }
+        b.scans.push(ScanReplace {
+            attacker_ip: ip,
+            kind: kind.name().to_owned(),
+            from_ns: from,
+            scans: episodes,
+        });
+    }
     c.add("attackers_updated", attackers.len() as u64);
+    b.evidence = ips.into_iter().collect();
+    b.attacker_adds = attackers.into_values().collect();
     Ok((b, c))
 }

@@ -87,64 +87,109 @@ pub struct Probe {
 
 /// Cuts the probes of one (attacker, kind), sorted by `first_seen_ns`, into episodes.
 pub fn episodes(ip: IpAddr, kind: ProbeKind, probes: &[Probe], cfg: &ScanConfig) -> Vec<Scan> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < probes.len() {
-        let mut j = i + 1;
-        while j < probes.len()
-            && probes[j]
-                .first_seen_ns
-                .saturating_sub(probes[j - 1].first_seen_ns)
-                <= cfg.gap_ns
-        {
-            j += 1;
+    cut(probes, cfg)
+        .iter()
+        .map(|e| e.scan(ip, kind, cfg))
+        .collect()
+}
+
+/// [`episodes`] as accumulators (which can take more probes).
+pub fn cut(probes: &[Probe], cfg: &ScanConfig) -> Vec<Episode> {
+    let mut out: Vec<Episode> = Vec::new();
+    for p in probes {
+        match out.last_mut() {
+            Some(e) if e.continues(p, cfg) => e.add(p),
+            _ => out.push(Episode::new(p)),
         }
-        out.push(episode(ip, kind, &probes[i..j], cfg));
-        i = j;
     }
     out
 }
 
-fn episode(ip: IpAddr, kind: ProbeKind, probes: &[Probe], cfg: &ScanConfig) -> Scan {
-    let hosts: BTreeSet<&str> = probes.iter().map(|p| p.host.as_str()).collect();
-    let ports: BTreeSet<u16> = if kind == ProbeKind::Ping {
-        BTreeSet::new()
-    } else {
-        probes.iter().map(|p| p.port).collect()
-    };
-    let started = probes.first().map_or(0, |p| p.first_seen_ns);
-    let ended = probes
-        .iter()
-        .map(|p| p.last_seen_ns.max(p.first_seen_ns))
-        .max()
-        .unwrap_or(started);
-    let span = u128::try_from(ended.saturating_sub(started))
-        .unwrap_or(0)
-        .max(1_000_000_000);
-    let n = probes.len() as u64;
-    let rate = u64::try_from(u128::from(n) * 60_000_000_000 / span).unwrap_or(u64::MAX);
-    let (port_count, host_count) = (ports.len() as u64, hosts.len() as u64);
-    let detected =
-        host_count >= cfg.min_hosts || (kind != ProbeKind::Ping && port_count >= cfg.min_ports);
-    Scan {
-        attacker_ip: ip,
-        kind: kind.name().to_owned(),
-        started_ns: started,
-        ended_ns: ended,
-        probes: n,
-        port_count,
-        ports: ports
-            .into_iter()
-            .take(decnet_core::repo::LIST_MAX)
-            .collect(),
-        host_count,
-        hosts: hosts
-            .into_iter()
-            .take(decnet_core::repo::LIST_MAX)
-            .map(str::to_owned)
-            .collect(),
-        rate_per_min: rate,
-        detected,
+/// One episode as it grows: what its [`Scan`] row is computed from, with the full sets of
+/// ports and hosts (the row keeps only the first few hundred).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    pub started_ns: i64,
+    pub ended_ns: i64,
+    /// The latest probe start (the gap rule measures from it).
+    pub last_start_ns: i64,
+    pub probes: u64,
+    pub ports: BTreeSet<u16>,
+    pub hosts: BTreeSet<String>,
+}
+
+impl Episode {
+    pub fn new(p: &Probe) -> Episode {
+        let mut e = Episode {
+            started_ns: p.first_seen_ns,
+            ended_ns: p.first_seen_ns,
+            last_start_ns: p.first_seen_ns,
+            probes: 0,
+            ports: BTreeSet::new(),
+            hosts: BTreeSet::new(),
+        };
+        e.add(p);
+        e
+    }
+
+    /// Whether `p` (no earlier than this episode's start) belongs to this episode: it starts
+    /// inside it, or within the gap after its latest probe.
+    pub fn continues(&self, p: &Probe, cfg: &ScanConfig) -> bool {
+        p.first_seen_ns >= self.started_ns
+            && p.first_seen_ns.saturating_sub(self.last_start_ns) <= cfg.gap_ns
+    }
+
+    pub fn add(&mut self, p: &Probe) {
+        self.started_ns = self.started_ns.min(p.first_seen_ns);
+        self.last_start_ns = self.last_start_ns.max(p.first_seen_ns);
+        self.ended_ns = self.ended_ns.max(p.last_seen_ns.max(p.first_seen_ns));
+        self.probes += 1;
+        self.ports.insert(p.port);
+        if !self.hosts.contains(&p.host) {
+            self.hosts.insert(p.host.clone());
+        }
+    }
+
+    /// The episode's row.
+    pub fn scan(&self, ip: IpAddr, kind: ProbeKind, cfg: &ScanConfig) -> Scan {
+        let (port_count, ports): (u64, Vec<u16>) = if kind == ProbeKind::Ping {
+            (0, Vec::new())
+        } else {
+            (
+                self.ports.len() as u64,
+                self.ports
+                    .iter()
+                    .copied()
+                    .take(decnet_core::repo::LIST_MAX)
+                    .collect(),
+            )
+        };
+        let span = u128::try_from(self.ended_ns.saturating_sub(self.started_ns))
+            .unwrap_or(0)
+            .max(1_000_000_000);
+        let rate =
+            u64::try_from(u128::from(self.probes) * 60_000_000_000 / span).unwrap_or(u64::MAX);
+        let host_count = self.hosts.len() as u64;
+        let detected =
+            host_count >= cfg.min_hosts || (kind != ProbeKind::Ping && port_count >= cfg.min_ports);
+        Scan {
+            attacker_ip: ip,
+            kind: kind.name().to_owned(),
+            started_ns: self.started_ns,
+            ended_ns: self.ended_ns,
+            probes: self.probes,
+            port_count,
+            ports,
+            host_count,
+            hosts: self
+                .hosts
+                .iter()
+                .take(decnet_core::repo::LIST_MAX)
+                .cloned()
+                .collect(),
+            rate_per_min: rate,
+            detected,
+        }
     }
 }
 

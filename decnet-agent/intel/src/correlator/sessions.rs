@@ -36,15 +36,31 @@ pub fn sessionize(
     events: &[KeyEvent],
     idle_gap_ns: i64,
 ) -> Vec<Session> {
-    let mut out: Vec<Session> = Vec::new();
-    let mut prev: Option<&KeyEvent> = None;
+    extend(ip, decky, service, None, events, idle_gap_ns)
+}
+
+/// Continues `last` — the newest stored session of the key, if any — with `events`, which
+/// must all come after the stored ones (no earlier than `last`'s end, in time order, ties in
+/// arrival order). Returns the sessions from `last`'s start on: `last` brought up to date,
+/// then the new ones. Equal to [`sessionize`] over the stored events and `events` together
+/// (from `last`'s start), because a stored last session ended with a disconnect exactly when
+/// it is `closed`.
+pub fn extend(
+    ip: IpAddr,
+    decky: &str,
+    service: &str,
+    last: Option<Session>,
+    events: &[KeyEvent],
+    idle_gap_ns: i64,
+) -> Vec<Session> {
+    let mut out: Vec<Session> = last.into_iter().collect();
     for e in events {
-        let new = match prev {
+        let new = match out.last() {
             None => true,
-            Some(p) => {
-                p.kind == Kind::Disconnect
+            Some(s) => {
+                s.closed
                     || e.kind == Kind::Connect
-                    || e.ts_ns.saturating_sub(p.ts_ns) > idle_gap_ns
+                    || e.ts_ns.saturating_sub(s.ended_ns) > idle_gap_ns
             }
         };
         if new {
@@ -75,9 +91,21 @@ pub fn sessionize(
                 s.closed = true;
             }
         }
-        prev = Some(e);
     }
     out
+}
+
+/// Whether a late event (earlier than `last`'s end) only adds one to `last`'s event count:
+/// it falls inside `last`'s span and neither starts, ends nor types anything. Other late
+/// events change where sessions are cut; their key is recomputed from stored events.
+pub fn absorbs(last: &Session, e: &KeyEvent) -> bool {
+    e.ts_ns >= last.started_ns
+        && e.ts_ns < last.ended_ns
+        && matches!(
+            e.kind,
+            Kind::Auth(_) | Kind::Login | Kind::Request | Kind::Other
+        )
+        && e.command.is_none()
 }
 
 #[cfg(test)]
@@ -162,6 +190,63 @@ mod tests {
             vec![(0, 1, 2, vec![], true), (2, 3, 2, vec![], false)]
         );
         assert!(cut(&[]).is_empty());
+    }
+
+    #[test]
+    fn extending_the_last_session_equals_cutting_everything() {
+        // Every split of a history: sessionize the head, keep its last session as the stored
+        // state, extend it with the tail — the rows equal sessionizing the whole history.
+        let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+        let kinds = [
+            Kind::Connect,
+            Kind::Auth(Some(false)),
+            Kind::Other,
+            Kind::Disconnect,
+            Kind::Command,
+        ];
+        let mut t = 0;
+        let events: Vec<KeyEvent> = (0..120)
+            .map(|i: usize| {
+                t += [1, 0, 299, 300, 301, 5, 900][i % 7];
+                let kind = kinds[(i * 7 + i / 3) % kinds.len()];
+                KeyEvent {
+                    ts_ns: t * S,
+                    kind,
+                    command: (kind == Kind::Command).then(|| format!("cmd{i}")),
+                }
+            })
+            .collect();
+        let full = sessionize(ip, "web-01", "ssh", &events, GAP);
+        for split in 0..=events.len() {
+            let head = sessionize(ip, "web-01", "ssh", &events[..split], GAP);
+            let mut rows: Vec<Session> = head.clone();
+            let last = rows.pop();
+            rows.extend(extend(ip, "web-01", "ssh", last, &events[split..], GAP));
+            assert_eq!(rows, full, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn absorbed_late_events_only_count() {
+        let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+        let mut events = vec![
+            ev(0, Kind::Connect),
+            ev(10, Kind::Other),
+            ev(20, Kind::Other),
+        ];
+        let stored = sessionize(ip, "web-01", "ssh", &events, GAP);
+        let late = ev(15, Kind::Auth(Some(false)));
+        assert!(absorbs(&stored[0], &late));
+        assert!(!absorbs(&stored[0], &ev(15, Kind::Connect)));
+        assert!(
+            !absorbs(&stored[0], &ev(20, Kind::Other)),
+            "at the end: in order"
+        );
+        assert!(!absorbs(&stored[0], &cmd(15, "id")));
+        events.insert(2, late);
+        let mut counted = stored[0].clone();
+        counted.event_count += 1;
+        assert_eq!(sessionize(ip, "web-01", "ssh", &events, GAP), vec![counted]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! **Input**: `attacker_evidence` (the correlator's queue: attackers whose evidence changed, by
 //! sequence number; the profiler keeps a cursor `profiler/evidence` on it), and for each such
-//! attacker its row, newest events (at most `--max-events`), touches, credentials, sessions,
-//! detected scans, credential reuse and fingerprints.
+//! attacker its row, newest events (at most `--max-events`), touches, Σ credential attempts,
+//! Σ session commands, detected scans, credential reuse and fingerprints.
 //! **Output**: one `attacker_profiles` row per attacker — [`behaviour`] class, [`tools`]
 //! guesses, [`score`] (0–100 with its factors and weights), [`attack`] technique ids — and
 //! counters in `worker_counters` (worker `profiler`).
@@ -31,7 +31,7 @@ use std::{
 };
 
 use decnet_core::{
-    model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Session, Touch},
+    model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Touch},
     repo::{CounterMode, EventFact, RepoError, Repository, Write, hostname},
     time_fmt::now_ns,
 };
@@ -158,7 +158,8 @@ pub struct Input {
     pub touches: Vec<Touch>,
     /// Σ attempts over the attacker's credentials.
     pub credential_attempts: u64,
-    pub sessions: Vec<Session>,
+    /// Σ commands over the attacker's sessions.
+    pub session_commands: u64,
     pub scans: Vec<Scan>,
     pub reuse: Vec<CredentialReuse>,
     pub fingerprints: Vec<Fingerprint>,
@@ -201,7 +202,7 @@ pub fn profile(input: &Input, cfg: &BehaviourConfig, computed_at_ns: i64) -> Att
             _ => {}
         }
     }
-    let commands: u64 = input.sessions.iter().map(|s| s.commands.len() as u64).sum();
+    let commands = input.session_commands;
     let auth_attempts = input.credential_attempts.max(auth_events);
     let facts = Facts {
         event_count: input.attacker.event_count.max(input.events.len() as u64),
@@ -265,18 +266,13 @@ pub async fn gather(
     let Some(attacker) = repo.attacker(ip).await? else {
         return Ok(None);
     };
-    let credential_attempts = repo
-        .credentials(Some(ip))
-        .await?
-        .iter()
-        .map(|c| c.attempts)
-        .fold(0, u64::saturating_add);
+    let credential_attempts = repo.credential_attempts(ip).await?;
     Ok(Some(Input {
         attacker,
         events: repo.recent_events(ip, max_events).await?,
         touches: repo.touches(ip).await?,
         credential_attempts,
-        sessions: repo.sessions(ip).await?,
+        session_commands: repo.session_commands(ip).await?,
         scans: repo.scan_episodes(ip, true).await?,
         reuse: repo.reuse_of(ip).await?,
         fingerprints: repo.fingerprints(ip, u32::MAX).await?,
