@@ -113,7 +113,8 @@ example fleet.")]
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Run a benchmark (`bench sensor`, `bench repo`, `bench collector`).
+    /// Run a benchmark (`bench sensor`, `bench repo`, `bench collector`, `bench intel`,
+    /// `bench lag`, `bench api`, `bench fleet`).
     #[command(long_about = "\
 Check the toolchain (installing what is missing when root, like `cargo xtask build`), then run a \
 benchmark.
@@ -162,6 +163,9 @@ enum Bench {
     Intel,
     /// wrk against the REST API over a seeded database (decnet-e2e's bench-api).
     Api,
+    /// The intel lag under a sustained stream: `decnet collect` fed at a fixed rate for a
+    /// minute with correlator and profiler running (decnet-e2e's bench-lag).
+    Lag,
 }
 
 fn main() -> ExitCode {
@@ -437,12 +441,13 @@ fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
                 "--",
             ]);
         }
-        Bench::Fleet | Bench::Intel | Bench::Api => {
+        Bench::Fleet | Bench::Intel | Bench::Api | Bench::Lag => {
             ensure_toolchain("bench", setup::Database::Needed)?;
             let bin = build_decnet(false)?;
             let name = match what {
                 Bench::Fleet => "bench-fleet",
                 Bench::Intel => "bench-intel",
+                Bench::Lag => "bench-lag",
                 _ => "bench-api",
             };
             bench

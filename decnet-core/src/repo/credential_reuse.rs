@@ -126,6 +126,18 @@ impl Repository {
         rows.iter().map(decode).collect()
     }
 
+    /// The most targets any secret `ip` tried is reused across (0: none).
+    pub async fn reuse_targets_of(&self, ip: IpAddr) -> Result<u64, RepoError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(target_count) FROM credential_reuse WHERE secret_hash IN \
+             (SELECT secret_hash FROM credentials WHERE attacker_ip = ?)",
+        )
+        .bind(ip.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
     /// The stored reuse target counts of these secrets.
     pub async fn reuse_target_counts(
         &self,

@@ -178,8 +178,10 @@ impl Repository {
         let rows = sqlx::query(&format!(
             "{} WHERE attacker_ip = ?{} ORDER BY started_at, kind",
             *SELECT,
+            // `+ 0`: an expression, not the column, so that SQLite reads the attacker's rows by
+            // its key instead of every detected scan by `scans_detected`.
             if detected_only {
-                " AND detected = 1"
+                " AND detected + 0 = 1"
             } else {
                 ""
             }

@@ -73,7 +73,7 @@ pub struct CorrelateArgs {
     pub flow_settle: f64,
 
     /// Input rows per transaction.
-    #[arg(long, value_name = "N", env = "DECNET_CORRELATOR_BATCH", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", env = "DECNET_CORRELATOR_BATCH", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
 }
 

@@ -1,12 +1,16 @@
 //! One correlator pass: the repository I/O around the pure rules of [`super::sessions`],
-//! [`super::scans`] and [`super::traversal`] (credential reuse is aggregated in SQL; [`super::reuse`] is its reference).
+//! [`super::scans`], [`super::traversal`] and [`super::reuse`].
 //!
 //! Three inputs, each behind its own cursor (worker `correlator`, names `events`, `credentials`,
-//! `flows`; position = the last row id done), read in batches of `--batch` rows. Each batch is
-//! one transaction that writes everything derived from it **and** moves its cursor, so a crash
-//! loses both or neither. What a batch derives is recomputed from the stored facts for the keys
-//! the batch touches (see `decnet_core::repo::IntelBatch`), so the tables after a pass do not
-//! depend on how the input was batched, interrupted or replayed.
+//! `flows`; position = the last row id done), read in batches of `--batch` rows and taken in
+//! time order (the input whose next row is oldest goes first). Each batch is one transaction
+//! that writes everything derived from it **and** moves its cursor, so a crash loses both or
+//! neither and every row is taken in exactly once. A batch adds what it brings to what is
+//! stored, using [`State`] (what the correlator knows of the stored sessions, episodes and
+//! secrets) instead of re-reading history, so its cost follows its input. Input that arrives
+//! late and re-cuts sessions or episodes recomputes those keys from the stored rows. The tables
+//! after a pass do not depend on how the input was batched, interrupted or replayed, or in which
+//! order it arrived.
 //!
 //! Flows are taken only once they have settled (`first_seen` older than `--flow-settle`): the
 //! sensor updates a flow row after creating it, and a probe is judged by its final flags.
@@ -134,7 +138,7 @@ impl Directory {
 type Key = (IpAddr, String, String);
 
 /// Keys, attackers and secrets held in [`State`] before it is emptied (and reloaded as needed).
-const STATE_MAX: usize = 500_000;
+const STATE_MAX: usize = 2_000_000;
 
 /// What the correlator knows between batches, so that a batch costs what it brings and not
 /// what is stored: the newest session of each key and the touches of each attacker it has
@@ -161,7 +165,9 @@ struct Secret {
     kind: String,
     printable: String,
     targets: BTreeSet<(String, String)>,
-    attackers: BTreeSet<String>,
+    attackers: HashSet<IpAddr>,
+    /// The first [`LIST_MAX`] attackers in text order (what the row lists).
+    listed: BTreeSet<String>,
     rows: u64,
     first_seen_ns: i64,
     last_seen_ns: i64,
@@ -174,7 +180,8 @@ impl Secret {
             kind: c.secret_kind.clone(),
             printable: c.secret_printable.clone(),
             targets: BTreeSet::new(),
-            attackers: BTreeSet::new(),
+            attackers: HashSet::new(),
+            listed: BTreeSet::new(),
             rows: 0,
             first_seen_ns: c.first_seen_ns,
             last_seen_ns: c.last_seen_ns,
@@ -195,8 +202,15 @@ impl Secret {
         if self.targets.insert((c.decky.clone(), c.service.clone())) {
             n += 1;
         }
-        if self.attackers.insert(c.attacker_ip.to_string()) {
+        if self.attackers.insert(c.attacker_ip) {
             n += 1;
+            let text = c.attacker_ip.to_string();
+            if self.listed.len() < LIST_MAX || self.listed.last().is_some_and(|last| text < *last) {
+                self.listed.insert(text);
+                if self.listed.len() > LIST_MAX {
+                    self.listed.pop_last();
+                }
+            }
         }
         n
     }
@@ -219,7 +233,7 @@ impl Secret {
             target_count: self.targets.len() as u64,
             targets,
             attacker_count: self.attackers.len() as u64,
-            attackers: self.attackers.iter().take(LIST_MAX).cloned().collect(),
+            attackers: self.listed.iter().cloned().collect(),
             credential_rows: self.rows,
             first_seen_ns: self.first_seen_ns,
             last_seen_ns: self.last_seen_ns,
@@ -400,6 +414,14 @@ async fn position(repo: &Repository, cfg: &Config, input: &str) -> Result<i64, R
         .map_or(0, |c| c.position))
 }
 
+/// Input read but not yet taken in: at most one batch of each kind.
+#[derive(Default)]
+struct Pending {
+    events: Option<Vec<EventFact>>,
+    credentials: Option<Vec<Credential>>,
+    flows: Option<(Vec<(i64, FlowRecord)>, bool)>,
+}
+
 async fn pass(
     repo: &Repository,
     cfg: &Config,
@@ -408,83 +430,136 @@ async fn pass(
 ) -> Result<Counters, RepoError> {
     let mut total = Counters::default();
     let dir = Directory::load(repo).await?;
-    // Events first (sessions, attackers, touches), then credentials (reuse), then flows.
-    for input in ["events", "credentials", "flows"] {
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(total);
-            }
-            if state.size() > STATE_MAX {
-                state.clear();
-                total.add("state_resets", 1);
-            }
-            let position = position(repo, cfg, input).await?;
-            let (batch, next, c) = match input {
-                "events" => {
-                    let facts = repo.event_facts_after(position, cfg.batch).await?;
-                    let Some(last) = facts.last().map(|f| f.id) else {
-                        break;
-                    };
-                    let flows_done = position_of_flows(repo, cfg).await?;
-                    let (b, c) =
-                        events_batch(repo, cfg, &dir, &facts, last, flows_done, state).await?;
-                    (b, last, c)
-                }
-                "credentials" => {
-                    let creds = repo.credentials_after(position, cfg.batch).await?;
-                    let Some(last) = creds.last().map(|c| c.id) else {
-                        break;
-                    };
-                    let (b, c) = credentials_batch(repo, &creds, position, state).await?;
-                    (b, last, c)
-                }
-                _ => {
-                    let flows = repo.flows_after(position, cfg.batch).await?;
-                    let settled_before = now_ns().saturating_sub(cfg.flow_settle_ns);
-                    let settled: Vec<(i64, FlowRecord)> = flows
-                        .iter()
-                        .take_while(|(_, f)| f.first_seen_ns <= settled_before)
-                        .cloned()
-                        .collect();
-                    let Some(last) = settled.last().map(|(id, _)| *id) else {
-                        if !flows.is_empty() {
-                            total.add("flows_waiting_to_settle", 1);
-                        }
-                        break;
-                    };
-                    let (b, c) =
-                        flows_batch(repo, cfg, &dir, &settled, position, last, state).await?;
-                    (b, last, c)
-                }
-            };
-            let mut c = c;
-            c.add("batches", 1);
-            let values = c.values();
-            repo.write(&[
-                Write::Intel(&batch),
-                Write::Cursor {
-                    worker: WORKER,
-                    host: &cfg.host,
-                    name: input,
-                    position: next,
-                    state: "",
-                },
-                Write::Counters {
-                    worker: WORKER,
-                    host: &cfg.host,
-                    values: &values,
-                    mode: CounterMode::Add,
-                },
-            ])
-            .await?;
-            total.merge(&c);
+    let mut p = Pending::default();
+    // The three inputs are taken in time order, batch by batch: the one whose next row is the
+    // oldest goes first. Flows then mostly meet the session they belong to as the newest of
+    // its key (no older rows to update), and every batch reads only what is recent.
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(total);
         }
+        if state.size() > STATE_MAX {
+            state.clear();
+            total.add("state_resets", 1);
+        }
+        if p.events.as_ref().is_none_or(Vec::is_empty) {
+            let at = position(repo, cfg, "events").await?;
+            p.events = Some(repo.event_facts_after(at, cfg.batch).await?);
+        }
+        if p.credentials.as_ref().is_none_or(Vec::is_empty) {
+            let at = position(repo, cfg, "credentials").await?;
+            p.credentials = Some(repo.credentials_after(at, cfg.batch).await?);
+        }
+        if p.flows.as_ref().is_none_or(|(f, _)| f.is_empty()) {
+            let at = position(repo, cfg, "flows").await?;
+            p.flows = Some(settled_flows(repo, cfg, at).await?);
+        }
+        let heads = [
+            p.events.as_ref().and_then(|v| v.first()).map(|e| e.ts_ns),
+            p.credentials
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|c| c.first_seen_ns),
+            p.flows
+                .as_ref()
+                .and_then(|(v, _)| v.first())
+                .map(|(_, f)| f.first_seen_ns),
+        ];
+        let Some(pick) = (0..3)
+            .filter(|i| heads[*i].is_some())
+            .min_by_key(|i| heads[*i])
+        else {
+            if p.flows.as_ref().is_some_and(|(_, waiting)| *waiting) {
+                total.add("flows_waiting_to_settle", 1);
+            }
+            break;
+        };
+        let (input, batch, next, c) = match pick {
+            0 => {
+                let facts = p.events.take().unwrap_or_default();
+                let last = facts.last().map_or(0, |f| f.id);
+                let flows_done = position(repo, cfg, "flows").await?;
+                let (b, c) = events_batch(repo, cfg, &dir, &facts, last, flows_done, state).await?;
+                ("events", b, last, c)
+            }
+            1 => {
+                let creds = p.credentials.take().unwrap_or_default();
+                let last = creds.last().map_or(0, |c| c.id);
+                let at = position(repo, cfg, "credentials").await?;
+                let (b, c) = credentials_batch(repo, &creds, at, state).await?;
+                ("credentials", b, last, c)
+            }
+            _ => {
+                let (settled, _) = p.flows.take().unwrap_or_default();
+                let last = settled.last().map_or(0, |(id, _)| *id);
+                let at = position(repo, cfg, "flows").await?;
+                let (b, c) = flows_batch(repo, cfg, &dir, &settled, at, last, state).await?;
+                ("flows", b, last, c)
+            }
+        };
+        let mut c = c;
+        c.add("batches", 1);
+        let values = c.values();
+        let writes = [
+            Write::Intel(&batch),
+            Write::Cursor {
+                worker: WORKER,
+                host: &cfg.host,
+                name: input,
+                position: next,
+                state: "",
+            },
+            Write::Counters {
+                worker: WORKER,
+                host: &cfg.host,
+                values: &values,
+                mode: CounterMode::Add,
+            },
+        ];
+        let write = repo.write(&writes);
+        // The next batch of the same input is read while this one is written (WAL readers do
+        // not wait for the writer): it starts after this batch whether or not the write
+        // succeeds, and a failed write ends the pass anyway.
+        let (written, read) = tokio::join!(write, p.read_next(repo, cfg, pick, next));
+        written?;
+        read?;
+        total.merge(&c);
     }
     Ok(total)
 }
 
-async fn position_of_flows(repo: &Repository, cfg: &Config) -> Result<i64, RepoError> {
-    position(repo, cfg, "flows").await
+impl Pending {
+    /// Reads the batch of input `pick` (0 events, 1 credentials, 2 flows) after row `after`.
+    async fn read_next(
+        &mut self,
+        repo: &Repository,
+        cfg: &Config,
+        pick: usize,
+        after: i64,
+    ) -> Result<(), RepoError> {
+        match pick {
+            0 => self.events = Some(repo.event_facts_after(after, cfg.batch).await?),
+            1 => self.credentials = Some(repo.credentials_after(after, cfg.batch).await?),
+            _ => self.flows = Some(settled_flows(repo, cfg, after).await?),
+        }
+        Ok(())
+    }
+}
+
+/// The settled flows after row `after` (at most a batch), and whether unsettled ones follow.
+async fn settled_flows(
+    repo: &Repository,
+    cfg: &Config,
+    after: i64,
+) -> Result<(Vec<(i64, FlowRecord)>, bool), RepoError> {
+    let flows = repo.flows_after(after, cfg.batch).await?;
+    let settled_before = now_ns().saturating_sub(cfg.flow_settle_ns);
+    let waiting = flows.iter().any(|(_, f)| f.first_seen_ns > settled_before);
+    let settled: Vec<(i64, FlowRecord)> = flows
+        .into_iter()
+        .take_while(|(_, f)| f.first_seen_ns <= settled_before)
+        .collect();
+    Ok((settled, waiting))
 }
 
 /// Sessions of `keys` (key → the earliest late evidence) recomputed from stored events (ids up
@@ -833,7 +908,7 @@ async fn credentials_batch(
             continue;
         };
         if s.targets.len() != was {
-            evidence.extend(s.attackers.iter().filter_map(|a| a.parse::<IpAddr>().ok()));
+            evidence.extend(s.attackers.iter().copied());
         }
         b.reuse.push(r);
     }

@@ -4,7 +4,7 @@
 //! **Input**: `attacker_evidence` (the correlator's queue: attackers whose evidence changed, by
 //! sequence number; the profiler keeps a cursor `profiler/evidence` on it), and for each such
 //! attacker its row, newest events (at most `--max-events`), touches, Σ credential attempts,
-//! Σ session commands, detected scans, credential reuse and fingerprints.
+//! Σ session commands, detected scans, the widest reuse of its secrets and fingerprints.
 //! **Output**: one `attacker_profiles` row per attacker — [`behaviour`] class, [`tools`]
 //! guesses, [`score`] (0–100 with its factors and weights), [`attack`] technique ids — and
 //! counters in `worker_counters` (worker `profiler`).
@@ -31,7 +31,7 @@ use std::{
 };
 
 use decnet_core::{
-    model::{Attacker, AttackerProfile, CredentialReuse, Fingerprint, Scan, Touch},
+    model::{Attacker, AttackerProfile, Fingerprint, Scan, Touch},
     repo::{CounterMode, EventFact, RepoError, Repository, Write, hostname},
     time_fmt::now_ns,
 };
@@ -161,7 +161,8 @@ pub struct Input {
     /// Σ commands over the attacker's sessions.
     pub session_commands: u64,
     pub scans: Vec<Scan>,
-    pub reuse: Vec<CredentialReuse>,
+    /// The most (decky, service) targets any secret this attacker tried was reused across.
+    pub reuse_targets: u64,
     pub fingerprints: Vec<Fingerprint>,
 }
 
@@ -233,12 +234,7 @@ pub fn profile(input: &Input, cfg: &BehaviourConfig, computed_at_ns: i64) -> Att
         brute_force: verdict.matched.contains(&"brute_force"),
         scan_kinds: scan_kinds.into_iter().collect(),
         beacon: verdict.beacon,
-        reuse_targets: input
-            .reuse
-            .iter()
-            .map(|r| r.target_count)
-            .max()
-            .unwrap_or(0),
+        reuse_targets: input.reuse_targets,
         tools: guesses.clone(),
     };
     let (score, factors) = score::score(&signals);
@@ -274,7 +270,7 @@ pub async fn gather(
         credential_attempts,
         session_commands: repo.session_commands(ip).await?,
         scans: repo.scan_episodes(ip, true).await?,
-        reuse: repo.reuse_of(ip).await?,
+        reuse_targets: repo.reuse_targets_of(ip).await?,
         fingerprints: repo.fingerprints(ip, u32::MAX).await?,
     }))
 }
