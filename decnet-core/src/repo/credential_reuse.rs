@@ -138,6 +138,29 @@ impl Repository {
         Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
+    /// The stored reuse records of these secrets (those that have one).
+    pub async fn reuse_records(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Result<Vec<CredentialReuse>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in hashes.chunks(500) {
+            let sql = format!(
+                "{} WHERE secret_hash IN ({})",
+                select(),
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.to_vec());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored reuse target counts of these secrets.
     pub async fn reuse_target_counts(
         &self,

@@ -9,7 +9,7 @@
 //! cursor, the rows and the reuse aggregate of a secret), the profiler (an attacker's attempts),
 //! the attacker counters' refresh (in `attackers`), `credential_reuse` (which secrets an attacker
 //! tried) and the API (filtered listing).
-use std::net::IpAddr;
+use std::{collections::HashSet, net::IpAddr};
 
 use sha2::{Digest as _, Sha256};
 
@@ -17,6 +17,7 @@ use super::{
     LIST_MAX, Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, name, placeholders},
     decode::{Decoder, sat},
+    dialect::Dialect,
     limits,
     listing::{Where, like_anywhere, newest_first, rows_after},
 };
@@ -276,6 +277,7 @@ impl Repository {
     pub async fn reuse_of_secrets(
         &self,
         hashes: &[[u8; 32]],
+        max_id: i64,
     ) -> Result<Vec<CredentialReuse>, RepoError> {
         let mut out = Vec::new();
         let mut sorted = hashes.to_vec();
@@ -285,9 +287,10 @@ impl Repository {
             let key = h.to_vec();
             let targets: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM (SELECT DISTINCT decky, service FROM credentials \
-                 WHERE secret_hash = ?) t",
+                 WHERE secret_hash = ? AND id <= ?) t",
             )
             .bind(key.clone())
+            .bind(max_id)
             .fetch_one(self.pool())
             .await?;
             if targets < 2 {
@@ -295,9 +298,10 @@ impl Repository {
             }
             let row = sqlx::query(
                 "SELECT MIN(id) AS first_id, COUNT(*) AS n, MIN(first_seen) AS first_ts, \
-                 MAX(last_seen) AS last_ts FROM credentials WHERE secret_hash = ?",
+                 MAX(last_seen) AS last_ts FROM credentials WHERE secret_hash = ? AND id <= ?",
             )
             .bind(key.clone())
+            .bind(max_id)
             .fetch_one(self.pool())
             .await?;
             let d = Decoder::new(&row, "credentials");
@@ -316,16 +320,18 @@ impl Repository {
             let (kind, printable) = (d.text("secret_kind")?, d.text("secret_printable")?);
             let attackers: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM (SELECT DISTINCT attacker_ip FROM credentials \
-                 WHERE secret_hash = ?) t",
+                 WHERE secret_hash = ? AND id <= ?) t",
             )
             .bind(key.clone())
+            .bind(max_id)
             .fetch_one(self.pool())
             .await?;
             let target_rows = sqlx::query(&format!(
                 "SELECT DISTINCT decky, service FROM credentials WHERE secret_hash = ? \
-                 ORDER BY decky, service LIMIT {LIST_MAX}"
+                 AND id <= ? ORDER BY decky, service LIMIT {LIST_MAX}"
             ))
             .bind(key.clone())
+            .bind(max_id)
             .fetch_all(self.pool())
             .await?;
             let mut target_list = Vec::with_capacity(target_rows.len());
@@ -334,7 +340,7 @@ impl Repository {
                 target_list.push(format!("{}/{}", d.text("decky")?, d.text("service")?));
             }
             target_list.sort();
-            let attacker_list = self.secret_attackers(&h, LIST_MAX).await?;
+            let attacker_list = self.secret_attackers(&h, LIST_MAX, max_id).await?;
             out.push(CredentialReuse {
                 secret_hash: h,
                 secret_kind: kind,
@@ -351,23 +357,87 @@ impl Repository {
         Ok(out)
     }
 
-    /// The attackers that tried secret `hash` (at most `limit`, by address text).
+    /// The attackers that tried secret `hash` in rows up to id `max_id` (at most `limit`, by
+    /// address text).
     pub async fn secret_attackers(
         &self,
         hash: &[u8; 32],
         limit: usize,
+        max_id: i64,
     ) -> Result<Vec<IpAddr>, RepoError> {
         let rows = sqlx::query(&format!(
-            "SELECT DISTINCT attacker_ip FROM credentials WHERE secret_hash = ? \
+            "SELECT DISTINCT attacker_ip FROM credentials WHERE secret_hash = ? AND id <= ? \
              ORDER BY attacker_ip LIMIT {}",
             limit.min(1_000_000)
         ))
         .bind(hash.to_vec())
+        .bind(max_id)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| Decoder::new(r, "credentials").ip("attacker_ip"))
             .collect()
+    }
+
+    /// The distinct (decky, service) targets of each of these secrets in rows up to id `max_id`.
+    pub async fn secret_targets(
+        &self,
+        hashes: &[[u8; 32]],
+        max_id: i64,
+    ) -> Result<Vec<([u8; 32], String, String)>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in hashes.chunks(500) {
+            let sql = format!(
+                "SELECT secret_hash, decky, service FROM credentials WHERE secret_hash IN ({}) \
+                 AND id <= ? GROUP BY secret_hash, decky, service",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for h in chunk {
+                q = q.bind(h.to_vec());
+            }
+            for row in q.bind(max_id).fetch_all(self.pool()).await? {
+                let d = Decoder::new(&row, "credentials");
+                out.push((d.hash("secret_hash")?, d.text("decky")?, d.text("service")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of these (secret, attacker) pairs rows up to id `max_id` already hold (by the
+    /// (secret_hash, attacker_ip) index: the cost follows the pairs asked about).
+    pub async fn known_secret_attackers(
+        &self,
+        pairs: &[([u8; 32], IpAddr)],
+        max_id: i64,
+    ) -> Result<HashSet<([u8; 32], IpAddr)>, RepoError> {
+        let mut out = HashSet::new();
+        for chunk in pairs.chunks(500) {
+            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = match self.dialect() {
+                // The pairs as a table the index is searched from (`CROSS JOIN` keeps them the
+                // outer loop; SQLite reads a row-value `IN` list by scanning the whole index).
+                Dialect::Sqlite => format!(
+                    "WITH p (h, a) AS (VALUES {rows}) SELECT DISTINCT c.secret_hash, c.attacker_ip \
+                     FROM p CROSS JOIN credentials c ON c.secret_hash = p.h \
+                     AND c.attacker_ip = p.a WHERE c.id <= ?"
+                ),
+                // MariaDB seeks a row-value `IN` list by the index (range access).
+                Dialect::MySql => format!(
+                    "SELECT DISTINCT secret_hash, attacker_ip FROM credentials \
+                     WHERE (secret_hash, attacker_ip) IN ({rows}) AND id <= ?"
+                ),
+            };
+            let mut q = sqlx::query(&sql);
+            for (h, ip) in chunk {
+                q = q.bind(h.to_vec()).bind(ip.to_string());
+            }
+            for row in q.bind(max_id).fetch_all(self.pool()).await? {
+                let d = Decoder::new(&row, "credentials");
+                out.insert((d.hash("secret_hash")?, d.ip("attacker_ip")?));
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -158,86 +158,44 @@ pub struct State {
     secret_members: usize,
 }
 
-/// One secret's credential rows, summed up.
-#[derive(Debug, Clone)]
+/// What the correlator keeps of one secret: all its (decky, service) targets, and once it is
+/// reused (two targets or more) its reuse record — counts, first/last seen and the first
+/// attackers by text. Whether an attacker is new to a secret is asked of the repository (one
+/// indexed lookup per pair of a batch), so nothing here grows with the secret's rows.
+#[derive(Debug, Clone, Default)]
 struct Secret {
-    first_id: i64,
-    kind: String,
-    printable: String,
     targets: BTreeSet<(String, String)>,
-    attackers: HashSet<IpAddr>,
-    /// The first [`LIST_MAX`] attackers in text order (what the row lists).
-    listed: BTreeSet<String>,
-    rows: u64,
-    first_seen_ns: i64,
-    last_seen_ns: i64,
+    record: Option<CredentialReuse>,
 }
 
 impl Secret {
-    fn new(c: &Credential) -> Secret {
-        Secret {
-            first_id: c.id,
-            kind: c.secret_kind.clone(),
-            printable: c.secret_printable.clone(),
-            targets: BTreeSet::new(),
-            attackers: HashSet::new(),
-            listed: BTreeSet::new(),
-            rows: 0,
-            first_seen_ns: c.first_seen_ns,
-            last_seen_ns: c.last_seen_ns,
-        }
-    }
-
-    /// Adds one row; returns how many set members it added.
-    fn add(&mut self, c: &Credential) -> usize {
-        if c.id < self.first_id {
-            self.first_id = c.id;
-            self.kind.clone_from(&c.secret_kind);
-            self.printable.clone_from(&c.secret_printable);
-        }
-        self.rows += 1;
-        self.first_seen_ns = self.first_seen_ns.min(c.first_seen_ns);
-        self.last_seen_ns = self.last_seen_ns.max(c.last_seen_ns);
-        let mut n = 0;
-        if self.targets.insert((c.decky.clone(), c.service.clone())) {
-            n += 1;
-        }
-        if self.attackers.insert(c.attacker_ip) {
-            n += 1;
-            let text = c.attacker_ip.to_string();
-            if self.listed.len() < LIST_MAX || self.listed.last().is_some_and(|last| text < *last) {
-                self.listed.insert(text);
-                if self.listed.len() > LIST_MAX {
-                    self.listed.pop_last();
-                }
-            }
-        }
-        n
-    }
-
-    fn record(&self, hash: [u8; 32]) -> Option<CredentialReuse> {
-        if self.targets.len() < 2 {
-            return None;
-        }
-        let mut targets: Vec<String> = self
+    /// Brings the record's target fields up to date with `targets`.
+    fn set_targets(&mut self) {
+        let Some(r) = &mut self.record else {
+            return;
+        };
+        let mut list: Vec<String> = self
             .targets
             .iter()
             .take(LIST_MAX)
             .map(|(d, s)| format!("{d}/{s}"))
             .collect();
-        targets.sort();
-        Some(CredentialReuse {
-            secret_hash: hash,
-            secret_kind: self.kind.clone(),
-            secret_printable: self.printable.clone(),
-            target_count: self.targets.len() as u64,
-            targets,
-            attacker_count: self.attackers.len() as u64,
-            attackers: self.listed.iter().cloned().collect(),
-            credential_rows: self.rows,
-            first_seen_ns: self.first_seen_ns,
-            last_seen_ns: self.last_seen_ns,
-        })
+        list.sort();
+        r.target_count = self.targets.len() as u64;
+        r.targets = list;
+    }
+}
+
+/// Adds attacker `ip` to a record's first-[`LIST_MAX`] list (text order).
+fn list_attacker(r: &mut CredentialReuse, ip: IpAddr) {
+    let text = ip.to_string();
+    if r.attackers.contains(&text) {
+        return;
+    }
+    let at = r.attackers.partition_point(|a| *a < text);
+    if at < LIST_MAX {
+        r.attackers.insert(at, text);
+        r.attackers.truncate(LIST_MAX);
     }
 }
 
@@ -320,8 +278,9 @@ impl State {
         Ok(())
     }
 
-    /// Loads what the credential rows up to `max_id` say of the secrets in `hashes` not yet
-    /// loaded.
+    /// Loads the secrets in `hashes` not yet loaded: a reused one from its stored reuse record
+    /// (its targets are listed there whole up to [`LIST_MAX`]), the others from their targets in
+    /// the credential rows up to `max_id`.
     async fn load_secrets(
         &mut self,
         repo: &Repository,
@@ -338,12 +297,40 @@ impl State {
             return Ok(());
         }
         c.add("state_secrets_loaded", missing.len() as u64);
-        for cred in repo.credentials_by_secret(&missing, max_id).await? {
-            let s = self
-                .secrets
-                .entry(cred.secret_hash)
-                .or_insert_with(|| Secret::new(&cred));
-            self.secret_members += s.add(&cred);
+        let mut complete: HashSet<[u8; 32]> = HashSet::new();
+        for r in repo.reuse_records(&missing).await? {
+            let mut s = Secret::default();
+            let targets: Vec<(String, String)> = r
+                .targets
+                .iter()
+                .filter_map(|t| t.rsplit_once('/'))
+                .map(|(d, s)| (d.to_owned(), s.to_owned()))
+                .collect();
+            if targets.len() as u64 == r.target_count {
+                complete.insert(r.secret_hash);
+                s.targets.extend(targets);
+            }
+            self.secret_members += 1 + s.targets.len();
+            let hash = r.secret_hash;
+            s.record = Some(r);
+            self.secrets.insert(hash, s);
+        }
+        let rest: Vec<[u8; 32]> = missing
+            .iter()
+            .filter(|h| !complete.contains(*h))
+            .copied()
+            .collect();
+        for (h, decky, service) in repo.secret_targets(&rest, max_id).await? {
+            let s = self.secrets.entry(h).or_default();
+            if s.targets.insert((decky, service)) {
+                self.secret_members += 1;
+            }
+        }
+        for h in missing {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.secrets.entry(h) {
+                e.insert(Secret::default());
+                self.secret_members += 1;
+            }
         }
         Ok(())
     }
@@ -865,10 +852,11 @@ async fn events_batch(
     Ok((b, c))
 }
 
-/// What a batch of new credential rows changes: the reuse of their secrets (from the rows up
-/// to `position` and these). The attackers of a secret whose target count changed go to the
-/// profiler (their "credential reused" factor changed); otherwise only the new rows' attackers
-/// do.
+/// What a batch of new credential rows (ids after `position`, up to `last_id`) changes: the
+/// reuse of their secrets. A secret that reaches two targets gets its record aggregated from its
+/// stored rows once; after that each batch adds to it. The attackers of a secret whose target
+/// count changed go to the profiler (their "credential reused" factor changed); otherwise only
+/// the new rows' attackers do.
 async fn credentials_batch(
     repo: &Repository,
     creds: &[Credential],
@@ -877,19 +865,11 @@ async fn credentials_batch(
 ) -> Result<(IntelBatch, Counters), RepoError> {
     let mut c = Counters::default();
     c.add("credentials_read", creds.len() as u64);
-    let hashes: BTreeSet<[u8; 32]> = creds.iter().map(|c| c.secret_hash).collect();
-    state.load_secrets(repo, &hashes, position, &mut c).await?;
-    let before: BTreeMap<[u8; 32], usize> = hashes
-        .iter()
-        .map(|h| (*h, state.secrets.get(h).map_or(0, |s| s.targets.len())))
-        .collect();
+    let last_id = creds.last().map_or(position, |c| c.id);
+    let mut by_secret: BTreeMap<[u8; 32], Vec<&Credential>> = BTreeMap::new();
     let mut attackers: BTreeMap<IpAddr, AttackerUpdate> = BTreeMap::new();
     for cred in creds {
-        let s = state
-            .secrets
-            .entry(cred.secret_hash)
-            .or_insert_with(|| Secret::new(cred));
-        state.secret_members += s.add(cred);
+        by_secret.entry(cred.secret_hash).or_default().push(cred);
         add_fact(
             &mut attackers,
             cred.attacker_ip,
@@ -898,19 +878,61 @@ async fn credentials_batch(
         )
         .credential_count += 1;
     }
+    let hashes: BTreeSet<[u8; 32]> = by_secret.keys().copied().collect();
+    state.load_secrets(repo, &hashes, position, &mut c).await?;
+    // Which attackers of the batch already tried a reused secret before it.
+    let mut pairs: BTreeSet<([u8; 32], IpAddr)> = BTreeSet::new();
+    for (h, rows) in &by_secret {
+        if state.secrets.get(h).is_some_and(|s| s.record.is_some()) {
+            pairs.extend(rows.iter().map(|r| (*h, r.attacker_ip)));
+        }
+    }
+    let pairs: Vec<([u8; 32], IpAddr)> = pairs.into_iter().collect();
+    let known = repo.known_secret_attackers(&pairs, position).await?;
+
     let mut b = IntelBatch::default();
     let mut evidence: BTreeSet<IpAddr> = attackers.keys().copied().collect();
-    for (hash, was) in before {
-        let Some(s) = state.secrets.get(&hash) else {
-            continue;
-        };
-        let Some(r) = s.record(hash) else {
-            continue;
-        };
-        if s.targets.len() != was {
-            evidence.extend(s.attackers.iter().copied());
+    for (h, rows) in by_secret {
+        let s = state.secrets.entry(h).or_default();
+        let before = s.targets.len();
+        for r in &rows {
+            if s.targets.insert((r.decky.clone(), r.service.clone())) {
+                state.secret_members += 1;
+            }
         }
-        b.reuse.push(r);
+        if s.targets.len() < 2 {
+            continue;
+        }
+        match &mut s.record {
+            None => {
+                c.add("reuse_aggregated", 1);
+                s.record = repo.reuse_of_secrets(&[h], last_id).await?.pop();
+                evidence.extend(repo.secret_attackers(&h, usize::MAX, last_id).await?);
+            }
+            Some(rec) => {
+                let new: BTreeSet<IpAddr> = rows
+                    .iter()
+                    .map(|r| r.attacker_ip)
+                    .filter(|ip| !known.contains(&(h, *ip)))
+                    .collect();
+                rec.attacker_count += new.len() as u64;
+                for ip in new {
+                    list_attacker(rec, ip);
+                }
+                rec.credential_rows += rows.len() as u64;
+                for r in &rows {
+                    rec.first_seen_ns = rec.first_seen_ns.min(r.first_seen_ns);
+                    rec.last_seen_ns = rec.last_seen_ns.max(r.last_seen_ns);
+                }
+                s.set_targets();
+                if s.targets.len() != before {
+                    evidence.extend(repo.secret_attackers(&h, usize::MAX, last_id).await?);
+                }
+            }
+        }
+        if let Some(r) = &s.record {
+            b.reuse.push(r.clone());
+        }
     }
     c.add("reuse_written", b.reuse.len() as u64);
     b.evidence = evidence.into_iter().collect();
