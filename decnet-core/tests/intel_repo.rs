@@ -536,8 +536,55 @@ async fn reads_for_the_workers(b: Backend) {
     )
     .await;
     assert_eq!(repo.reuse_of(a).await.unwrap(), vec![r.clone()]);
-    assert_eq!(repo.reuse_of(other).await.unwrap(), vec![r]);
+    assert_eq!(repo.reuse_of(other).await.unwrap(), vec![r.clone()]);
     assert!(repo.reuse_of(ip(99)).await.unwrap().is_empty());
+
+    // What the correlator's secret state is loaded and kept from.
+    let other_pw: [u8; 32] = Sha256::digest(b"other").into();
+    assert_eq!(
+        repo.reuse_records(&[pw, other_pw]).await.unwrap(),
+        vec![r.clone()]
+    );
+    assert_eq!(repo.reuse_targets_of(a).await.unwrap(), 2);
+    assert_eq!(repo.reuse_targets_of(ip(99)).await.unwrap(), 0);
+    assert_eq!(repo.credential_attempts(a).await.unwrap(), 2);
+    let mut targets = repo
+        .secret_targets(&[pw, other_pw], i64::MAX)
+        .await
+        .unwrap();
+    targets.sort();
+    let t = |h: [u8; 32], d: &str| (h, d.to_string(), "ssh".to_string());
+    let mut want = vec![t(pw, "db-01"), t(pw, "web-01"), t(other_pw, "web-01")];
+    want.sort();
+    assert_eq!(targets, want);
+    let asked = [
+        (pw, a),
+        (pw, other),
+        (pw, ip(99)),
+        (other_pw, a),
+        (other_pw, other),
+    ];
+    let known = repo.known_secret_attackers(&asked, i64::MAX).await.unwrap();
+    let mut known: Vec<_> = known.into_iter().collect();
+    known.sort();
+    let mut want = vec![(pw, a), (pw, other), (other_pw, a)];
+    want.sort();
+    assert_eq!(known, want);
+    // Only rows up to an id count: after the first row, only (pw, a) was known.
+    let known = repo.known_secret_attackers(&asked, by[0].id).await.unwrap();
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), vec![(pw, a)]);
+    assert_eq!(
+        repo.secret_attackers(&pw, 10, by[0].id).await.unwrap(),
+        vec![a]
+    );
+    let agg = repo.reuse_of_secrets(&[pw], i64::MAX).await.unwrap();
+    assert_eq!(agg, vec![r]);
+    assert!(
+        repo.reuse_of_secrets(&[pw], by[0].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     repo.close().await;
     db.cleanup().await;
 }
