@@ -826,18 +826,25 @@ async fn batching_does_not_change_the_result(b: Backend) {
     }
 }
 
-/// Input that arrives between passes (a late event inside an old session, the rest of a scan)
-/// ends in the tables a single pass over everything gives.
-async fn incremental_passes_equal_one_pass(b: Backend) {
-    let (lines, flows) = scenarios();
-    let once = TestDb::new(b, "intel_once").await;
+/// The tables one correlate + profile pass over all of `lines` and `flows` gives (a fresh
+/// database, one transaction of input): what the other orders of arrival must equal.
+async fn one_clean_pass(b: Backend, tag: &str, lines: &[Line], flows: &[FlowRecord]) -> String {
+    let once = TestDb::new(b, tag).await;
     let repo = once.open().await;
-    store(&repo, &lines, &flows, 10_000).await;
+    store(&repo, lines, flows, 10_000).await;
     correlate(&repo, 5000).await;
     profile(&repo, 500).await;
     let want = snapshot(&repo).await;
     repo.close().await;
     once.cleanup().await;
+    want
+}
+
+/// Input that arrives between passes (a late event inside an old session, the rest of a scan)
+/// ends in the tables a single pass over everything gives.
+async fn incremental_passes_equal_one_pass(b: Backend) {
+    let (lines, flows) = scenarios();
+    let want = one_clean_pass(b, "intel_once", &lines, &flows).await;
 
     let inc = TestDb::new(b, "intel_inc").await;
     let repo = inc.open().await;
@@ -875,14 +882,7 @@ async fn incremental_passes_equal_one_pass(b: Backend) {
 /// between passes, as `--daemon` keeps it) ends in the tables one pass over everything gives.
 async fn arrival_order_does_not_change_the_result(b: Backend) {
     let (lines, flows) = scenarios();
-    let once = TestDb::new(b, "intel_order_once").await;
-    let repo = once.open().await;
-    store(&repo, &lines, &flows, 10_000).await;
-    correlate(&repo, 5000).await;
-    profile(&repo, 500).await;
-    let want = snapshot(&repo).await;
-    repo.close().await;
-    once.cleanup().await;
+    let want = one_clean_pass(b, "intel_order_once", &lines, &flows).await;
 
     let db = TestDb::new(b, "intel_order").await;
     let repo = db.open().await;
@@ -926,14 +926,7 @@ async fn arrival_order_does_not_change_the_result(b: Backend) {
 /// around them all the same.
 async fn flows_before_events_equal_one_pass(b: Backend) {
     let (lines, flows) = scenarios();
-    let once = TestDb::new(b, "intel_fl_once").await;
-    let repo = once.open().await;
-    store(&repo, &lines, &flows, 10_000).await;
-    correlate(&repo, 5000).await;
-    profile(&repo, 500).await;
-    let want = snapshot(&repo).await;
-    repo.close().await;
-    once.cleanup().await;
+    let want = one_clean_pass(b, "intel_fl_once", &lines, &flows).await;
 
     let db = TestDb::new(b, "intel_fl").await;
     let repo = db.open().await;

@@ -138,45 +138,27 @@ impl WriteTx {
     /// Merges facts into attacker rows (creating them): first_seen min, last_seen max, counters
     /// max.
     pub async fn upsert_attackers(&mut self, updates: &[AttackerUpdate]) -> Result<u64, RepoError> {
-        if updates.is_empty() {
-            return Ok(0);
-        }
-        let now = format_ts(now_ns());
-        let tail = self.dialect.upsert_tail("attackers", &["ip"], &MERGE);
-
-        insert_rows(
-            &mut self.tx,
-            self.dialect,
-            Insert {
-                head: "INSERT INTO",
-                table: "attackers",
-                columns: &COLUMNS,
-                tail: &tail,
-            },
-            updates,
-            |q: AnyQuery<'_>, a: &AttackerUpdate| {
-                q.bind(a.ip.to_string())
-                    .bind(format_ts(a.first_seen_ns))
-                    .bind(format_ts(a.last_seen_ns))
-                    .bind(sat(a.event_count))
-                    .bind(sat(a.session_count))
-                    .bind(sat(a.credential_count))
-                    .bind(sat(a.flow_count))
-                    .bind(now.clone())
-            },
-        )
-        .await
+        self.merge_attackers(updates, &MERGE).await
     }
 
     /// Adds facts to attacker rows (creating them): first_seen min, last_seen max, and the
     /// counters of each update *added* to the stored ones — the correlator's incremental path,
     /// exactly once because its cursor moves in the same transaction.
     pub async fn add_attackers(&mut self, updates: &[AttackerUpdate]) -> Result<u64, RepoError> {
+        self.merge_attackers(updates, &ADD).await
+    }
+
+    /// Inserts `updates`, merging each into a stored row of the same IP by `merges`.
+    async fn merge_attackers(
+        &mut self,
+        updates: &[AttackerUpdate],
+        merges: &[(&str, Merge)],
+    ) -> Result<u64, RepoError> {
         if updates.is_empty() {
             return Ok(0);
         }
         let now = format_ts(now_ns());
-        let tail = self.dialect.upsert_tail("attackers", &["ip"], &ADD);
+        let tail = self.dialect.upsert_tail("attackers", &["ip"], merges);
         insert_rows(
             &mut self.tx,
             self.dialect,

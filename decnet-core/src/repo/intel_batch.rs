@@ -41,8 +41,6 @@ pub struct IntelBatch {
     pub traversals: Vec<Traversal>,
     pub reuse: Vec<CredentialReuse>,
     pub pivots: Vec<Pivot>,
-    /// Re-derive these attackers' counters (after the sessions are written).
-    pub refresh: Vec<IpAddr>,
     /// Queue these attackers for the profiler.
     pub evidence: Vec<IpAddr>,
 }
@@ -71,7 +69,6 @@ impl WriteTx {
         n += self.upsert_traversals(&b.traversals).await?;
         n += self.upsert_reuse(&b.reuse).await?;
         n += self.upsert_pivots(&b.pivots).await?;
-        self.refresh_attacker_counts(&b.refresh).await?;
         n += self.mark_evidence(&b.evidence).await?;
         Ok(n)
     }

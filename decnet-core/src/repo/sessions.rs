@@ -112,27 +112,8 @@ impl WriteTx {
         for s in &starts {
             q = q.bind(s.clone());
         }
-        let mut n = q.execute(&mut *self.tx).await?.rows_affected();
-        if r.sessions.is_empty() {
-            return Ok(n);
-        }
-        let tail = self
-            .dialect
-            .upsert_tail("sessions", &COLUMNS[..4], &REPLACE);
-        n += insert_rows(
-            &mut self.tx,
-            self.dialect,
-            Insert {
-                head: "INSERT INTO",
-                table: "sessions",
-                columns: &COLUMNS,
-                tail: &tail,
-            },
-            &r.sessions,
-            bind_session,
-        )
-        .await?;
-        Ok(n)
+        let n = q.execute(&mut *self.tx).await?.rows_affected();
+        Ok(n + self.upsert_sessions(&r.sessions).await?)
     }
 }
 

@@ -220,12 +220,7 @@ impl State {
         ips: impl IntoIterator<Item = IpAddr>,
         c: &mut Counters,
     ) -> Result<(), RepoError> {
-        let missing: Vec<IpAddr> = ips
-            .into_iter()
-            .filter(|ip| !self.loaded.contains(ip))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let missing = not_in(ips, &self.loaded);
         if missing.is_empty() {
             return Ok(());
         }
@@ -255,12 +250,7 @@ impl State {
         max_id: i64,
         c: &mut Counters,
     ) -> Result<(), RepoError> {
-        let missing: Vec<IpAddr> = ips
-            .into_iter()
-            .filter(|ip| !self.scans_loaded.contains(ip))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let missing = not_in(ips, &self.scans_loaded);
         if missing.is_empty() {
             return Ok(());
         }
@@ -336,6 +326,12 @@ impl State {
     }
 }
 
+/// The distinct addresses of `ips` that `loaded` does not hold, in order.
+fn not_in(ips: impl IntoIterator<Item = IpAddr>, loaded: &HashSet<IpAddr>) -> Vec<IpAddr> {
+    let missing: BTreeSet<IpAddr> = ips.into_iter().filter(|ip| !loaded.contains(ip)).collect();
+    missing.into_iter().collect()
+}
+
 /// The probes of `kind` among `flows`.
 fn probes_of(flows: &[FlowRecord], kind: ProbeKind, dir: &Directory) -> Vec<Probe> {
     flows
@@ -401,6 +397,9 @@ async fn position(repo: &Repository, cfg: &Config, input: &str) -> Result<i64, R
         .map_or(0, |c| c.position))
 }
 
+/// The inputs, by cursor name, in the order [`Pending::read_next`] numbers them.
+const INPUTS: [&str; 3] = ["events", "credentials", "flows"];
+
 /// Input read but not yet taken in: at most one batch of each kind.
 #[derive(Default)]
 struct Pending {
@@ -418,6 +417,12 @@ async fn pass(
     let mut total = Counters::default();
     let dir = Directory::load(repo).await?;
     let mut p = Pending::default();
+    // Where each input's cursor stands: read once, then moved here as each batch commits (this
+    // correlator, holding the lease, is the only one moving them).
+    let mut at = [0i64; 3];
+    for (i, input) in INPUTS.iter().enumerate() {
+        at[i] = position(repo, cfg, input).await?;
+    }
     // The three inputs are taken in time order, batch by batch: the one whose next row is the
     // oldest goes first. Flows then mostly meet the session they belong to as the newest of
     // its key (no older rows to update), and every batch reads only what is recent.
@@ -430,16 +435,13 @@ async fn pass(
             total.add("state_resets", 1);
         }
         if p.events.as_ref().is_none_or(Vec::is_empty) {
-            let at = position(repo, cfg, "events").await?;
-            p.events = Some(repo.event_facts_after(at, cfg.batch).await?);
+            p.read_next(repo, cfg, 0, at[0]).await?;
         }
         if p.credentials.as_ref().is_none_or(Vec::is_empty) {
-            let at = position(repo, cfg, "credentials").await?;
-            p.credentials = Some(repo.credentials_after(at, cfg.batch).await?);
+            p.read_next(repo, cfg, 1, at[1]).await?;
         }
         if p.flows.as_ref().is_none_or(|(f, _)| f.is_empty()) {
-            let at = position(repo, cfg, "flows").await?;
-            p.flows = Some(settled_flows(repo, cfg, at).await?);
+            p.read_next(repo, cfg, 2, at[2]).await?;
         }
         let heads = [
             p.events.as_ref().and_then(|v| v.first()).map(|e| e.ts_ns),
@@ -461,27 +463,24 @@ async fn pass(
             }
             break;
         };
-        let (input, batch, next, c) = match pick {
+        let (batch, next, c) = match pick {
             0 => {
                 let facts = p.events.take().unwrap_or_default();
                 let last = facts.last().map_or(0, |f| f.id);
-                let flows_done = position(repo, cfg, "flows").await?;
-                let (b, c) = events_batch(repo, cfg, &dir, &facts, last, flows_done, state).await?;
-                ("events", b, last, c)
+                let (b, c) = events_batch(repo, cfg, &dir, &facts, last, at[2], state).await?;
+                (b, last, c)
             }
             1 => {
                 let creds = p.credentials.take().unwrap_or_default();
                 let last = creds.last().map_or(0, |c| c.id);
-                let at = position(repo, cfg, "credentials").await?;
-                let (b, c) = credentials_batch(repo, &creds, at, state).await?;
-                ("credentials", b, last, c)
+                let (b, c) = credentials_batch(repo, &creds, at[1], state).await?;
+                (b, last, c)
             }
             _ => {
                 let (settled, _) = p.flows.take().unwrap_or_default();
                 let last = settled.last().map_or(0, |(id, _)| *id);
-                let at = position(repo, cfg, "flows").await?;
-                let (b, c) = flows_batch(repo, cfg, &dir, &settled, at, last, state).await?;
-                ("flows", b, last, c)
+                let (b, c) = flows_batch(repo, cfg, &dir, &settled, at[2], last, state).await?;
+                (b, last, c)
             }
         };
         let mut c = c;
@@ -492,7 +491,7 @@ async fn pass(
             Write::Cursor {
                 worker: WORKER,
                 host: &cfg.host,
-                name: input,
+                name: INPUTS[pick],
                 position: next,
                 state: "",
             },
@@ -509,6 +508,7 @@ async fn pass(
         // succeeds, and a failed write ends the pass anyway.
         let (written, read) = tokio::join!(write, p.read_next(repo, cfg, pick, next));
         written?;
+        at[pick] = next;
         read?;
         total.merge(&c);
     }
