@@ -878,3 +878,59 @@ async fn credential_attempts_follow_new_events(b: Backend) {
 }
 
 both_backends!(credential_attempts_follow_new_events);
+
+/// A write transaction whose caller gives up while it is starting (a `select!`, a timeout, a
+/// worker ended by a second stop signal) leaves nothing behind: the next write goes through at
+/// once. (sqlx 0.8 leaves a connection inside its `BEGIN IMMEDIATE` when the begin future is
+/// dropped at the wrong moment; that connection then held SQLite's write lock until the process
+/// exited and every later write — in this process and in every other — waited it out.)
+async fn a_write_cancelled_while_it_begins_leaves_no_transaction_open(b: Backend) {
+    let db = TestDb::new(b, "cancelbegin").await;
+    let repo = db.open().await;
+    let values = [("n", 1i64)];
+    let write = [Write::Counters {
+        worker: "cancel",
+        host: "h",
+        values: &values,
+        mode: CounterMode::Add,
+    }];
+    let mut cancelled = 0;
+    for i in 0..400u64 {
+        // Give up after a varying number of scheduler turns: before, during and after the
+        // BEGIN round trip (the database works on its own thread or connection meanwhile).
+        let turns = i % 80;
+        let give_up = async {
+            for _ in 0..turns {
+                tokio::task::yield_now().await;
+            }
+        };
+        let raced = async {
+            tokio::select! {
+                biased;
+                r = repo.write(&write) => r.map(|_| false),
+                _ = give_up => Ok(true),
+            }
+        };
+        let gave_up = tokio::time::timeout(Duration::from_secs(5), raced)
+            .await
+            .unwrap_or_else(stuck(i, "a write"))
+            .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+        cancelled += usize::from(gave_up);
+        tokio::time::timeout(Duration::from_secs(5), repo.write(&write))
+            .await
+            .unwrap_or_else(stuck(i, "the write after it"))
+            .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+    }
+    assert!(
+        cancelled > 40,
+        "only {cancelled} of 400 writes were cancelled"
+    );
+    repo.close().await;
+    db.cleanup().await;
+}
+
+fn stuck<T>(i: u64, what: &'static str) -> impl FnOnce(tokio::time::error::Elapsed) -> T {
+    move |_| panic!("iteration {i}: {what} waited 5 s (a transaction was left open)")
+}
+
+both_backends!(a_write_cancelled_while_it_begins_leaves_no_transaction_open);

@@ -215,6 +215,13 @@ fn children_of_a_killed_deploy_exit_within_five_seconds_and_teardown_cleans_up()
         log.contains("the supervising process is gone") || log.contains("SIGTERM: stopping"),
         "the children stopped on their own:\n{log}"
     );
+    // Each finished its work: the kernel's burst of parent-death signals (one per exiting
+    // thread of the killed deploy) is one stop request, not a second one that ends a worker
+    // mid-write.
+    assert!(
+        !log.contains("second stop signal") && !log.contains("did not answer"),
+        "a child was cut short:\n{log}"
+    );
     // The killed deploy left its network and record; teardown removes them.
     ensure!(d.record()?.is_some(), "a killed deploy leaves its record");
     let out = d.decnet(&["teardown"])?;

@@ -20,9 +20,10 @@
 //!   repository (correlator, profiler) have such work; listeners and sensors (sniffer,
 //!   collector, web, decky, deploy) have none and refuse, saying how to run them.
 //!
-//! A second stop signal, or a worker that has not finished [`Spec::grace`] after the first,
-//! ends the run at once: the body is dropped (an uncommitted transaction rolls back) and the
-//! process reports it. Nothing here panics on a closed stdout or stderr.
+//! A second stop signal (a second or more after the first: the signals of one stop arrive in a
+//! burst), or a worker that has not finished [`Spec::grace`] after the first, ends the run at
+//! once: the body is dropped (an uncommitted transaction rolls back) and the process reports
+//! it. Giving the lease back and closing the repository then take at most a few seconds. Nothing here panics on a closed stdout or stderr.
 use std::{
     ffi::OsString,
     future::Future,
@@ -41,6 +42,13 @@ use tokio::sync::watch;
 
 /// A worker whose heartbeats stop (it died) loses its lease after this long.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// Stop signals within this long of the first are the same request (see [`run_with_grace`]);
+/// one after it ends a worker at once.
+const SAME_STOP_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long giving the lease back and closing the repository may take at exit.
+const CLEANUP_LIMIT: Duration = Duration::from_secs(3);
 
 /// The environment variable through which a supervisor names itself to its children: a worker
 /// started with it stops on its own when that process is gone (also after a `kill -9` of the
@@ -530,17 +538,28 @@ where
             ready_file: run.ready_file.clone(),
         };
         let outcome = run_with_grace(body(ctx), shutdown.clone(), spec.grace, spec.hard_stop).await;
-        // The lease goes back unless it was lost (then it is someone else's).
-        if let Some((task, give_back)) = lease_watch {
-            let _ = give_back.send(());
-            if let Ok(Some(lease)) = task.await
-                && let Err(e) = lease.release().await
-            {
-                tracing::warn!("could not release the {} lease: {e}", spec.name);
+        // The lease goes back unless it was lost (then it is someone else's). Bounded: a
+        // database that does not answer must not keep a stopping worker alive (the lease then
+        // expires by itself, or is taken over at once by a restart on this host).
+        let cleanup = async {
+            if let Some((task, give_back)) = lease_watch {
+                let _ = give_back.send(());
+                if let Ok(Some(lease)) = task.await
+                    && let Err(e) = lease.release().await
+                {
+                    tracing::warn!("could not release the {} lease: {e}", spec.name);
+                }
             }
-        }
-        if let Some(repo) = repo {
-            repo.close().await;
+            if let Some(repo) = &repo {
+                repo.close().await;
+            }
+        };
+        if tokio::time::timeout(CLEANUP_LIMIT, cleanup).await.is_err() {
+            tracing::warn!(
+                "the repository did not answer within {} s at exit: the {} lease is left to expire",
+                CLEANUP_LIMIT.as_secs(),
+                spec.name
+            );
         }
         outcome
     }
@@ -580,9 +599,21 @@ where
         r = &mut body => return r,
         _ = shutdown.wait() => {}
     }
+    let stopping_since = Instant::now();
     let second = async {
         match Signals::new() {
-            Ok(mut sigs) if hard_stop => sigs.recv().await,
+            Ok(mut sigs) if hard_stop => loop {
+                let name = sigs.recv().await;
+                // Signals right after the first are the same request, not someone asking
+                // twice: a supervisor killed outright sends its parent-death signal once per
+                // thread as they exit (the kernel re-parents the child to the next one), and
+                // a terminal's Ctrl-C reaches the whole process group while the supervisor
+                // passes its own SIGTERM on.
+                if stopping_since.elapsed() >= SAME_STOP_WITHIN {
+                    break name;
+                }
+                tracing::debug!("{name} right after the stop request: the same request");
+            },
             _ => std::future::pending().await,
         }
     };
@@ -591,7 +622,7 @@ where
         _ = tokio::time::sleep(grace) => {
             bail!("did not finish within {} s of the stop request: ended", grace.as_secs_f64())
         }
-        _ = second => bail!("a second stop signal: ended at once"),
+        name = second => bail!("a second stop signal ({name}): ended at once"),
     }
 }
 

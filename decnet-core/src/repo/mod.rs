@@ -357,7 +357,16 @@ impl Repository {
             Some(l) => Some(l.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin_with(self.dialect.begin_write()).await?;
+        // Started on a task of its own, so that a caller that gives up half-way (a `select!`, a
+        // timeout, a worker ended by a second stop signal) cannot leave the connection inside
+        // its BEGIN: sqlx 0.8 returns such a connection to the pool with the transaction open
+        // (on SQLite holding the write lock until the process exits). Finished here, an
+        // abandoned transaction is dropped whole and rolled back.
+        let pool = self.pool.clone();
+        let begin = self.dialect.begin_write();
+        let tx = tokio::spawn(async move { pool.begin_with(begin).await })
+            .await
+            .map_err(|e| RepoError::Query(sqlx::Error::Protocol(format!("begin task: {e}"))))??;
         Ok(WriteTx {
             tx,
             dialect: self.dialect,
