@@ -1,6 +1,8 @@
 //! The one bounded, reconnecting sender of syslog lines: to a syslog server over UDP (one
-//! datagram per line, RFC 5426) or TCP (octet-counting framing `LEN SP LINE`, RFC 6587). Used by
-//! `logging` (`--log-syslog`) and by the decoys' event emitter (TCP to the collector).
+//! datagram per line, RFC 5426), TCP or a Unix stream socket (octet-counting framing
+//! `LEN SP LINE`, RFC 6587). Used by `logging` (`--log-syslog`) and by the decoys' event emitter
+//! (to the collector: over its Unix socket under `decnet deploy`, which no network peer can
+//! reach).
 //!
 //! Input: whole lines ([`Sender::send`]), from any thread, sync or async. Output: the lines on
 //! the wire in order, and [`Stats`].
@@ -20,6 +22,8 @@
 use std::fmt;
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,21 +46,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// reconnected to) after this long.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where RFC 5424 lines are sent besides stderr: `udp://host:port` or `tcp://host:port`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where RFC 5424 lines are sent besides stderr: `udp://host:port`, `tcp://host:port` or
+/// `unix:///path/to/socket`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SyslogTarget {
     /// One datagram per line.
     Udp(SocketAddr),
     /// One connection, octet-counting framing; reconnected on errors.
     Tcp(SocketAddr),
-}
-
-impl SyslogTarget {
-    pub fn addr(&self) -> SocketAddr {
-        match self {
-            SyslogTarget::Udp(a) | SyslogTarget::Tcp(a) => *a,
-        }
-    }
+    /// A Unix stream socket (a filesystem path), framed and reconnected like TCP.
+    Unix(PathBuf),
 }
 
 impl fmt::Display for SyslogTarget {
@@ -64,13 +63,16 @@ impl fmt::Display for SyslogTarget {
         match self {
             SyslogTarget::Udp(a) => write!(f, "udp://{a}"),
             SyslogTarget::Tcp(a) => write!(f, "tcp://{a}"),
+            SyslogTarget::Unix(p) => write!(f, "unix://{}", p.display()),
         }
     }
 }
 
 /// A string that names no [`SyslogTarget`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid syslog target {input:?}: {reason} (expected udp://HOST:PORT or tcp://HOST:PORT)")]
+#[error(
+    "invalid syslog target {input:?}: {reason} (expected udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH)"
+)]
 pub struct ParseSyslogTargetError {
     pub input: String,
     pub reason: String,
@@ -79,9 +81,10 @@ pub struct ParseSyslogTargetError {
 impl FromStr for SyslogTarget {
     type Err = ParseSyslogTargetError;
 
-    /// `udp://HOST:PORT` or `tcp://HOST:PORT` (scheme case-insensitive, surrounding whitespace
-    /// ignored). HOST is an IPv4 address, a bracketed IPv6 address (`[::1]`) or a name, which is
-    /// resolved now (its first address is used). The port is required.
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///PATH` (scheme case-insensitive,
+    /// surrounding whitespace ignored). HOST is an IPv4 address, a bracketed IPv6 address
+    /// (`[::1]`) or a name, which is resolved now (its first address is used). The port is
+    /// required. PATH is absolute.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |reason: String| ParseSyslogTargetError {
             input: s.to_owned(),
@@ -89,6 +92,14 @@ impl FromStr for SyslogTarget {
         };
         let t = s.trim();
         let (scheme, rest) = t.split_once("://").ok_or_else(|| err("no scheme".into()))?;
+        if scheme.eq_ignore_ascii_case("unix") {
+            if !rest.starts_with('/') {
+                return Err(err(
+                    "the socket path must be absolute (unix:///run/...)".into()
+                ));
+            }
+            return Ok(SyslogTarget::Unix(PathBuf::from(rest)));
+        }
         let udp = if scheme.eq_ignore_ascii_case("udp") {
             true
         } else if scheme.eq_ignore_ascii_case("tcp") {
@@ -167,14 +178,14 @@ pub enum Notice<'a> {
     /// The connection failed (or could not be made); reconnecting.
     Down {
         label: &'static str,
-        target: SyslogTarget,
+        target: &'a SyslogTarget,
         error: &'a io::Error,
         backoff_max: Duration,
     },
     /// Connected again after an outage of `after`.
     Up {
         label: &'static str,
-        target: SyslogTarget,
+        target: &'a SyslogTarget,
         after: Duration,
     },
 }
@@ -245,8 +256,8 @@ impl Sender {
     /// Opens the socket (UDP) and starts the background thread; a TCP connection is made by
     /// that thread, so a server that is not up yet is not an error here.
     pub fn spawn(target: SyslogTarget, config: Config) -> anyhow::Result<Sender> {
-        let transport = match target {
-            SyslogTarget::Udp(addr) => {
+        let transport = match &target {
+            &SyslogTarget::Udp(addr) => {
                 let local: SocketAddr = if addr.is_ipv4() {
                     ([0u8; 4], 0).into()
                 } else {
@@ -259,9 +270,8 @@ impl Sender {
                     })?;
                 Transport::Udp(socket)
             }
-            SyslogTarget::Tcp(addr) => Transport::Tcp(Tcp {
-                target,
-                addr,
+            SyslogTarget::Tcp(_) | SyslogTarget::Unix(_) => Transport::Stream(Stream {
+                target: target.clone(),
                 config,
                 stream: None,
                 backoff: BACKOFF_MIN,
@@ -351,14 +361,72 @@ impl Sender {
 
 enum Transport {
     Udp(UdpSocket),
-    Tcp(Tcp),
+    Stream(Stream),
 }
 
-struct Tcp {
+/// A TCP or Unix stream connection.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn connect(target: &SyslogTarget, write_timeout: Duration) -> io::Result<Conn> {
+        match target {
+            SyslogTarget::Tcp(addr) => {
+                let s = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)?;
+                let _ = s.set_nodelay(true);
+                s.set_write_timeout(Some(write_timeout))?;
+                Ok(Conn::Tcp(s))
+            }
+            SyslogTarget::Unix(path) => {
+                let s = UnixStream::connect(path)?;
+                s.set_write_timeout(Some(write_timeout))?;
+                Ok(Conn::Unix(s))
+            }
+            SyslogTarget::Udp(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "UDP has no connection",
+            )),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(buf),
+            Conn::Unix(s) => s.write_all(buf),
+        }
+    }
+
+    /// Whether the server has closed its side (a syslog server never sends anything, so
+    /// readable with zero bytes means EOF; anything it did send is read and discarded). Checked
+    /// before each write: a write into a half-closed connection succeeds and the data is lost.
+    fn peer_closed(&mut self) -> bool {
+        let mut probe = [0u8; 64];
+        let (nonblocking, read) = match self {
+            Conn::Tcp(s) => (s.set_nonblocking(true), s.read(&mut probe)),
+            Conn::Unix(s) => (s.set_nonblocking(true), s.read(&mut probe)),
+        };
+        if nonblocking.is_err() {
+            return true;
+        }
+        let closed = match read {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        };
+        let blocking = match self {
+            Conn::Tcp(s) => s.set_nonblocking(false),
+            Conn::Unix(s) => s.set_nonblocking(false),
+        };
+        closed || blocking.is_err()
+    }
+}
+
+struct Stream {
     target: SyslogTarget,
-    addr: SocketAddr,
     config: Config,
-    stream: Option<TcpStream>,
+    stream: Option<Conn>,
     backoff: Duration,
     /// Set while the server cannot be reached (reported once).
     down_since: Option<Instant>,
@@ -387,8 +455,8 @@ fn worker(rx: Receiver<String>, mut transport: Transport, stats: &Arc<Stats>) {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Transport::Tcp(tcp) => {
-                let counter = if tcp.send(&batch, stats) {
+            Transport::Stream(conn) => {
+                let counter = if conn.send(&batch, stats) {
                     &stats.sent
                 } else {
                     &stats.failed
@@ -403,7 +471,7 @@ fn worker(rx: Receiver<String>, mut transport: Transport, stats: &Arc<Stats>) {
     }
 }
 
-impl Tcp {
+impl Stream {
     /// Writes `lines` (octet-counted), reconnecting with backoff until it succeeds. Gives up
     /// (false) only when no [`Sender`] is left, i.e. nobody can send any more.
     fn send(&mut self, lines: &[String], stats: &Arc<Stats>) -> bool {
@@ -415,7 +483,7 @@ impl Tcp {
         }
         loop {
             if let Some(stream) = &mut self.stream {
-                let result = if peer_closed(stream) {
+                let result = if stream.peer_closed() {
                     Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
                         "the server closed the connection",
@@ -433,15 +501,13 @@ impl Tcp {
                     }
                 }
             }
-            match TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT) {
+            match Conn::connect(&self.target, self.config.write_timeout) {
                 Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let _ = stream.set_write_timeout(Some(self.config.write_timeout));
                     stats.connects.fetch_add(1, Ordering::Relaxed);
                     if let Some(since) = self.down_since.take() {
                         (self.config.notify)(&Notice::Up {
                             label: self.config.label,
-                            target: self.target,
+                            target: &self.target,
                             after: since.elapsed(),
                         });
                     }
@@ -467,28 +533,12 @@ impl Tcp {
             self.down_since = Some(Instant::now());
             (self.config.notify)(&Notice::Down {
                 label: self.config.label,
-                target: self.target,
+                target: &self.target,
                 error: e,
                 backoff_max: self.config.backoff_max,
             });
         }
     }
-}
-
-/// Whether the server has closed its side (a syslog server never sends anything, so readable
-/// with zero bytes means EOF; anything it did send is read and discarded). Checked before each
-/// write: a write into a half-closed connection succeeds and the data is lost.
-fn peer_closed(stream: &mut TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut probe = [0u8; 64];
-    let closed = match stream.read(&mut probe) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    };
-    closed || stream.set_nonblocking(false).is_err()
 }
 
 #[cfg(test)]
@@ -509,9 +559,19 @@ mod tests {
             ok(" TCP://[::1]:601 "),
             SyslogTarget::Tcp("[::1]:601".parse().expect("addr"))
         );
-        let local = ok("tcp://localhost:6514");
-        assert!(local.addr().ip().is_loopback() && local.addr().port() == 6514);
-        for t in [ok("udp://127.0.0.1:514"), ok("tcp://[::1]:601")] {
+        let SyslogTarget::Tcp(local) = ok("tcp://localhost:6514") else {
+            panic!("tcp://localhost is TCP")
+        };
+        assert!(local.ip().is_loopback() && local.port() == 6514);
+        assert_eq!(
+            ok("unix:///run/decnet/collector.sock"),
+            SyslogTarget::Unix("/run/decnet/collector.sock".into())
+        );
+        for t in [
+            ok("udp://127.0.0.1:514"),
+            ok("tcp://[::1]:601"),
+            ok("unix:///tmp/x.sock"),
+        ] {
             assert_eq!(ok(&t.to_string()), t);
         }
         assert_eq!(ok("udp://10.1.2.3:5514").to_string(), "udp://10.1.2.3:5514");
@@ -528,6 +588,7 @@ mod tests {
             ("tcp://::1:514", "invalid host \"::1\""),
             ("tcp://127.0.0.1:514/x", "only HOST:PORT"),
             ("tcp://no-such-host.invalid:514", "cannot resolve"),
+            ("unix://run/x.sock", "the socket path must be absolute"),
         ] {
             let e = input.parse::<SyslogTarget>().expect_err(input);
             assert_eq!(e.input, input);
@@ -575,5 +636,36 @@ mod tests {
         assert_eq!(st.sent.load(Ordering::Relaxed), 1);
         assert_eq!(st.connects.load(Ordering::Relaxed), 1);
         assert_eq!(st.lost.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn unix_socket_lines_are_framed_and_resent_after_a_restart() {
+        use std::io::Read as _;
+        let dir = std::env::temp_dir().join(format!("decnet-syslog-unix-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let sender =
+            Sender::spawn(SyslogTarget::Unix(path.clone()), Config::new("test")).expect("spawn");
+        sender.send("hello".into());
+        let (mut conn, _) = listener.accept().expect("accept");
+        assert!(sender.flush(Duration::from_secs(5)));
+        let mut buf = [0u8; 7];
+        conn.read_exact(&mut buf).expect("frame");
+        assert_eq!(&buf, b"5 hello");
+        // The collector goes away and comes back on the same path: the next line arrives on a
+        // new connection.
+        drop(conn);
+        drop(listener);
+        std::fs::remove_file(&path).expect("unlink");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("rebind");
+        sender.send("again".into());
+        let (mut conn, _) = listener.accept().expect("accept again");
+        let mut buf = [0u8; 7];
+        conn.read_exact(&mut buf).expect("frame");
+        assert_eq!(&buf, b"5 again");
+        assert_eq!(sender.stats().connects.load(Ordering::Relaxed), 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

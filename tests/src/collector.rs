@@ -179,7 +179,7 @@ pub struct CredentialRow {
     pub attempts: i64,
 }
 
-fn open_ro(db: &Path) -> Result<rusqlite::Connection> {
+pub fn open_ro(db: &Path) -> Result<rusqlite::Connection> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .with_context(|| format!("opening {}", db.display()))?;

@@ -34,6 +34,8 @@ pub struct Counters {
     pub accepted: AtomicU64,
     pub refused_limit: AtomicU64,
     pub refused_allowlist: AtomicU64,
+    pub refused_peer: AtomicU64,
+    pub impersonated: AtomicU64,
     pub tls_handshake_failed: AtomicU64,
     pub open: AtomicU64,
     pub idle_closed: AtomicU64,
@@ -60,6 +62,8 @@ impl Default for Counters {
             accepted: AtomicU64::new(0),
             refused_limit: AtomicU64::new(0),
             refused_allowlist: AtomicU64::new(0),
+            refused_peer: AtomicU64::new(0),
+            impersonated: AtomicU64::new(0),
             tls_handshake_failed: AtomicU64::new(0),
             open: AtomicU64::new(0),
             idle_closed: AtomicU64::new(0),
@@ -141,6 +145,8 @@ impl Counters {
                 accepted: get(&self.accepted),
                 refused_limit: get(&self.refused_limit),
                 refused_allowlist: get(&self.refused_allowlist),
+                refused_peer: get(&self.refused_peer),
+                impersonated: get(&self.impersonated),
                 tls_handshake_failed: get(&self.tls_handshake_failed),
                 open: get(&self.open),
                 idle_closed: get(&self.idle_closed),
@@ -181,12 +187,17 @@ pub struct Summary {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionCounts {
-    /// TCP/TLS connections admitted.
+    /// TCP/TLS/Unix-socket connections admitted.
     pub accepted: u64,
     /// Accepted and closed at once: over --max-connections or --max-connections-per-ip.
     pub refused_limit: u64,
     /// Connections (and UDP datagrams) from sources outside --allow.
     pub refused_allowlist: u64,
+    /// Unix-socket connections from a process that is no decky named in --unix-peers.
+    pub refused_peer: u64,
+    /// Lines on a decky's Unix-socket connection that named another decky as HOSTNAME
+    /// (dropped).
+    pub impersonated: u64,
     pub tls_handshake_failed: u64,
     /// Open now.
     pub open: u64,
@@ -223,6 +234,8 @@ impl Summary {
             ("accepted", c.accepted),
             ("refused_limit", c.refused_limit),
             ("refused_allowlist", c.refused_allowlist),
+            ("refused_peer", c.refused_peer),
+            ("impersonated", c.impersonated),
             ("tls_handshake_failed", c.tls_handshake_failed),
             ("open", c.open),
             ("idle_closed", c.idle_closed),
@@ -249,7 +262,7 @@ impl Summary {
             .collect();
         let c = &self.connections;
         format!(
-            "decnet collect summary: ran={ran_secs:.1}s\n  received={} parsed={} rejected={} ({}) unwrapped={}\n  stored={} duplicates={} batches={} dropped_udp={} udp_kernel_drops={} queue_depth_max={} db_errors={}\n  connections: accepted={} refused_limit={} refused_allowlist={} tls_handshake_failed={} idle_closed={} framing_errors={} open={}",
+            "decnet collect summary: ran={ran_secs:.1}s\n  received={} parsed={} rejected={} ({}) unwrapped={}\n  stored={} duplicates={} batches={} dropped_udp={} udp_kernel_drops={} queue_depth_max={} db_errors={}\n  connections: accepted={} refused_limit={} refused_allowlist={} refused_peer={} impersonated={} tls_handshake_failed={} idle_closed={} framing_errors={} open={}",
             self.received,
             self.parsed,
             self.rejected_total(),
@@ -269,6 +282,8 @@ impl Summary {
             c.accepted,
             c.refused_limit,
             c.refused_allowlist,
+            c.refused_peer,
+            c.impersonated,
             c.tls_handshake_failed,
             c.idle_closed,
             c.framing_errors,
@@ -293,7 +308,8 @@ impl Summary {
             unwrapped = self.unwrapped,
             connections_open = c.open,
             connections_accepted = c.accepted,
-            refused = c.refused_limit + c.refused_allowlist,
+            refused = c.refused_limit + c.refused_allowlist + c.refused_peer,
+            impersonated = c.impersonated,
             tls_handshake_failed = c.tls_handshake_failed,
             db_errors = self.db_errors,
             "{what}"

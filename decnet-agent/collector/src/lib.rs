@@ -1,8 +1,10 @@
 //! # collector — the syslog receiver for the decoy services (`decnet collector`, alias `collect`)
 //!
 //! **Input:** RFC 5424 lines from the decoy services (and relays): UDP datagrams (RFC 5426), TCP
-//! streams (RFC 6587: octet counting or LF framing, detected per connection) and TLS streams
-//! (RFC 5425, optionally mutual TLS).
+//! streams (RFC 6587: octet counting or LF framing, detected per connection), TLS streams
+//! (RFC 5425, optionally mutual TLS) and a Unix stream socket (the deckies' channel under
+//! `decnet deploy`: no network peer can reach it; with `--unix-peers` each connection is tied to
+//! the decky whose network namespace it comes from).
 //! **Output:** one row per line in the repository's `events` table (re-sending a line is a no-op:
 //! the dedup key is the SHA-256 of the line), one `credentials` row per login attempt, and the
 //! counters (logged every `--stats-interval`, recorded in `worker_counters` as worker
@@ -55,8 +57,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5514";
 /// them as events.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
-    after_help = "With no --udp/--tcp/--tls, listens on UDP and TCP 127.0.0.1:5514.\n\n\
+    after_help = "With no --udp/--tcp/--tls/--unix, listens on UDP and TCP 127.0.0.1:5514.\n\n\
 Examples:\n  decnet collector --daemon --udp 0.0.0.0:514 --tcp 0.0.0.0:514\n  \
+decnet collector --daemon --unix /run/decnet/collector.sock --unix-peers /run/decnet/peers\n  \
 decnet collector --daemon --tls 0.0.0.0:6514 --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem\n  \
 decnet collector --duration 30 --tcp 127.0.0.1:0 --ready-file /tmp/ready --summary-json /tmp/collect.json"
 )]
@@ -94,6 +97,20 @@ pub struct CollectArgs {
         value_delimiter = ','
     )]
     pub tls: Vec<SocketAddr>,
+
+    /// Unix stream socket at PATH (created mode 0600 and removed at exit), framed like TCP:
+    /// reachable from this host's filesystem only, never from a network. What `decnet deploy`
+    /// gives its deckies.
+    #[arg(long, value_name = "PATH", env = "DECNET_COLLECTOR_UNIX")]
+    pub unix: Option<PathBuf>,
+
+    /// Who may log over --unix: a file of lines `NAME NETNS_FILE` (e.g. `web-01
+    /// /run/netns/decnet-web-01`), read again for each connection. A connecting process must be
+    /// in the network namespace of one NAME (SO_PEERCRED), and its lines must carry that NAME as
+    /// HOSTNAME; other processes are refused (refused_peer), other HOSTNAMEs dropped
+    /// (impersonated). Without it any process that can open the socket may log.
+    #[arg(long, value_name = "FILE", requires = "unix")]
+    pub unix_peers: Option<PathBuf>,
 
     /// The TLS server certificate chain (PEM).
     #[arg(long, value_name = "PEM", env = "DECNET_COLLECTOR_TLS_CERT")]
@@ -184,7 +201,7 @@ impl CollectArgs {
         out.extend(self.udp.iter().map(|a| (Transport::Udp, *a)));
         out.extend(self.tcp.iter().map(|a| (Transport::Tcp, *a)));
         out.extend(self.tls.iter().map(|a| (Transport::Tls, *a)));
-        if out.is_empty() {
+        if out.is_empty() && self.unix.is_none() {
             // A constant that parses.
             if let Ok(a) = DEFAULT_LISTEN.parse() {
                 out.push((Transport::Udp, a));
@@ -257,7 +274,19 @@ pub async fn run(ctx: Context, args: CollectArgs) -> anyhow::Result<Report> {
     ));
     let shared = Shared::new(args.net_config(), counters.clone(), tx, stop_rx);
 
-    let listeners = match bind_all(&args.listeners()) {
+    let bound_all = bind_all(&args.listeners()).and_then(|mut l| {
+        if let Some(path) = &args.unix {
+            if let Some(peers) = &args.unix_peers {
+                std::fs::metadata(peers)
+                    .with_context(|| format!("--unix-peers {}", peers.display()))?;
+            }
+            let u = net::bind_unix(path)
+                .with_context(|| format!("cannot listen on unix {}", path.display()))?;
+            l.push(Listener::Unix(u));
+        }
+        Ok(l)
+    });
+    let listeners = match bound_all {
         Ok(l) => l,
         Err(e) => {
             drop(shared);
@@ -265,13 +294,8 @@ pub async fn run(ctx: Context, args: CollectArgs) -> anyhow::Result<Report> {
             return Err(e);
         }
     };
-    let bound: Vec<String> = listeners
-        .iter()
-        .map(|l| match l.local_addr() {
-            Ok(a) => format!("{} {a}", l.kind()),
-            Err(_) => format!("{} ?", l.kind()),
-        })
-        .collect();
+    let bound: Vec<String> = listeners.iter().map(Listener::describe).collect();
+    let peers = args.unix_peers.clone().map(|file| net::Peers { file });
     let udp_socks: Vec<&tokio::net::UdpSocket> = listeners
         .iter()
         .filter_map(|l| match l {
@@ -294,6 +318,13 @@ pub async fn run(ctx: Context, args: CollectArgs) -> anyhow::Result<Report> {
                 let tls = tls.clone();
                 tasks.spawn(async move {
                     net::accept_loop(l, tls, shared).await;
+                    None
+                })
+            }
+            Listener::Unix(u) => {
+                let peers = peers.clone();
+                tasks.spawn(async move {
+                    net::unix_accept_loop(u, peers, shared).await;
                     None
                 })
             }

@@ -1,5 +1,9 @@
 //! The listeners and readers: UDP (one message per datagram, RFC 5426), TCP (RFC 6587 framing
-//! detected per connection) and TLS (RFC 5425).
+//! detected per connection), TLS (RFC 5425) and a Unix stream socket (framed like TCP), the
+//! decoys' own channel: a path on the host's filesystem, which nobody on a network can reach.
+//! With `--unix-peers` ([`Peers`]) a Unix-socket connection is admitted only from a process in
+//! the network namespace of a decky named there (SO_PEERCRED), and its lines must name that
+//! decky as HOSTNAME: a decky cannot write events as another.
 //!
 //! Readers parse on their own task and push onto the one bounded queue ([`Shared::enqueue`]).
 //! A TCP/TLS reader whose queue is full waits — it stops reading its socket, so the sender is
@@ -19,7 +23,7 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     os::fd::{AsFd as _, AsRawFd as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -28,7 +32,7 @@ use decnet_core::{rfc5424::Reject, time_fmt::now_ns};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _},
-    net::{TcpListener, TcpSocket, UdpSocket},
+    net::{TcpListener, TcpSocket, UdpSocket, UnixListener},
     sync::{Semaphore, mpsc, watch},
 };
 use tokio_rustls::TlsAcceptor;
@@ -92,10 +96,20 @@ impl Shared {
         })
     }
 
-    /// Counts, parses and maps one frame or datagram.
-    fn process(&self, line: &[u8], recv_ns: i64) -> Option<Item> {
+    /// Counts, parses and maps one frame or datagram; with `decky`, a line naming another decky
+    /// as HOSTNAME is dropped and counted (`impersonated`).
+    fn process(&self, line: &[u8], recv_ns: i64, decky: Option<&str>) -> Option<Item> {
         counters::inc(&self.counters.received);
         match map_line(line, self.cfg.max_message, recv_ns) {
+            Ok(m) if decky.is_some_and(|d| d != m.event.decky) => {
+                counters::inc(&self.counters.impersonated);
+                tracing::debug!(
+                    decky = decky.unwrap_or_default(),
+                    claimed = %m.event.decky.escape_debug(),
+                    "a line naming another decky as its sender: dropped (impersonated)"
+                );
+                None
+            }
             Ok(m) => {
                 counters::inc(&self.counters.parsed);
                 self.counters.deviated(m.deviations);
@@ -170,17 +184,20 @@ impl Shared {
         }
     }
 
-    /// Takes a connection slot for `ip`, or `None` over a limit.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
+    /// Takes a connection slot for `ip` (`None`: a local Unix-socket peer, under the total
+    /// limit only), or `None` over a limit.
+    fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Admission> {
         let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if counters::get(&self.counters.open) >= self.cfg.max_connections {
             return None;
         }
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.cfg.max_connections_per_ip {
-            return None;
+        if let Some(ip) = ip {
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.cfg.max_connections_per_ip {
+                return None;
+            }
+            *n += 1;
         }
-        *n += 1;
         counters::inc(&self.counters.open);
         Some(Admission {
             shared: self.clone(),
@@ -196,16 +213,18 @@ impl Shared {
 /// A held connection slot; dropping it frees the slot.
 struct Admission {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         let mut map = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
+        if let Some(ip) = self.ip
+            && let Some(n) = map.get_mut(&ip)
+        {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&ip);
             }
         }
         self.shared
@@ -226,6 +245,7 @@ pub enum Listener {
     Udp(UdpSocket),
     Tcp(TcpListener),
     Tls(TcpListener),
+    Unix(UnixSocket),
 }
 
 impl Listener {
@@ -234,15 +254,167 @@ impl Listener {
             Listener::Udp(_) => "udp",
             Listener::Tcp(_) => "tcp",
             Listener::Tls(_) => "tls",
+            Listener::Unix(_) => "unix",
         }
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self {
+    /// `KIND ADDRESS` (the ready file's line): the bound address, or the socket's path.
+    pub fn describe(&self) -> String {
+        let addr = match self {
             Listener::Udp(s) => s.local_addr(),
             Listener::Tcp(l) | Listener::Tls(l) => l.local_addr(),
+            Listener::Unix(u) => return format!("unix {}", u.path.display()),
+        };
+        match addr {
+            Ok(a) => format!("{} {a}", self.kind()),
+            Err(_) => format!("{} ?", self.kind()),
         }
     }
+}
+
+/// A bound Unix stream socket; its file is removed when this is dropped.
+#[derive(Debug)]
+pub struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds a Unix stream socket at `path`, readable and writable by its owner only (mode 0600).
+/// A socket file left by a collector that is gone is replaced; a live one (another collector
+/// answers on it) or any other kind of file is an error.
+pub fn bind_unix(path: &Path) -> io::Result<UnixSocket> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process listens on it",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Put it in a directory only its owner can enter: the mode is set right after bind(2),
+    // which creates the file under the process umask.
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(UnixSocket {
+        listener,
+        path: path.to_path_buf(),
+    })
+}
+
+/// `--unix-peers FILE`: the deckies that may log over the Unix socket, one per line
+/// `NAME NETNS_FILE` (a network namespace file such as `/run/netns/NAME`; `#` comments and
+/// blank lines are ignored). Read again for every new connection, so that a fleet that changes
+/// while the collector runs only needs the file rewritten.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    pub file: PathBuf,
+}
+
+impl Peers {
+    /// The decky whose network namespace has inode `netns`.
+    fn decky_of(&self, netns: u64) -> io::Result<Option<String>> {
+        use std::os::unix::fs::MetadataExt as _;
+        let text = std::fs::read_to_string(&self.file)?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((name, ns)) = line.split_once(char::is_whitespace) else {
+                continue;
+            };
+            if std::fs::metadata(ns.trim()).is_ok_and(|m| m.ino() == netns) {
+                return Ok(Some(name.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The network-namespace inode of process `pid`.
+fn netns_of(pid: i32) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    Ok(std::fs::metadata(format!("/proc/{pid}/ns/net"))?.ino())
+}
+
+/// Accepts Unix-socket connections until stopped; one task per connection. With `peers`, a
+/// connection is admitted only from a decky named there, and serves that decky's lines only.
+pub async fn unix_accept_loop(sock: UnixSocket, peers: Option<Peers>, shared: Arc<Shared>) {
+    let mut stop = shared.stop.clone();
+    loop {
+        let stream = tokio::select! {
+            r = sock.listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopping(&mut stop) => break,
+        };
+        let decky: Option<Arc<str>> = match &peers {
+            None => None,
+            Some(peers) => {
+                let pid = stream.peer_cred().ok().and_then(|c| c.pid());
+                let who = match pid {
+                    Some(pid) => netns_of(pid).and_then(|ns| peers.decky_of(ns)),
+                    None => Ok(None),
+                };
+                match who {
+                    Ok(Some(name)) => Some(Arc::from(name.as_str())),
+                    Ok(None) => {
+                        counters::inc(&shared.counters.refused_peer);
+                        tracing::warn!(
+                            pid = pid.unwrap_or(0),
+                            "a Unix-socket connection from a process that is no decky of {}: refused",
+                            peers.file.display()
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        counters::inc(&shared.counters.refused_peer);
+                        tracing::warn!(
+                            pid = pid.unwrap_or(0),
+                            "cannot tell which decky connected ({}): refused: {e}",
+                            peers.file.display()
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(slot) = shared.admit(None) else {
+            counters::inc(&shared.counters.refused_limit);
+            tracing::debug!("Unix-socket connection refused: over the connection limit");
+            continue;
+        };
+        counters::inc(&shared.counters.accepted);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve(&shared, stream, decky.as_deref()).await;
+        });
+    }
+    // Dropping the socket closes it and removes its file.
 }
 
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -305,7 +477,7 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared
             tracing::debug!(%ip, "connection refused: not in --allow");
             continue;
         }
-        let Some(slot) = shared.admit(ip) else {
+        let Some(slot) = shared.admit(Some(ip)) else {
             counters::inc(&shared.counters.refused_limit);
             tracing::debug!(%ip, "connection refused: over the connection limit");
             continue;
@@ -316,7 +488,7 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared
         tokio::spawn(async move {
             let _slot = slot;
             match tls {
-                None => serve(&shared, sock).await,
+                None => serve(&shared, sock, None).await,
                 Some(acceptor) => {
                     let limit = HANDSHAKE_TIMEOUT.min(shared.cfg.idle_timeout);
                     let mut stop = shared.stop.clone();
@@ -325,7 +497,7 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared
                         _ = stopping(&mut stop) => return,
                     };
                     match hs {
-                        Ok(Ok(stream)) => serve(&shared, stream).await,
+                        Ok(Ok(stream)) => serve(&shared, stream, None).await,
                         Ok(Err(e)) => {
                             counters::inc(&shared.counters.tls_handshake_failed);
                             tracing::debug!(%ip, "TLS handshake failed: {e}");
@@ -343,8 +515,8 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared
 }
 
 /// Reads frames from one connection until EOF, an error, the idle timeout, a framing error or
-/// the stop signal.
-pub async fn serve<S: AsyncRead + Unpin>(shared: &Shared, mut stream: S) {
+/// the stop signal. With `decky`, only lines of that decky are taken.
+pub async fn serve<S: AsyncRead + Unpin>(shared: &Shared, mut stream: S, decky: Option<&str>) {
     let mut stop = shared.stop.clone();
     let mut framer = Framer::new(shared.cfg.max_message);
     let idle = shared.cfg.idle_timeout;
@@ -373,7 +545,7 @@ pub async fn serve<S: AsyncRead + Unpin>(shared: &Shared, mut stream: S) {
         loop {
             let item = match framer.next() {
                 None => break,
-                Some(Frame::Message(line)) => shared.process(line, recv_ns),
+                Some(Frame::Message(line)) => shared.process(line, recv_ns, decky),
                 Some(Frame::TooLong) => {
                     shared.too_long();
                     None
@@ -427,7 +599,7 @@ pub async fn udp_loop(sock: UdpSocket, shared: Arc<Shared>) -> UdpSocket {
                 shared.too_long();
                 continue;
             }
-            if let Some(item) = shared.process(line, recv_ns)
+            if let Some(item) = shared.process(line, recv_ns, None)
                 && !shared.try_enqueue(item)
             {
                 return sock;

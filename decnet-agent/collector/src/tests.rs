@@ -659,3 +659,140 @@ async fn writer_commits_batches_and_counts_duplicates() {
     repo.close().await;
     let _ = std::fs::remove_file(&path);
 }
+
+/// A Unix-socket listener in a fresh directory, with its readers.
+struct UnixRig {
+    dir: PathBuf,
+    path: PathBuf,
+    counters: Arc<Counters>,
+    rx: mpsc::Receiver<Item>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl UnixRig {
+    fn new(tag: &str, peers: Option<&str>) -> UnixRig {
+        let dir = std::env::temp_dir().join(format!("decnet-unix-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let peers = peers.map(|text| {
+            let file = dir.join("peers");
+            std::fs::write(&file, text).unwrap();
+            net::Peers { file }
+        });
+        let path = dir.join("c.sock");
+        let sock = net::bind_unix(&path).unwrap();
+        let (tx, rx) = mpsc::channel(64);
+        let (stop, stop_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let shared = Shared::new(cfg(), counters.clone(), tx, stop_rx);
+        let task = tokio::spawn(net::unix_accept_loop(sock, peers, shared));
+        UnixRig {
+            dir,
+            path,
+            counters,
+            rx,
+            stop,
+            task,
+        }
+    }
+
+    async fn send(&self, lines: &[String]) -> tokio::net::UnixStream {
+        let mut s = tokio::net::UnixStream::connect(&self.path).await.unwrap();
+        let bytes: String = lines.iter().map(|l| octet(l)).collect();
+        s.write_all(bytes.as_bytes()).await.unwrap();
+        s
+    }
+
+    async fn finish(mut self) -> (Arc<Counters>, Vec<NewEvent>) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+        let mut events = Vec::new();
+        while let Ok(Some(item)) =
+            tokio::time::timeout(Duration::from_secs(10), self.rx.recv()).await
+        {
+            events.push(item.event);
+        }
+        assert!(!self.path.exists(), "the socket file is removed at the end");
+        let _ = std::fs::remove_dir_all(&self.dir);
+        (self.counters, events)
+    }
+}
+
+#[tokio::test]
+async fn unix_socket_lines_are_framed_like_tcp_and_the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut rig = UnixRig::new("plain", None);
+    let mode = std::fs::metadata(&rig.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    // A second collector on the same path is refused; the first keeps it.
+    let again = net::bind_unix(&rig.path).expect_err("a live socket is not replaced");
+    assert_eq!(again.kind(), std::io::ErrorKind::AddrInUse, "{again}");
+    // Without --unix-peers any HOSTNAME is taken as given.
+    let s = rig.send(&[line(1), line(2)]).await;
+    let got = rig.rx.recv().await.unwrap();
+    assert_eq!(got.event.decky, "decky-1");
+    drop(s);
+    let (c, rest) = rig.finish().await;
+    assert_eq!(deckies(&rest), ["decky-2"]);
+    // The refused second bind's liveness probe was a connection too.
+    assert_eq!((get(&c.accepted), get(&c.impersonated)), (2, 0));
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced_and_other_files_are_left_alone() {
+    let dir = std::env::temp_dir().join(format!("decnet-unix-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.sock");
+    // A socket file nobody listens on any more (its collector died).
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let sock = net::bind_unix(&path).expect("a stale socket is replaced");
+    drop(sock);
+    assert!(!path.exists());
+    let plain = dir.join("not-a-socket");
+    std::fs::write(&plain, "data").unwrap();
+    let e = net::bind_unix(&plain).expect_err("a regular file is not a socket");
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), "data");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn unix_socket_peers_log_as_the_decky_of_their_network_namespace_only() {
+    // This very process's network namespace stands for decky-1's (the collector sees the
+    // connecting process's namespace through SO_PEERCRED and /proc/PID/ns/net).
+    let own = "/proc/self/ns/net";
+    let peers = format!("# comment\n\ndecky-9 /nonexistent/ns\ndecky-1 {own}\n");
+    let mut rig = UnixRig::new("peers", Some(&peers));
+    // decky-1 may write as decky-1, not as decky-2.
+    let s = rig.send(&[line(2), line(1)]).await;
+    let got = rig.rx.recv().await.unwrap();
+    assert_eq!(got.event.decky, "decky-1");
+    until("the impersonation is counted", || {
+        get(&rig.counters.impersonated) == 1
+    })
+    .await;
+    drop(s);
+    // The fleet changes: the file no longer names this namespace; a new connection is refused
+    // (closed at once, nothing read).
+    std::fs::write(rig.dir.join("peers"), "decky-1 /nonexistent/ns\n").unwrap();
+    let mut s = rig.send(&[line(1)]).await;
+    let mut b = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+        .await
+        .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let (c, rest) = rig.finish().await;
+    assert!(rest.is_empty(), "{:?}", deckies(&rest));
+    assert_eq!(
+        (
+            get(&c.accepted),
+            get(&c.refused_peer),
+            get(&c.impersonated),
+            get(&c.received)
+        ),
+        (1, 1, 1, 2)
+    );
+}

@@ -22,7 +22,6 @@ pub mod supervise;
 pub mod units;
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -41,7 +40,7 @@ use tokio::time::Instant;
 use self::{
     state::{DEFAULT_RUN_DIR, DeckyState, DeployState, ProcState, is_decnet_process, state_path},
     supervise::{Supervisor, UnitSpec},
-    units::Child,
+    units::{Child, CollectorAt},
 };
 use decnet_decoys::fleet::{DeckySpec, Fleet, Lan, persona};
 
@@ -154,6 +153,39 @@ fn decky_state_dir(state_dir: &Path, decky: &str) -> PathBuf {
 
 fn ready_dir(run_dir: &Path, bridge: &str) -> PathBuf {
     run_dir.join(format!("{bridge}.d"))
+}
+
+/// The collector's Unix socket, in the deployment's run directory.
+pub const COLLECTOR_SOCKET: &str = "collector.sock";
+/// `decnet collector --unix-peers`: each decky and its network namespace.
+pub const PEERS_FILE: &str = "deckies.peers";
+
+/// Creates `dir` (and its parents) and makes it its owner's only (mode 0700): it holds the
+/// collector's socket.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", dir.display()))
+}
+
+/// Writes the collector's peers file (atomically): `NAME NETNS_FILE` per decky.
+fn write_peers(path: &Path, fleet: &Fleet) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "# decnet deploy: the deckies that may log to the collector's Unix socket, and their\n\
+         # network namespaces (decnet collector --unix-peers)\n",
+    );
+    for d in &fleet.deckies {
+        text.push_str(&format!(
+            "{} {}\n",
+            d.name,
+            netns::netns_path(&netns_name(&d.name)).display()
+        ));
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The worker's name: APP-NAME `decnet.deploy` (also of `teardown` and `status`).
@@ -463,13 +495,27 @@ async fn build_decky(
 fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<Vec<UnitSpec>> {
     let exe = std::env::current_exe().context("cannot find the decnet binary")?;
     let rdir = ready_dir(&args.run_dir, &fleet.lan.bridge);
-    std::fs::create_dir_all(&rdir).with_context(|| format!("cannot create {}", rdir.display()))?;
-    let collector: SocketAddr = fleet.lan.collector();
+    private_dir(&rdir)?;
+    // The deckies log over a Unix socket in the run directory: nothing of the collector listens
+    // on the decoy network, where attackers are.
+    let socket = rdir.join(COLLECTOR_SOCKET);
+    let peers = rdir.join(PEERS_FILE);
+    let runs_collector =
+        !args.workers.contains(&Worker::None) && args.workers.contains(&Worker::Collector);
+    let collector = if runs_collector {
+        write_peers(&peers, fleet)?;
+        CollectorAt::Socket(socket.clone())
+    } else {
+        CollectorAt::Tcp(fleet.lan.collector())
+    };
     let mut children: Vec<(String, &'static str, Child, Option<String>)> = Vec::new();
     if !args.workers.contains(&Worker::None) {
         for w in &args.workers {
             let child = match w {
-                Worker::Collector => Child::Collector { listen: collector },
+                Worker::Collector => Child::Collector {
+                    socket: socket.clone(),
+                    peers: peers.clone(),
+                },
                 Worker::Sniffer => Child::Sniffer {
                     bridge: fleet.lan.bridge.clone(),
                     extra: args.sniffer_arg.clone(),
@@ -485,7 +531,7 @@ fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<
         let child = Child::Decky {
             name: d.name.clone(),
             fleet: fleet_file.to_path_buf(),
-            collector,
+            collector: collector.clone(),
             state_dir: decky_state_dir(&args.state_dir, &d.name),
         };
         children.push((

@@ -12,8 +12,10 @@ use decnet_runtime::{DbArgs, PARENT_PID_VAR, RunArgs};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Child {
     Collector {
-        /// UDP and TCP listener the deckies log to.
-        listen: SocketAddr,
+        /// The Unix socket the deckies log to (no listener on the decoy network).
+        socket: PathBuf,
+        /// Who may: the deckies and their network namespaces (`--unix-peers`).
+        peers: PathBuf,
     },
     Sniffer {
         bridge: String,
@@ -25,9 +27,18 @@ pub enum Child {
     Decky {
         name: String,
         fleet: PathBuf,
-        collector: SocketAddr,
+        collector: CollectorAt,
         state_dir: PathBuf,
     },
+}
+
+/// Where a decky sends its events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CollectorAt {
+    /// The collector this deploy runs: its Unix socket.
+    Socket(PathBuf),
+    /// A collector run elsewhere (not by this deploy): its TCP listener.
+    Tcp(SocketAddr),
 }
 
 impl Child {
@@ -51,9 +62,9 @@ impl Child {
             v.push(value);
         };
         match self {
-            Child::Collector { listen } => {
-                flag("udp", listen.to_string().into());
-                flag("tcp", listen.to_string().into());
+            Child::Collector { socket, peers } => {
+                flag("unix", socket.into());
+                flag("unix-peers", peers.into());
             }
             Child::Sniffer { bridge, extra } => {
                 flag("bridge", bridge.into());
@@ -68,7 +79,10 @@ impl Child {
             } => {
                 flag("name", name.into());
                 flag("fleet", fleet.into());
-                flag("collector", collector.to_string().into());
+                match collector {
+                    CollectorAt::Socket(path) => flag("collector-socket", path.into()),
+                    CollectorAt::Tcp(addr) => flag("collector", addr.to_string().into()),
+                }
                 flag("state-dir", state_dir.into());
             }
         }
@@ -109,12 +123,19 @@ mod tests {
             ready_file: Some("/run/decnet/x.ready".into()),
             ..Default::default()
         };
-        let listen: SocketAddr = "10.77.0.1:5514".parse().unwrap();
-        match parse(&Child::Collector { listen }, &run) {
+        let socket = PathBuf::from("/run/decnet/decnet0.d/collector.sock");
+        let peers = PathBuf::from("/run/decnet/decnet0.d/deckies.peers");
+        let collector = Child::Collector {
+            socket: socket.clone(),
+            peers: peers.clone(),
+        };
+        match parse(&collector, &run) {
             Command::Collector(a) => {
+                // Nothing listens on a network: the default UDP/TCP pair is not opened either.
+                assert!(a.listeners().is_empty(), "{:?}", a.listeners());
                 assert_eq!(
-                    (a.udp, a.tcp, a.run),
-                    (vec![listen], vec![listen], run.clone())
+                    (a.unix, a.unix_peers, a.run),
+                    (Some(socket.clone()), Some(peers), run.clone())
                 );
             }
             other => panic!("{other:?}"),
@@ -139,27 +160,37 @@ mod tests {
             Command::Profiler(a) => assert_eq!(a.run, run),
             other => panic!("{other:?}"),
         }
-        let decky = Child::Decky {
-            name: "web-01".into(),
-            fleet: "/etc/decnet/fleet.toml".into(),
-            collector: listen,
-            state_dir: "/var/lib/decnet/deckies/web-01".into(),
-        };
-        match parse(&decky, &run) {
-            Command::Decky(a) => {
-                assert_eq!(a.name, "web-01");
-                assert_eq!(
-                    a.fleet.as_deref(),
-                    Some(std::path::Path::new("/etc/decnet/fleet.toml"))
-                );
-                assert_eq!(a.collector, Some(listen));
-                assert_eq!(
-                    a.state_dir.as_deref(),
-                    Some(std::path::Path::new("/var/lib/decnet/deckies/web-01"))
-                );
-                assert_eq!(a.run, run);
+        let listen: SocketAddr = "10.77.0.1:5514".parse().unwrap();
+        for (collector, via_socket, via_tcp) in [
+            (
+                CollectorAt::Socket(socket.clone()),
+                Some(socket.clone()),
+                None,
+            ),
+            (CollectorAt::Tcp(listen), None, Some(listen)),
+        ] {
+            let decky = Child::Decky {
+                name: "web-01".into(),
+                fleet: "/etc/decnet/fleet.toml".into(),
+                collector,
+                state_dir: "/var/lib/decnet/deckies/web-01".into(),
+            };
+            match parse(&decky, &run) {
+                Command::Decky(a) => {
+                    assert_eq!(a.name, "web-01");
+                    assert_eq!(
+                        a.fleet.as_deref(),
+                        Some(std::path::Path::new("/etc/decnet/fleet.toml"))
+                    );
+                    assert_eq!((a.collector_socket, a.collector), (via_socket, via_tcp));
+                    assert_eq!(
+                        a.state_dir.as_deref(),
+                        Some(std::path::Path::new("/var/lib/decnet/deckies/web-01"))
+                    );
+                    assert_eq!(a.run, run);
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 

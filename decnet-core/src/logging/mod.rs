@@ -222,7 +222,7 @@ mod tests {
             .parse()
             .expect("target");
         for format in [LogFormat::Text, LogFormat::Rfc5424] {
-            let sender = syslog::Sender::spawn(target, 16).expect("spawn");
+            let sender = syslog::Sender::spawn(target.clone(), 16).expect("spawn");
             let subscriber = with_syslog(
                 "decnet.test",
                 format,

@@ -1,12 +1,13 @@
 //! The decoy services' event emitter: decoy-event lines ([`decnet_core::event`]: RFC 5424 in
-//! the upstream format) shipped to the collector over TCP with octet counting (RFC 6587).
+//! the upstream format) shipped to the collector with octet counting (RFC 6587), over its Unix
+//! socket (under `decnet deploy`) or TCP.
 //!
 //! ```text
 //! <134>1 2026-05-02T06:00:26.000001Z web-01 ssh - auth_attempt [relay@55555 principal="root" secret_printable="123456" secret_b64="MTIzNDU2" secret_kind="password" src_ip="203.0.113.9" src_port="51234"]
 //! ```
 //!
 //! Input: events of one decky (service, event type, attacker, fields). Output: the lines on the
-//! collector's TCP listener, and [`EmitStats`]. HOSTNAME is the decky, APP-NAME the service,
+//! collector's socket, and [`EmitStats`]. HOSTNAME is the decky, APP-NAME the service,
 //! MSGID the event type; the one SD element `relay@55555` carries the fields, then
 //! `src_ip`/`src_port` (the attacker). Every value is bounded ([`MAX_VALUE`], [`MAX_LONG_VALUE`]
 //! for bulky fields such as headers and bodies) and escaped (`\`, `"`, `]`); invalid UTF-8 is
@@ -58,9 +59,9 @@ fn notify(n: &Notice<'_>) {
 }
 
 impl Emitter {
-    /// Starts the sender thread for decky `decky`, shipping to `collector`. If the thread
-    /// cannot start, says so and counts every line lost.
-    pub fn new(collector: SocketAddr, decky: &str) -> Emitter {
+    /// Starts the sender thread for decky `decky`, shipping to `collector` (its TCP listener or
+    /// its Unix socket). If the thread cannot start, says so and counts every line lost.
+    pub fn new(collector: SyslogTarget, decky: &str) -> Emitter {
         let config = Config {
             queue_lines: QUEUE_LINES,
             backoff_max: BACKOFF_MAX,
@@ -68,7 +69,7 @@ impl Emitter {
             label: "collector",
             notify,
         };
-        let sender = Sender::spawn(SyslogTarget::Tcp(collector), config).unwrap_or_else(|e| {
+        let sender = Sender::spawn(collector.clone(), config).unwrap_or_else(|e| {
             tracing::error!(%collector, "cannot ship events: {e:#}");
             Sender::disconnected()
         });
@@ -283,7 +284,7 @@ mod tests {
         use tokio::io::AsyncReadExt as _;
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let e = Emitter::new(addr, "d1");
+        let e = Emitter::new(SyslogTarget::Tcp(addr), "d1");
         e.emit("ssh", "connect", peer(), &[]);
         let (mut s, _) = l.accept().await.unwrap();
         assert!(e.flush(Duration::from_secs(5)).await);

@@ -22,6 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use decnet_core::syslog::SyslogTarget;
 use decnet_runtime::{Context, Report, RunArgs, Spec};
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
@@ -61,6 +62,11 @@ pub struct DeckyArgs {
     #[arg(long, env = "DECNET_DECKY_COLLECTOR", value_name = "ADDR:PORT")]
     pub collector: Option<SocketAddr>,
 
+    /// The collector's Unix socket (`decnet collect --unix`) instead of a TCP listener: what
+    /// `decnet deploy` uses, so that the events never cross the decoy network.
+    #[arg(long, value_name = "PATH", conflicts_with = "collector")]
+    pub collector_socket: Option<PathBuf>,
+
     /// Host keys and certificates of this decky [default: /var/lib/decnet/deckies/<name>].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -96,11 +102,14 @@ decnet_runtime::worker!(
 /// Loads the decky and serves it until the run stops.
 pub async fn run(ctx: Context, args: DeckyArgs) -> anyhow::Result<Report> {
     let (spec, fleet_collector) = load_spec(&args)?;
-    let collector = match (args.collector, fleet_collector) {
-        (Some(c), _) | (None, Some(c)) => c,
-        (None, None) => DEFAULT_COLLECTOR
-            .parse()
-            .context("the default collector address")?,
+    let collector = match (&args.collector_socket, args.collector, fleet_collector) {
+        (Some(path), _, _) => SyslogTarget::Unix(path.clone()),
+        (None, Some(c), _) | (None, None, Some(c)) => SyslogTarget::Tcp(c),
+        (None, None, None) => SyslogTarget::Tcp(
+            DEFAULT_COLLECTOR
+                .parse()
+                .context("the default collector address")?,
+        ),
     };
     let state_dir = args
         .state_dir
@@ -155,7 +164,7 @@ fn load_spec(args: &DeckyArgs) -> anyhow::Result<(DeckySpec, Option<SocketAddr>)
 /// connections closed, queued events flushed, 3 s at most).
 pub async fn run_spec(
     spec: DeckySpec,
-    collector: SocketAddr,
+    collector: SyslogTarget,
     state_dir: &Path,
     ready_file: Option<&Path>,
     bind: Option<IpAddr>,
@@ -164,7 +173,7 @@ pub async fn run_spec(
     if spec.services.is_empty() {
         bail!("decky {} has no services", spec.name);
     }
-    let emitter = Emitter::new(collector, &spec.name);
+    let emitter = Emitter::new(collector.clone(), &spec.name);
     let ip = bind.unwrap_or(IpAddr::V4(spec.ip));
     let ctx = Arc::new(Ctx::new(
         spec.clone(),

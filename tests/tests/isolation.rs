@@ -1,0 +1,173 @@
+//! The sensor host is not part of the decoy network (issue 19): the deckies log to the
+//! collector over a Unix socket in the deployment's run directory, nothing of the collector
+//! listens on the bridge, a process that is no decky is refused on that socket, and a decky
+//! cannot log as another one.
+//!
+//! Needs root. Own bridge (`dntiso`), subnet 10.251.0.0/24 and decky names, so it runs beside
+//! the other fleet tests. Traffic stays inside the test's own namespaces and the host's side of
+//! its bridge.
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    os::unix::net::UnixStream,
+    time::Duration,
+};
+
+use anyhow::{Result, ensure};
+use decnet_e2e::{
+    collector::open_ro,
+    fleet::{Deployment, addr},
+    netns::run_in,
+};
+
+const NET: u8 = 251;
+const FORGED_IP: &str = "198.51.100.77";
+
+fn fleet() -> String {
+    format!(
+        r#"
+[[decky]]
+name = "iso-a"
+ip = "10.{NET}.0.10"
+services = ["ssh", "http"]
+
+[[decky]]
+name = "iso-b"
+ip = "10.{NET}.0.11"
+services = ["http"]
+"#
+    )
+}
+
+/// One forged decoy line claiming `decky`'s ssh saw `FORGED_IP` try a made-up credential.
+fn forged(decky: &str, n: u32) -> String {
+    format!(
+        r#"<134>1 2026-12-02T06:00:00.000001Z {decky} ssh - auth_attempt [relay@55555 principal="forged-user" secret_printable="forged-pw" secret_kind="password" src_ip="{FORGED_IP}" src_port="4{n:04}"]"#
+    )
+}
+
+fn octet(line: &str) -> Vec<u8> {
+    format!("{} {line}", line.len()).into_bytes()
+}
+
+/// The collector's counter `name` as it recorded it at exit.
+fn counter(d: &Deployment, name: &str) -> Result<i64> {
+    let conn = open_ro(&d.db)?;
+    Ok(conn
+        .query_row(
+            "SELECT value FROM worker_counters WHERE worker = 'collector' AND name = ?",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap_or(-1))
+}
+
+/// Whether a Unix-socket peer was closed by the collector (EOF or reset) within 5 s.
+fn closed(s: &mut UnixStream) -> bool {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut b = [0u8; 16];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+#[test]
+fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()> {
+    let mut d = Deployment::start("iso", NET, &fleet(), "collector")?;
+    let host = addr(NET, 1);
+    let att = d.add_attacker(66)?;
+    let sock = d
+        .run_dir
+        .join(format!("{}.d", d.bridge))
+        .join("collector.sock");
+    ensure!(sock.exists(), "no collector socket at {}", sock.display());
+
+    // From the decoy LAN: the collector's old TCP and UDP port on the host's bridge address
+    // (and the deckies' gateway) has no listener any more.
+    let lan = run_in(&att, move || -> Result<(bool, usize)> {
+        let to = SocketAddr::from((host, 5514));
+        let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+            .and_then(|mut s| s.write_all(&octet(&forged("iso-a", 1))));
+        let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let sent = (0..5)
+            .filter(|i| udp.send_to(forged("iso-a", 10 + i).as_bytes(), to).is_ok())
+            .count();
+        Ok((tcp.is_err(), sent))
+    })??;
+    ensure!(
+        lan.0,
+        "a TCP connection to {host}:5514 from the decoy LAN was accepted"
+    );
+
+    // From the host, a process that is no decky: refused on the socket.
+    let mut s = UnixStream::connect(&sock)?;
+    let _ = s.write_all(&octet(&forged("iso-a", 2)));
+    ensure!(
+        closed(&mut s),
+        "a host process was not refused on the collector socket"
+    );
+
+    // From a process inside decky iso-b's network namespace: it may log as iso-b only.
+    let own = format!(
+        r#"<134>1 2026-12-02T06:00:01.000001Z iso-b http - request [relay@55555 src_ip="10.{NET}.0.66" src_port="40000" method="GET" path="/isolation-probe"]"#
+    );
+    let sock_s = sock.to_string_lossy().into_owned();
+    let out = d.exec_in(
+        "decnet-iso-b",
+        env!("CARGO_BIN_EXE_unix-send"),
+        "decnet-e2e (this crate)",
+        &[&sock_s, &forged("iso-a", 3), &own],
+        None,
+        Duration::from_secs(20),
+    )?;
+    ensure!(
+        out.status.success(),
+        "unix-send in iso-b's namespace: {out:?}"
+    );
+    d.wait_events("iso-b's own line", Duration::from_secs(20), |ev| {
+        ev.iter()
+            .any(|e| e.decky == "iso-b" && e.fields.to_string().contains("/isolation-probe"))
+    })?;
+
+    // A real attacker's request to decky iso-a still becomes an event.
+    let a_ip = addr(NET, 10);
+    run_in(&att, move || -> Result<()> {
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::from((a_ip, 80)), Duration::from_secs(5))?;
+        s.write_all(b"GET /real-attack HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut sink = Vec::new();
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.read_to_end(&mut sink);
+        Ok(())
+    })??;
+    d.wait_events("the attacker's request", Duration::from_secs(20), |ev| {
+        ev.iter()
+            .any(|e| e.decky == "iso-a" && e.fields.to_string().contains("/real-attack"))
+    })?;
+
+    d.stop(Duration::from_secs(20))?;
+    let events = d.events()?;
+    let forged_rows: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            e.attacker_ip.as_deref() == Some(FORGED_IP) || e.fields.to_string().contains("forged")
+        })
+        .collect();
+    ensure!(
+        forged_rows.is_empty(),
+        "forged events stored: {forged_rows:?}"
+    );
+    ensure!(
+        d.credentials()?
+            .iter()
+            .all(|c| !format!("{c:?}").contains("forged")),
+        "a forged credential was stored"
+    );
+    let refused = counter(&d, "connections_refused_peer")?;
+    let impersonated = counter(&d, "connections_impersonated")?;
+    ensure!(refused >= 1, "refused_peer = {refused}\n{}", d.logs());
+    ensure!(
+        impersonated == 1,
+        "impersonated = {impersonated}\n{}",
+        d.logs()
+    );
+    Ok(())
+}
