@@ -1,15 +1,18 @@
 //! The sensor host is not part of the decoy network (issue 19): the deckies log to the
 //! collector over a Unix socket in the deployment's run directory, nothing of the collector
 //! listens on the bridge, a process that is no decky is refused on that socket, and a decky
-//! cannot log as another one.
+//! cannot log as another one; the deployment's nftables table drops (and counts) everything the
+//! decoy LAN sends the host (nmap sees every port filtered), and goes with the deployment — also
+//! after a kill -9, through teardown — each deployment with its own.
 //!
 //! Needs root. Own bridge (`dntiso`), subnet 10.251.0.0/24 and decky names, so it runs beside
 //! the other fleet tests. Traffic stays inside the test's own namespaces and the host's side of
 //! its bridge.
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::unix::net::UnixStream,
+    process::Command,
     time::Duration,
 };
 
@@ -62,6 +65,15 @@ fn counter(d: &Deployment, name: &str) -> Result<i64> {
         .unwrap_or(-1))
 }
 
+/// Whether `nft` lists table `inet <table>`.
+fn table_exists(table: &str) -> Result<bool> {
+    let nft = decnet_e2e::collector::require_program("nft", "nftables")?;
+    let out = Command::new(nft)
+        .args(["list", "table", "inet", table])
+        .output()?;
+    Ok(out.status.success())
+}
+
 /// Whether a Unix-socket peer was closed by the collector (EOF or reset) within 5 s.
 fn closed(s: &mut UnixStream) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -72,8 +84,16 @@ fn closed(s: &mut UnixStream) -> bool {
 #[test]
 fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()> {
     let mut d = Deployment::start("iso", NET, &fleet(), "collector")?;
+    ensure!(table_exists("decnet_dntiso")?, "no fence table for dntiso");
     let host = addr(NET, 1);
     let att = d.add_attacker(66)?;
+    // A host service listening on every interface (like an unrelated daemon would).
+    let daemon = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    let daemon_port = daemon.local_addr()?.port();
+    ensure!(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, daemon_port)).is_ok(),
+        "the host's own daemon answers on loopback"
+    );
     let sock = d
         .run_dir
         .join(format!("{}.d", d.bridge))
@@ -84,7 +104,7 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
     // (and the deckies' gateway) has no listener any more.
     let lan = run_in(&att, move || -> Result<(bool, usize)> {
         let to = SocketAddr::from((host, 5514));
-        let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(3))
+        let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(1))
             .and_then(|mut s| s.write_all(&octet(&forged("iso-a", 1))));
         let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
         let sent = (0..5)
@@ -95,6 +115,48 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
     ensure!(
         lan.0,
         "a TCP connection to {host}:5514 from the decoy LAN was accepted"
+    );
+    let lan_daemon = run_in(&att, move || {
+        TcpStream::connect_timeout(
+            &SocketAddr::from((host, daemon_port)),
+            Duration::from_secs(1),
+        )
+        .is_ok()
+    })?;
+    ensure!(
+        !lan_daemon,
+        "the host's daemon on port {daemon_port} is reachable from the decoy LAN"
+    );
+
+    // nmap from the decoy LAN: every port of the host filtered (no answer at all: not even a
+    // reset that would say a host is there).
+    let ports = format!("1-200,2024,5514,{daemon_port}");
+    let target = host.to_string();
+    let out = d.exec_in(
+        &att,
+        "nmap",
+        "nmap",
+        &[
+            "-Pn",
+            "-n",
+            "-sS",
+            "-T4",
+            "--max-retries",
+            "1",
+            "-p",
+            &ports,
+            &target,
+        ],
+        None,
+        Duration::from_secs(120),
+    )?;
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        report.contains("filtered")
+            && !report.contains(" open ")
+            && !report.contains(" closed ")
+            && !report.contains("closed tcp ports"),
+        "nmap sees more than filtered ports on {host}:\n{report}"
     );
 
     // From the host, a process that is no decky: refused on the socket.
@@ -161,6 +223,19 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
             .all(|c| !format!("{c:?}").contains("forged")),
         "a forged credential was stored"
     );
+    let dropped: i64 = open_ro(&d.db)?
+        .query_row(
+            "SELECT value FROM worker_counters WHERE worker = 'supervisor' AND name = 'fence.dropped'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(-1);
+    // 203 ports by nmap, the TCP connects (with retransmissions) and 5 datagrams at least.
+    ensure!(dropped >= 200, "fence.dropped = {dropped}");
+    ensure!(
+        !table_exists("decnet_dntiso")?,
+        "the fence outlived its deployment"
+    );
     let refused = counter(&d, "connections_refused_peer")?;
     let impersonated = counter(&d, "connections_impersonated")?;
     ensure!(refused >= 1, "refused_peer = {refused}\n{}", d.logs());
@@ -168,6 +243,44 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
         impersonated == 1,
         "impersonated = {impersonated}\n{}",
         d.logs()
+    );
+    Ok(())
+}
+
+/// Two deployments have a fence each; a killed deploy's fence is removed by teardown, leaving
+/// the other's alone.
+#[test]
+fn each_deployment_has_its_own_fence_and_teardown_removes_a_killed_ones() -> Result<()> {
+    let one = |name: &str, net: u8| {
+        format!("\n[[decky]]\nname = \"{name}\"\nip = \"10.{net}.0.10\"\nservices = [\"http\"]\n")
+    };
+    let mut a = Deployment::start("isf1", 252, &one("isf1-a", 252), "none")?;
+    let mut b = Deployment::start("isf2", 253, &one("isf2-a", 253), "none")?;
+    ensure!(table_exists("decnet_dntisf1")? && table_exists("decnet_dntisf2")?);
+    let rec = b.record()?.unwrap_or_default();
+    ensure!(
+        rec["fence"] == "decnet_dntisf2",
+        "the record names its fence: {rec}"
+    );
+    b.crash()?;
+    ensure!(
+        table_exists("decnet_dntisf2")?,
+        "a killed deploy leaves its fence (for teardown)"
+    );
+    let out = b.decnet(&["teardown"])?;
+    ensure!(out.status.success(), "teardown: {out:?}");
+    ensure!(
+        !table_exists("decnet_dntisf2")?,
+        "teardown left the killed deployment's fence"
+    );
+    ensure!(
+        table_exists("decnet_dntisf1")?,
+        "teardown of one deployment removed another's fence"
+    );
+    a.stop(Duration::from_secs(20))?;
+    ensure!(
+        !table_exists("decnet_dntisf1")?,
+        "the fence outlived its deployment"
     );
     Ok(())
 }

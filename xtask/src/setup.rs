@@ -54,6 +54,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("redis-tools", "`redis-cli` against the decoy redis service"),
     ("nmap", "`nmap -sV`: the fleet realism smoke test"),
     (
+        "nftables",
+        "`nft`: `decnet deploy` fences the host off the decoy bridge with a table of its own",
+    ),
+    (
         "hydra",
         "the ssh brute force in the correlator/profiler end-to-end test",
     ),

@@ -16,6 +16,7 @@
 //! teardown` removes exactly what a deployment created (asking a running supervisor to stop
 //! first), and is safe to run twice; `decnet deploy` cleans up after a deployment that died
 //! before it starts.
+pub mod fence;
 pub mod netns;
 pub mod state;
 pub mod supervise;
@@ -101,6 +102,11 @@ pub struct DeployArgs {
     /// Extra arguments for `decnet sniffer` (e.g. `--sniffer-arg=--mode=xdp`). Repeatable.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub sniffer_arg: Vec<String>,
+
+    /// Do not fence the host off the decoy bridge (no nftables table): anyone on the decoy
+    /// LAN can then reach every service of this host that listens on all interfaces.
+    #[arg(long)]
+    pub no_fence: bool,
 }
 
 /// `decnet teardown`: remove what `decnet deploy` created.
@@ -210,6 +216,9 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     let fleet_file = std::fs::canonicalize(&args.fleet)
         .with_context(|| format!("cannot resolve {}", args.fleet.display()))?;
     netns::require_root("decnet deploy")?;
+    if !args.no_fence {
+        fence::available()?;
+    }
     let db = args.db.config()?;
     let repo = ctx.repo()?.clone();
     let bridge = fleet.lan.bridge.clone();
@@ -257,7 +266,7 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     };
     st.save(&args.run_dir)?;
     let st = Arc::new(Mutex::new(st));
-    let built = build_network(&fleet, &st, &args.run_dir).await;
+    let built = build_network(&fleet, &st, &args.run_dir, !args.no_fence).await;
     if let Err(e) = built {
         let snapshot = lock(&st).clone();
         if let Err(e2) = remove_deployment(&snapshot, &args.run_dir).await {
@@ -347,6 +356,17 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     };
     let counters_repo = repo.clone();
     let host = hostname();
+    let fence_table = lock(&st).fence.clone();
+    let fence_counter = fence_table.clone().map(|table| {
+        let (repo, host) = (repo.clone(), host.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FENCE_COUNTER_EVERY);
+            loop {
+                tick.tick().await;
+                record_fence_drops(&repo, &host, &table).await;
+            }
+        })
+    });
     let mut last_restarts = 0u64;
     {
         let mut changed = |snap: &[(String, ProcState)]| {
@@ -386,6 +406,10 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
         }
         sup.stop_all(Duration::from_secs(10), &mut changed).await;
     }
+    if let (Some(task), Some(table)) = (fence_counter, &fence_table) {
+        task.abort();
+        record_fence_drops(&repo, &host, table).await;
+    }
     record_deckies(&repo, &fleet, "down").await;
     let snapshot = lock(&st).clone();
     remove_deployment(&snapshot, &args.run_dir).await?;
@@ -407,12 +431,38 @@ fn lock(st: &Mutex<DeployState>) -> std::sync::MutexGuard<'_, DeployState> {
     st.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Bridge, host address, uplink, then every decky's namespace, veth and persona — each step
-/// recorded before it is taken.
+/// How often the fence's drop counter goes to the repository.
+const FENCE_COUNTER_EVERY: Duration = Duration::from_secs(5);
+
+/// Records the fence's drops as the supervisor's counter `fence.dropped`.
+async fn record_fence_drops(repo: &Repository, host: &str, table: &str) {
+    let t = table.to_owned();
+    let n = match tokio::task::spawn_blocking(move || fence::dropped(&t)).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return tracing::warn!("cannot read the fence's counter: {e:#}"),
+        Err(e) => return tracing::warn!("cannot read the fence's counter: {e}"),
+    };
+    let v = i64::try_from(n).unwrap_or(i64::MAX);
+    if let Err(e) = repo
+        .record_counters(
+            "supervisor",
+            host,
+            &[("fence.dropped", v)],
+            decnet_core::repo::CounterMode::Set,
+        )
+        .await
+    {
+        tracing::warn!("cannot record the fence's counter: {e:#}");
+    }
+}
+
+/// Bridge, host address, fence, uplink, then every decky's namespace, veth and persona — each
+/// step recorded before it is taken.
 async fn build_network(
     fleet: &Fleet,
     st: &Arc<Mutex<DeployState>>,
     run_dir: &Path,
+    fenced: bool,
 ) -> anyhow::Result<()> {
     let lan = &fleet.lan;
     let h = netns::netlink()?;
@@ -427,6 +477,12 @@ async fn build_network(
         // It was there before us: not ours to remove.
         lock(st).host_addr = None;
         lock(st).save(run_dir)?;
+    }
+    if fenced {
+        let table = fence::table_name(&lan.bridge);
+        lock(st).fence = Some(table.clone());
+        lock(st).save(run_dir)?;
+        fence::create(&table, &lan.bridge)?;
     }
     if let Some(uplink) = &lan.uplink {
         lock(st).uplink = Some(uplink.clone());
@@ -641,6 +697,11 @@ async fn remove_deployment(st: &DeployState, run_dir: &Path) -> anyhow::Result<(
     if let Some(uplink) = &st.uplink
         && netns::link_index(&h, uplink).await?.is_some()
         && let Err(e) = netns::set_controller(&h, uplink, None).await
+    {
+        problems.push(format!("{e:#}"));
+    }
+    if let Some(table) = &st.fence
+        && let Err(e) = fence::delete(table)
     {
         problems.push(format!("{e:#}"));
     }

@@ -54,6 +54,10 @@ pub struct DeployState {
     pub host_addr: Option<(Ipv4Addr, u8)>,
     /// The uplink we enslaved (teardown releases it).
     pub uplink: Option<String>,
+    /// The nftables table (family inet) fencing the host off the bridge (teardown deletes it)
+    /// — recorded before creation.
+    #[serde(default)]
+    pub fence: Option<String>,
     /// Namespaces created (teardown deletes them) — recorded before creation.
     pub namespaces: Vec<String>,
     /// Host-side veths created — recorded before creation.
