@@ -20,7 +20,7 @@ use anyhow::{Result, ensure};
 use decnet_e2e::{
     collector::open_ro,
     fleet::{Deployment, addr},
-    netns::run_in,
+    netns::{ip, run_in},
 };
 
 const NET: u8 = 251;
@@ -83,7 +83,7 @@ fn closed(s: &mut UnixStream) -> bool {
 
 #[test]
 fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()> {
-    let mut d = Deployment::start("iso", NET, &fleet(), "collector")?;
+    let mut d = Deployment::start("iso", NET, &fleet(), "collector,sniffer")?;
     ensure!(table_exists("decnet_dntiso")?, "no fence table for dntiso");
     let host = addr(NET, 1);
     let att = d.add_attacker(66)?;
@@ -116,17 +116,39 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
         lan.0,
         "a TCP connection to {host}:5514 from the decoy LAN was accepted"
     );
-    let lan_daemon = run_in(&att, move || {
-        TcpStream::connect_timeout(
-            &SocketAddr::from((host, daemon_port)),
-            Duration::from_secs(1),
-        )
-        .is_ok()
-    })?;
-    ensure!(
-        !lan_daemon,
-        "the host's daemon on port {daemon_port} is reachable from the decoy LAN"
-    );
+    // Every address of the host, through it as the LAN's gateway: none answers.
+    ip(&[
+        "-n",
+        &att,
+        "route",
+        "add",
+        "default",
+        "via",
+        &host.to_string(),
+    ])?;
+    let mut host_addrs = vec![host];
+    for line in ip(&["-4", "-o", "addr", "show", "scope", "global"])?.lines() {
+        if let Some(a) = line
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|cidr| cidr.split('/').next())
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            && !host_addrs.contains(&a)
+        {
+            host_addrs.push(a);
+        }
+    }
+    for a in host_addrs {
+        let reached = run_in(&att, move || {
+            TcpStream::connect_timeout(&SocketAddr::from((a, daemon_port)), Duration::from_secs(1))
+                .is_ok()
+        })?;
+        ensure!(
+            !reached,
+            "the host's daemon on {a}:{daemon_port} is reachable from the decoy LAN"
+        );
+    }
 
     // nmap from the decoy LAN: every port of the host filtered (no answer at all: not even a
     // reset that would say a host is there).
@@ -236,6 +258,26 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
         !table_exists("decnet_dntiso")?,
         "the fence outlived its deployment"
     );
+    // The probes are attacker activity in the repository (flows, then a detected scan of the
+    // host); the host itself, whose status checks the deckies answered, is no attacker.
+    let out = d.decnet(&["correlator"])?;
+    ensure!(out.status.success(), "decnet correlator: {out:?}");
+    let db = open_ro(&d.db)?;
+    let scans: i64 = db.query_row(
+        "SELECT COUNT(*) FROM scans WHERE attacker_ip = ? AND detected = 1",
+        [addr(NET, 66).to_string()],
+        |r| r.get(0),
+    )?;
+    ensure!(
+        scans >= 1,
+        "no detected scan by the attacker that probed the host"
+    );
+    let host_rows: i64 = db.query_row(
+        "SELECT COUNT(*) FROM attackers WHERE ip = ?",
+        [host.to_string()],
+        |r| r.get(0),
+    )?;
+    ensure!(host_rows == 0, "the sensor host became an attacker");
     let refused = counter(&d, "connections_refused_peer")?;
     let impersonated = counter(&d, "connections_impersonated")?;
     ensure!(refused >= 1, "refused_peer = {refused}\n{}", d.logs());
