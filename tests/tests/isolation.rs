@@ -20,6 +20,7 @@ use anyhow::{Result, ensure};
 use decnet_e2e::{
     collector::open_ro,
     fleet::{Deployment, addr},
+    frames,
     netns::{ip, run_in},
 };
 
@@ -74,6 +75,20 @@ fn table_exists(table: &str) -> Result<bool> {
     Ok(out.status.success())
 }
 
+/// Packets the fence of table `inet <table>` dropped so far (nft's own counter).
+fn fence_drops(table: &str) -> Result<u64> {
+    let nft = decnet_e2e::collector::require_program("nft", "nftables")?;
+    let out = Command::new(nft)
+        .args(["-j", "list", "counter", "inet", table, "dropped"])
+        .output()?;
+    ensure!(out.status.success(), "nft list counter: {out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["nftables"]
+        .as_array()
+        .and_then(|a| a.iter().find_map(|i| i["counter"]["packets"].as_u64()))
+        .ok_or_else(|| anyhow::anyhow!("no counter in {v}"))
+}
+
 /// Whether a Unix-socket peer was closed by the collector (EOF or reset) within 5 s.
 fn closed(s: &mut UnixStream) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -116,6 +131,38 @@ fn forged_events_from_the_decoy_lan_or_the_host_are_never_stored() -> Result<()>
         lan.0,
         "a TCP connection to {host}:5514 from the decoy LAN was accepted"
     );
+    // The same datagrams with decky iso-b's address as their source (spoofed, raw frames to the
+    // host's MAC on the bridge): dropped like any other.
+    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{}/address", d.bridge))?;
+    let mut bridge_mac = [0u8; 6];
+    for (b, hex) in bridge_mac.iter_mut().zip(mac_text.trim().split(':')) {
+        *b = u8::from_str_radix(hex, 16)?;
+    }
+    let spoofed: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let ip = frames::Ipv4::new(addr(NET, 11), host, 17).build(&frames::udp(
+                40100 + i,
+                5514,
+                forged("iso-b", 20 + u32::from(i)).as_bytes(),
+            ));
+            frames::ethernet(bridge_mac, [0x02, 0, 0, 0, 0, 0x66], &[], 0x0800, &ip)
+        })
+        .collect();
+    let before = fence_drops("decnet_dntiso")?;
+    run_in(&att, move || frames::send_frames("eth0", &spoofed))??;
+    let mut after = before;
+    for _ in 0..50 {
+        after = fence_drops("decnet_dntiso")?;
+        if after >= before + 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ensure!(
+        after >= before + 5,
+        "the 5 spoofed datagrams were not dropped by the fence ({before} → {after})"
+    );
+
     // Every address of the host, through it as the LAN's gateway: none answers.
     ip(&[
         "-n",
