@@ -376,10 +376,32 @@ fn run_cmd(args: &[String]) -> Result<ExitCode> {
         "[run] try: curl http://10.77.0.10/   ssh root@10.77.0.10   redis-cli -h 10.77.0.12   \
          then: sqlite3 decnet.db 'select decky, service, event_type, attacker_ip from events'"
     );
+    println!(
+        "[run] dashboard: http://{}/ — log in as admin: on its first start `decnet web` prints a \
+         one-time password below (change it at first login)",
+        web_listen(args)
+    );
     let mut deploy = Command::new(&bin);
     deploy.args(deploy_args(&fleet, args));
     println!("[run] {}", cmd::show(&deploy));
     Err(exec_error(&mut deploy))
+}
+
+/// Where the dashboard of `cargo xtask run -- ARGS` serves: `--web-listen`, else
+/// `DECNET_WEB_LISTEN`, else deploy's default.
+fn web_listen(args: &[String]) -> String {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--web-listen=") {
+            return v.to_owned();
+        }
+        if a == "--web-listen"
+            && let Some(v) = it.next()
+        {
+            return v.clone();
+        }
+    }
+    std::env::var("DECNET_WEB_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into())
 }
 
 /// `cargo xtask run -- --fleet F` deploys F instead of the example (clap refuses --fleet twice).

@@ -49,6 +49,8 @@ use decnet_decoys::fleet::{DeckySpec, Fleet, Lan, persona};
 pub const DEFAULT_FLEET: &str = "/etc/decnet/fleet.toml";
 /// Where deckies keep their host keys and certificates (stable across restarts).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/decnet";
+/// Where the dashboard serves by default.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
 
 /// The workers `decnet deploy` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +60,8 @@ pub enum Worker {
     #[value(alias = "correlate")]
     Correlator,
     Profiler,
+    /// `decnet web`: the REST API and dashboard (on --web-listen).
+    Web,
     /// No workers: only the deckies (when systemd runs the workers; see deploy/systemd).
     None,
 }
@@ -87,9 +91,19 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "collector,sniffer,correlator,profiler"
+        default_value = "collector,sniffer,correlator,profiler,web"
     )]
     pub workers: Vec<Worker>,
+
+    /// Where `decnet web` (the dashboard) serves, when it is among --workers. Plain HTTP: keep
+    /// it on loopback, or put a TLS-terminating proxy in front.
+    #[arg(
+        long,
+        env = "DECNET_WEB_LISTEN",
+        value_name = "ADDR:PORT",
+        default_value = DEFAULT_WEB_LISTEN
+    )]
+    pub web_listen: std::net::SocketAddr,
 
     /// Directory for the deployment record and ready files.
     #[arg(long, env = "DECNET_RUN_DIR", default_value = DEFAULT_RUN_DIR)]
@@ -578,6 +592,15 @@ fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<
                 },
                 Worker::Correlator => Child::Correlator,
                 Worker::Profiler => Child::Profiler,
+                Worker::Web => {
+                    // Its JWT secret stays across restarts, next to the deckies' keys.
+                    let dir = args.state_dir.join("web");
+                    private_dir(&dir)?;
+                    Child::Web {
+                        listen: args.web_listen,
+                        jwt_secret_file: dir.join("jwt.secret"),
+                    }
+                }
                 Worker::None => continue,
             };
             children.push((child.worker().to_owned(), "worker", child, None));

@@ -24,6 +24,10 @@ pub enum Child {
     },
     Correlator,
     Profiler,
+    Web {
+        listen: SocketAddr,
+        jwt_secret_file: PathBuf,
+    },
     Decky {
         name: String,
         fleet: PathBuf,
@@ -49,6 +53,7 @@ impl Child {
             Child::Sniffer { .. } => decnet_sniffer::WORKER,
             Child::Correlator => decnet_intel::correlator::WORKER,
             Child::Profiler => decnet_intel::profiler::WORKER,
+            Child::Web { .. } => crate::web::WORKER,
             Child::Decky { .. } => decnet_decoys::decky::WORKER,
         }
     }
@@ -71,6 +76,13 @@ impl Child {
                 v.extend(extra.iter().map(OsString::from));
             }
             Child::Correlator | Child::Profiler => {}
+            Child::Web {
+                listen,
+                jwt_secret_file,
+            } => {
+                flag("listen", listen.to_string().into());
+                flag("jwt-secret-file", jwt_secret_file.into());
+            }
             Child::Decky {
                 name,
                 fleet,
@@ -158,6 +170,21 @@ mod tests {
         }
         match parse(&Child::Profiler, &run) {
             Command::Profiler(a) => assert_eq!(a.run, run),
+            other => panic!("{other:?}"),
+        }
+        let web = Child::Web {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            jwt_secret_file: "/var/lib/decnet/web/jwt.secret".into(),
+        };
+        match parse(&web, &run) {
+            Command::Web(a) => {
+                assert_eq!(a.listen, "127.0.0.1:8080".parse().unwrap());
+                assert_eq!(
+                    a.jwt_secret_file,
+                    PathBuf::from("/var/lib/decnet/web/jwt.secret")
+                );
+                assert_eq!(a.run, run);
+            }
             other => panic!("{other:?}"),
         }
         let listen: SocketAddr = "10.77.0.1:5514".parse().unwrap();
