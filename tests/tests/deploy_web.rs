@@ -21,14 +21,19 @@ fn get(port: u16, path: &str) -> Result<(String, String)> {
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((head.lines().next().unwrap_or("").to_owned(), body.to_owned()))
+    Ok((
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    ))
 }
 
 #[test]
 fn deploy_runs_the_dashboard_and_prints_the_first_admin_password() -> Result<()> {
     let fleet = "\n[[decky]]\nname = \"web-a\"\nip = \"10.254.0.10\"\nservices = [\"http\"]\n";
     let mut d = Deployment::new("web", 254, fleet)?;
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port();
     let mut cmd = Command::new(decnet_bin()?);
     cmd.args(["deploy", "--daemon"])
         .args(d.deploy_args("collector,web"))
@@ -42,7 +47,10 @@ fn deploy_runs_the_dashboard_and_prints_the_first_admin_password() -> Result<()>
     );
     let (status, body) = get(port, "/").context("the dashboard on its port")?;
     ensure!(status.contains(" 200"), "GET /: {status}");
-    ensure!(body.to_ascii_lowercase().contains("<html"), "GET / is no page: {body:.200}");
+    ensure!(
+        body.to_ascii_lowercase().contains("<html"),
+        "GET / is no page: {body:.200}"
+    );
     let log = d.logs();
     ensure!(
         log.contains("one-time password"),

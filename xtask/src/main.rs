@@ -102,12 +102,14 @@ ARGS after `--` go to `cargo test`, e.g. `cargo xtask test -- sensor` (a test-na
 Build (like `cargo xtask build`, installing missing tools when root), then run decnet's main job in \
 the current directory: `decnet deploy --fleet deploy/fleet.example.toml [ARGS]` — the decoy bridge \
 decnet0 (10.77.0.0/24) with five deckies in their own network namespaces serving ssh, http, https, \
-ftp, telnet, mysql and redis, plus the collector, sniffer, correlator and profiler, all supervised, \
-recording into the embedded SQLite default (sqlite://decnet.db in the current directory unless \
-DECNET_DB_URL says otherwise). Poke the deckies from this host (e.g. `ssh root@10.77.0.10`, `curl \
-http://10.77.0.10/`), watch with `decnet status`. Ctrl-C stops everything and removes the \
-namespaces, links and bridge. Needs root. `--fleet FILE` after `--` deploys FILE instead of the \
-example fleet.")]
+ftp, telnet, mysql and redis, plus the collector, sniffer, correlator, profiler and the dashboard \
+(http://127.0.0.1:8080/), all supervised, recording into the embedded SQLite default \
+(sqlite://decnet.db in the current directory unless DECNET_DB_URL says otherwise). Poke the deckies \
+from this host (e.g. `ssh root@10.77.0.10`, `curl http://10.77.0.10/`), watch with `decnet status`. \
+Ctrl-C stops everything and removes the namespaces, links and bridge. Needs root. `--fleet FILE` \
+after `--` deploys FILE instead of the example fleet. With DECNET_BIN set (an absolute path, as \
+the end-to-end tests do) that binary is run and nothing is built: a build would replace the binary \
+under processes that run it.")]
     Run {
         /// More arguments for `decnet deploy`, after `--` (see `decnet deploy --help`).
         #[arg(last = true, value_name = "ARGS")]
@@ -356,7 +358,20 @@ fn test_cmd(no_lint: bool, args: &[String]) -> Result<ExitCode> {
 
 fn run_cmd(args: &[String]) -> Result<ExitCode> {
     ensure_toolchain("run", setup::Database::NotNeeded)?;
-    let bin = build_decnet(false)?;
+    let bin = match std::env::var_os("DECNET_BIN").filter(|b| !b.is_empty()) {
+        Some(b) => {
+            let b = PathBuf::from(b);
+            if !b.is_absolute() || !b.is_file() {
+                bail!(
+                    "DECNET_BIN={} is not an absolute path to a file: unset it to build decnet",
+                    b.display()
+                );
+            }
+            println!("[run] DECNET_BIN={}: running it, not building", b.display());
+            b
+        }
+        None => build_decnet(false)?,
+    };
     let own_fleet = has_own_fleet(args);
     let fleet = cmd::workspace_root().join("deploy/fleet.example.toml");
     let cwd = std::env::current_dir().context("no current directory")?;
