@@ -349,6 +349,24 @@ impl Peers {
     }
 }
 
+impl Peers {
+    /// The decky the process at the other end of `stream` is (SO_PEERCRED, then its network
+    /// namespace), or why it is none.
+    fn identify(&self, stream: &tokio::net::UnixStream) -> Result<String, String> {
+        let file = self.file.display();
+        let Some(pid) = stream.peer_cred().ok().and_then(|c| c.pid()) else {
+            return Err("the peer's pid is unknown".into());
+        };
+        match netns_of(pid).and_then(|ns| self.decky_of(ns)) {
+            Ok(Some(name)) => Ok(name),
+            Ok(None) => Err(format!("pid {pid} is no decky of {file}")),
+            Err(e) => Err(format!(
+                "cannot tell which decky pid {pid} is ({file}): {e}"
+            )),
+        }
+    }
+}
+
 /// The network-namespace inode of process `pid`.
 fn netns_of(pid: i32) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt as _;
@@ -371,35 +389,13 @@ pub async fn unix_accept_loop(sock: UnixSocket, peers: Option<Peers>, shared: Ar
             },
             _ = stopping(&mut stop) => break,
         };
-        let decky: Option<Arc<str>> = match &peers {
+        let decky: Option<Arc<str>> = match peers.as_ref().map(|p| p.identify(&stream)) {
             None => None,
-            Some(peers) => {
-                let pid = stream.peer_cred().ok().and_then(|c| c.pid());
-                let who = match pid {
-                    Some(pid) => netns_of(pid).and_then(|ns| peers.decky_of(ns)),
-                    None => Ok(None),
-                };
-                match who {
-                    Ok(Some(name)) => Some(Arc::from(name.as_str())),
-                    Ok(None) => {
-                        counters::inc(&shared.counters.refused_peer);
-                        tracing::warn!(
-                            pid = pid.unwrap_or(0),
-                            "a Unix-socket connection from a process that is no decky of {}: refused",
-                            peers.file.display()
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        counters::inc(&shared.counters.refused_peer);
-                        tracing::warn!(
-                            pid = pid.unwrap_or(0),
-                            "cannot tell which decky connected ({}): refused: {e}",
-                            peers.file.display()
-                        );
-                        continue;
-                    }
-                }
+            Some(Ok(name)) => Some(Arc::from(name.as_str())),
+            Some(Err(why)) => {
+                counters::inc(&shared.counters.refused_peer);
+                tracing::warn!("a Unix-socket connection refused: {why}");
+                continue;
             }
         };
         let Some(slot) = shared.admit(None) else {

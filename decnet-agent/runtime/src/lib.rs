@@ -23,7 +23,8 @@
 //! A second stop signal (a second or more after the first: the signals of one stop arrive in a
 //! burst), or a worker that has not finished [`Spec::grace`] after the first, ends the run at
 //! once: the body is dropped (an uncommitted transaction rolls back) and the process reports
-//! it. Giving the lease back and closing the repository then take at most a few seconds. Nothing here panics on a closed stdout or stderr.
+//! it. Giving the lease back and closing the repository then take at most a few seconds.
+//! Nothing here panics on a closed stdout or stderr.
 use std::{
     ffi::OsString,
     future::Future,

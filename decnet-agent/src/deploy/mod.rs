@@ -49,8 +49,6 @@ use decnet_decoys::fleet::{DeckySpec, Fleet, Lan, persona};
 pub const DEFAULT_FLEET: &str = "/etc/decnet/fleet.toml";
 /// Where deckies keep their host keys and certificates (stable across restarts).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/decnet";
-/// Where the dashboard serves by default.
-pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
 
 /// The workers `decnet deploy` can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,7 +99,7 @@ pub struct DeployArgs {
         long,
         env = "DECNET_WEB_LISTEN",
         value_name = "ADDR:PORT",
-        default_value = DEFAULT_WEB_LISTEN
+        default_value = crate::web::DEFAULT_LISTEN
     )]
     pub web_listen: std::net::SocketAddr,
 
@@ -202,10 +200,7 @@ fn write_peers(path: &Path, fleet: &Fleet) -> anyhow::Result<()> {
             netns::netns_path(&netns_name(&d.name)).display()
         ));
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("cannot write {}", path.display()))
+    decnet_runtime::write_atomic(path, text.as_bytes())
 }
 
 /// The worker's name: APP-NAME `decnet.deploy` (also of `teardown` and `status`).

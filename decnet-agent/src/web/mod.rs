@@ -31,6 +31,9 @@ use decnet_runtime::{
 use decnet_sniffer::SnifferArgs;
 use tokio::task::JoinHandle;
 
+/// Where `decnet web` (and `decnet deploy`'s) serves unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 /// `decnet web`: the REST API, live feed, metrics and dashboard.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
@@ -53,7 +56,7 @@ pub struct WebArgs {
         long,
         value_name = "ADDR:PORT",
         env = "DECNET_WEB_LISTEN",
-        default_value = "127.0.0.1:8080"
+        default_value = DEFAULT_LISTEN
     )]
     pub listen: SocketAddr,
 

@@ -31,7 +31,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use decnet_core::time_fmt::parse_ts;
+use decnet_core::time_fmt::{format_ts_micros, parse_ts};
 use decnet_e2e::collector::{self, Collector, CollectorOptions, Framing};
 
 struct Args {
@@ -98,21 +98,6 @@ const DECKIES: [&str; 10] = [
     "cam-01",
 ];
 const WORDS: usize = 200;
-
-/// The wall clock as RFC 3339 with microseconds.
-fn now_rfc3339() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
-}
 
 /// Line `i` of the stream (`brute_every`: every how many lines the brute-forcer's).
 fn line(i: u64, a: &Args, brute_every: Option<u64>, ts: &str) -> String {
@@ -296,7 +281,7 @@ fn main() -> Result<()> {
         while sent < total {
             let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
             if due > sent {
-                let ts = now_rfc3339();
+                let ts = format_ts_micros(time::OffsetDateTime::now_utc());
                 buf.clear();
                 for i in sent..due {
                     let l = line(i, &sender_args, brute_every, &ts);
