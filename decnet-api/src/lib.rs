@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod encode;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -189,10 +190,15 @@ impl ListCache {
 
     /// Serialises `v` (remembering it under `key` at `version`, if any) into a JSON response.
     pub fn put<T: serde::Serialize>(&self, key: Option<String>, version: i64, v: &T) -> Response {
-        let body = match serde_json::to_vec(v) {
-            Ok(b) => axum::body::Bytes::from(b),
-            Err(e) => return ApiError::internal(e).into_response(),
-        };
+        match serde_json::to_vec(v) {
+            Ok(b) => self.put_body(key, version, b),
+            Err(e) => ApiError::internal(e).into_response(),
+        }
+    }
+
+    /// Like [`ListCache::put`] with the JSON body already written.
+    pub fn put_body(&self, key: Option<String>, version: i64, body: Vec<u8>) -> Response {
+        let body = axum::body::Bytes::from(body);
         if let Some(k) = key.filter(|_| !self.ttl.is_zero()) {
             let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
             if m.len() >= Self::MAX && !m.contains_key(&k) {

@@ -24,6 +24,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     AppState, Json, Path, Query, RuntimeConfig,
     auth::{self, Admin, MAX_PASSWORD, MAX_USERNAME, Pending, Viewer},
+    encode::PageJson,
     error::{ApiError, ApiResult},
     metrics::{esc, metric_name},
     views::{
@@ -283,9 +284,9 @@ async fn health(State(s): St) -> Response {
 
 #[derive(Serialize)]
 pub struct Page<T> {
-    items: Vec<T>,
+    pub(crate) items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.
-    next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 fn limit_of(s: &AppState, l: Option<u32>) -> ApiResult<u32> {
@@ -498,20 +499,26 @@ async fn list_attackers(
         after: attacker_cursor(&s, sort, &q.cursor)?,
         limit: limit_of(&s, q.limit)?,
     };
-    let rows = s.repo.list_attackers(&f).await?;
-    let next = (rows.len() == f.limit as usize)
-        .then(|| {
-            rows.last().map(|r| match r.cursor(sort) {
-                AttackerCursor::LastSeen { last_seen_ns, id } => format!("l.{last_seen_ns}.{id}"),
-                AttackerCursor::Events { events, id } => format!("e.{events}.{id}"),
-            })
+    // Rows are written into the body as the repository reads them (see `encode`); a full
+    // page's last row gives the cursor that continues the listing.
+    let full = f.limit as usize;
+    let (page, last) = s
+        .repo
+        .each_attacker(&f, (PageJson::new(), None), move |(page, last), a| {
+            page.attacker(a);
+            if page.items() == full {
+                *last = Some(a.cursor(sort));
+            }
         })
-        .flatten();
-    let page = Page {
-        items: rows.iter().map(AttackerView::from).collect::<Vec<_>>(),
-        next_cursor: next,
+        .await?;
+    let next = match last {
+        Some(c) => Some(match c? {
+            AttackerCursor::LastSeen { last_seen_ns, id } => format!("l.{last_seen_ns}.{id}"),
+            AttackerCursor::Events { events, id } => format!("e.{events}.{id}"),
+        }),
+        _ => None,
     };
-    Ok(s.list_cache.put(key, 0, &page))
+    Ok(s.list_cache.put_body(key, 0, page.finish(next.as_deref())?))
 }
 
 /// One attacker: counters, profile (behaviour, score and its factors, tools, ATT&CK

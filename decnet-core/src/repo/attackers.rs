@@ -15,10 +15,11 @@ use super::{
     bulk::{AnyQuery, Insert, insert_rows},
     decode::{Decoder, sat},
     listing::{Arg, Where, like_prefix, page_limit, rows_after},
+    sqlite_read::{AnyCells, CellError, Cells},
 };
 use crate::{
     model::{Attacker, AttackerUpdate},
-    time_fmt::{format_ts, now_ns},
+    time_fmt::{format_ts, now_ns, parse_ts},
 };
 
 /// The stored columns (besides `id`), in insert order.
@@ -125,13 +126,109 @@ impl AttackerRow {
     }
 }
 
-fn decode_with_verdict(row: &sqlx::any::AnyRow) -> Result<AttackerRow, RepoError> {
-    let p = Decoder::new(row, "attacker_profiles");
-    Ok(AttackerRow {
-        attacker: decode(row)?,
-        score: p.opt_int("score")?,
-        behaviour: p.opt_text("behaviour")?,
+/// An attacker listing row borrowed from the database's row, times as their stored text
+/// ([`format_ts`] form): what [`Repository::each_attacker`] hands its visitor, so that a page
+/// can be encoded without a copy of each value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttackerRef<'r> {
+    pub id: i64,
+    pub ip: &'r str,
+    pub first_seen: &'r str,
+    pub last_seen: &'r str,
+    pub event_count: u64,
+    pub session_count: u64,
+    pub credential_count: u64,
+    pub flow_count: u64,
+    pub score: Option<u8>,
+    pub behaviour: Option<&'r str>,
+}
+
+impl AttackerRef<'_> {
+    fn corrupt(&self, column: &'static str, value: &str, reason: impl ToString) -> RepoError {
+        RepoError::Corrupt {
+            table: "attackers",
+            id: self.id,
+            column,
+            value: value.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn ts(&self, column: &'static str, t: &str) -> Result<i64, RepoError> {
+        parse_ts(t).map_err(|e| self.corrupt(column, t, e.reason))
+    }
+
+    /// The owned, parsed row.
+    pub fn to_row(&self) -> Result<AttackerRow, RepoError> {
+        Ok(AttackerRow {
+            attacker: Attacker {
+                id: self.id,
+                ip: self
+                    .ip
+                    .parse()
+                    .map_err(|e| self.corrupt("ip", self.ip, e))?,
+                first_seen_ns: self.ts("first_seen", self.first_seen)?,
+                last_seen_ns: self.ts("last_seen", self.last_seen)?,
+                event_count: self.event_count,
+                session_count: self.session_count,
+                credential_count: self.credential_count,
+                flow_count: self.flow_count,
+            },
+            score: self.score,
+            behaviour: self.behaviour.map(str::to_owned),
+        })
+    }
+
+    /// The cursor that continues a listing after this row.
+    pub fn cursor(&self, sort: AttackerSort) -> Result<AttackerCursor, RepoError> {
+        Ok(match sort {
+            AttackerSort::LastSeen => AttackerCursor::LastSeen {
+                last_seen_ns: self.ts("last_seen", self.last_seen)?,
+                id: self.id,
+            },
+            AttackerSort::Events => AttackerCursor::Events {
+                events: i64::try_from(self.event_count).unwrap_or(i64::MAX),
+                id: self.id,
+            },
+        })
+    }
+}
+
+/// Reads a [`WITH_VERDICT`] row's cells (by their position in that SELECT list).
+fn attacker_ref(c: &dyn Cells) -> Result<AttackerRef<'_>, RepoError> {
+    let id = c.i64(0).map_err(|e| cell_err(-1, "id", e))?;
+    let bad = |column: &'static str| move |e: CellError| cell_err(id, column, e);
+    let count = |i: usize, column: &'static str| -> Result<u64, RepoError> {
+        let v = c.i64(i).map_err(bad(column))?;
+        u64::try_from(v).map_err(|_| cell_err(id, column, CellError(format!("negative: {v}"))))
+    };
+    Ok(AttackerRef {
+        id,
+        ip: c.str(1).map_err(bad("ip"))?,
+        first_seen: c.str(2).map_err(bad("first_seen"))?,
+        last_seen: c.str(3).map_err(bad("last_seen"))?,
+        event_count: count(4, "event_count")?,
+        session_count: count(5, "session_count")?,
+        credential_count: count(6, "credential_count")?,
+        flow_count: count(7, "flow_count")?,
+        score: match c.opt_i64(8).map_err(bad("score"))? {
+            None => None,
+            Some(v) => Some(u8::try_from(v).map_err(|_| {
+                cell_err(id, "score", CellError(format!("out of range: {v}")))
+            })?),
+        },
+        behaviour: c.opt_str(9).map_err(bad("behaviour"))?,
     })
+}
+
+fn cell_err(id: i64, column: &'static str, e: CellError) -> RepoError {
+    RepoError::Corrupt {
+        table: "attackers",
+        id,
+        column,
+        value: String::new(),
+        reason: e.0,
+    }
 }
 
 impl WriteTx {
@@ -233,6 +330,33 @@ impl Repository {
     /// Attackers matching `f`, with their verdicts, in the chosen order (newest activity or
     /// most events first).
     pub async fn list_attackers(&self, f: &AttackerFilter) -> Result<Vec<AttackerRow>, RepoError> {
+        let (rows, bad) = self
+            .each_attacker(f, (Vec::new(), None), |(rows, bad), a| {
+                match a.to_row() {
+                    Ok(r) => rows.push(r),
+                    Err(e) => *bad = bad.take().or(Some(e)),
+                }
+            })
+            .await?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
+    }
+
+    /// The rows of [`Repository::list_attackers`], each handed to `each` (with `state`,
+    /// returned at the end) borrowed from the database's row: how the API encodes a page
+    /// without copying it first.
+    pub async fn each_attacker<S, F>(
+        &self,
+        f: &AttackerFilter,
+        state: S,
+        mut each: F,
+    ) -> Result<S, RepoError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, &AttackerRef<'_>) + Send + 'static,
+    {
         let mut w = Where::default();
         if let Some(p) = f.ip_prefix.as_deref().filter(|p| !p.is_empty()) {
             w.text("a.ip LIKE ? ESCAPE '!'", like_prefix(p));
@@ -261,10 +385,18 @@ impl Repository {
                 " ORDER BY a.event_count DESC, a.id DESC LIMIT ?"
             }
         };
-        let rows = w
-            .fetch(self, WITH_VERDICT, order, &[Arg::Int(page_limit(f.limit))])
-            .await?;
-        rows.iter().map(decode_with_verdict).collect()
+        w.each_row(
+            self,
+            WITH_VERDICT,
+            order,
+            &[Arg::Int(page_limit(f.limit))],
+            state,
+            move |st, cells| {
+                each(st, &attacker_ref(cells)?);
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// One attacker with its profile verdict.
@@ -272,6 +404,8 @@ impl Repository {
         let mut w = Where::default();
         w.text("a.ip = ?", ip.to_string());
         let rows = w.fetch(self, WITH_VERDICT, "", &[]).await?;
-        rows.first().map(decode_with_verdict).transpose()
+        rows.first()
+            .map(|r| attacker_ref(&AnyCells(r))?.to_row())
+            .transpose()
     }
 }

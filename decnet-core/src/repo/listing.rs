@@ -5,7 +5,12 @@
 //! page cost the same at any depth. Filter values are always bound, never spliced into SQL.
 use sqlx::any::AnyRow;
 
-use super::{RepoError, Repository, decode::Decoder, limits};
+use super::{
+    RepoError, Repository,
+    decode::Decoder,
+    limits,
+    sqlite_read::{AnyCells, Cells},
+};
 
 /// Rows per page at most.
 pub const MAX_PAGE: u32 = 500;
@@ -68,6 +73,34 @@ impl Where {
             };
         }
         Ok(q.fetch_all(repo.pool()).await?)
+    }
+
+    /// Runs `head` + WHERE + `tail` like [`Where::fetch`], but hands each row's cells, borrowed,
+    /// to `each` (with `state`, returned at the end) instead of collecting rows: on SQLite (a
+    /// file) on a read connection's thread (see `sqlite_read`), otherwise over the pool's rows.
+    pub(crate) async fn each_row<S, F>(
+        self,
+        repo: &Repository,
+        head: &str,
+        tail: &str,
+        extra: &[Arg],
+        mut state: S,
+        mut each: F,
+    ) -> Result<S, RepoError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, &dyn Cells) -> Result<(), RepoError> + Send + 'static,
+    {
+        if let Some(readers) = repo.readers() {
+            let sql = format!("{head}{}{tail}", self.sql());
+            let mut args = self.args;
+            args.extend_from_slice(extra);
+            return readers.each_row(sql, args, state, each).await;
+        }
+        for row in &self.fetch(repo, head, tail, extra).await? {
+            each(&mut state, &AnyCells(row))?;
+        }
+        Ok(state)
     }
 }
 

@@ -82,6 +82,7 @@ mod stats;
 mod bulk;
 mod decode;
 mod listing;
+mod sqlite_read;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -97,7 +98,7 @@ use crate::model::{
 };
 
 pub use self::{
-    attackers::{AttackerCursor, AttackerFilter, AttackerRow, AttackerSort},
+    attackers::{AttackerCursor, AttackerFilter, AttackerRef, AttackerRow, AttackerSort},
     counters::CounterMode,
     credentials::{CredentialFilter, printable},
     dialect::{Dialect, Merge},
@@ -141,6 +142,9 @@ pub enum RepoError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// A query on a SQLite read connection failed (see `sqlite_read`).
+    #[error("database error: {0}")]
+    Read(#[from] rusqlite::Error),
     /// A stored row holds a value that does not decode.
     #[error("{table} row {id} has an invalid {column} {value:?}: {reason}")]
     Corrupt {
@@ -248,6 +252,8 @@ pub struct Repository {
     /// SQLite: this process's single write path (one write transaction at a time; queueing
     /// here is cheaper and fairer than connections spinning in the busy handler).
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite (a file): the read connections of the hot listings (see `sqlite_read`).
+    readers: Option<Arc<sqlite_read::SqliteReaders>>,
 }
 
 impl Repository {
@@ -339,6 +345,10 @@ impl Repository {
             pool,
             dialect,
             write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            readers: (dialect == Dialect::Sqlite)
+                .then(|| sqlite_read::SqliteReaders::new(connect_url))
+                .flatten()
+                .map(Arc::new),
         })
     }
 
@@ -349,6 +359,11 @@ impl Repository {
     /// The pool, for read queries of the portable modules.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// SQLite on a file: the read connections of the hot listings.
+    pub(crate) fn readers(&self) -> Option<&sqlite_read::SqliteReaders> {
+        self.readers.as_deref()
     }
 
     /// Starts a write transaction. Dropping it without [`WriteTx::commit`] rolls back.
