@@ -1,11 +1,11 @@
 //! Listing pages written straight into their JSON body from the rows the repository lends
-//! ([`AttackerRef`]): no intermediate view structs, no copy of each value, no
+//! ([`AttackerRef`], [`EventRef`]): no intermediate view structs, no copy of each value, no
 //! re-parse of stored JSON. The bytes are exactly what serialising the views
-//! ([`crate::views::AttackerView`]) in a
+//! ([`crate::views::AttackerView`], [`crate::views::EventView`]) in a
 //! [`crate::routes::Page`] gives; `tests` checks that on hostile values.
 use decnet_core::{
     RepoError,
-    repo::AttackerRef,
+    repo::{AttackerRef, EventRef},
     time_fmt::{format_ts, parse_ts},
 };
 
@@ -140,6 +140,44 @@ impl PageJson {
     }
 }
 
+impl PageJson {
+    /// One event, as [`crate::views::EventView`] (`raw` only if the row has it).
+    pub fn event(&mut self, e: &EventRef<'_>) {
+        self.item();
+        self.buf.extend_from_slice(b"{\"id\":");
+        self.int(e.id);
+        self.key("ts");
+        self.ts("events", e.id, "ts", e.ts);
+        self.key("decky");
+        self.str(e.decky);
+        self.key("service");
+        self.str(e.service);
+        self.key("event_type");
+        self.str(e.event_type);
+        self.key("attacker_ip");
+        self.opt_str(e.attacker_ip);
+        self.key("attacker_port");
+        match e.attacker_port {
+            Some(v) => self.int(v),
+            None => self.buf.extend_from_slice(b"null"),
+        }
+        self.key("fields");
+        // Stored JSON goes out as it is (checked in place, nothing built); anything else as a
+        // JSON string — what `RawValue` did.
+        if serde_json::from_str::<serde::de::IgnoredAny>(e.fields).is_ok() {
+            self.buf
+                .extend_from_slice(e.fields.trim_matches([' ', '\t', '\n', '\r']).as_bytes());
+        } else {
+            self.str(e.fields);
+        }
+        if let Some(raw) = e.raw {
+            self.key("raw");
+            self.str(&String::from_utf8_lossy(raw));
+        }
+        self.buf.push(b'}');
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, digits where digits belong: [`format_ts`]'s own form, so
 /// it can be written out as stored.
 pub fn is_canonical_ts(t: &str) -> bool {
@@ -154,7 +192,10 @@ pub fn is_canonical_ts(t: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
         && matches!(&b[5..7], [b'0', b'1'..=b'9'] | [b'1', b'0'..=b'2'])
-        && matches!(&b[8..10], [b'0', b'1'..=b'9'] | [b'1' | b'2', _] | [b'3', b'0' | b'1'])
+        && matches!(
+            &b[8..10],
+            [b'0', b'1'..=b'9'] | [b'1' | b'2', _] | [b'3', b'0' | b'1']
+        )
         && b[11..13] <= b"23"[..]
         && b[14..16] <= b"59"[..]
         && b[17..19] <= b"59"[..]
@@ -163,7 +204,11 @@ pub fn is_canonical_ts(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{routes::Page, views::AttackerView};
+    use crate::{
+        routes::Page,
+        views::{AttackerView, EventView},
+    };
+    use decnet_core::model::Event;
 
     /// Text an attacker controls, or a corrupted row could hold: quotes, backslashes, control
     /// characters, markup, non-ASCII, U+2028.
@@ -228,7 +273,10 @@ mod tests {
         }
         let out: serde_json::Value =
             serde_json::from_slice(&encoded(&rows, Some("l.1.2"))).expect("valid JSON");
-        assert_eq!(out["items"][3]["behaviour"], "ctl\u{0}\u{1}\u{1f}\n\r\t\u{7f}");
+        assert_eq!(
+            out["items"][3]["behaviour"],
+            "ctl\u{0}\u{1}\u{1f}\n\r\t\u{7f}"
+        );
     }
 
     #[test]
@@ -239,7 +287,10 @@ mod tests {
         assert!(!is_canonical_ts(r.first_seen));
         assert_eq!(encoded(&[r], None), serde_page(&[r], None));
         let v: serde_json::Value = serde_json::from_slice(&encoded(&[r], None)).expect("json");
-        assert_eq!(v["items"][0]["first_seen"], "2026-05-02T06:00:25.500000000Z");
+        assert_eq!(
+            v["items"][0]["first_seen"],
+            "2026-05-02T06:00:25.500000000Z"
+        );
         // Not a time at all: the page is an error naming the row and column.
         r.last_seen = "yesterday";
         let mut p = PageJson::new();
@@ -270,6 +321,94 @@ mod tests {
             "2026-00-26T22:04:00.123456789Z",
         ] {
             assert!(!is_canonical_ts(t), "{t}");
+        }
+    }
+
+    fn event_ref<'a>(
+        id: i64,
+        text: &'a str,
+        fields: &'a str,
+        raw: Option<&'a [u8]>,
+    ) -> EventRef<'a> {
+        EventRef {
+            id,
+            ts: "2026-11-26T22:04:00.123456789Z",
+            decky: text,
+            service: text,
+            event_type: text,
+            attacker_ip: (id % 2 == 0).then_some("10.1.2.3"),
+            attacker_port: (id % 3 == 0).then_some(65535),
+            fields,
+            raw,
+        }
+    }
+
+    /// The serde path the listing had: [`EventView`] of the owned [`Event`].
+    fn serde_events(rows: &[EventRef<'_>], next: Option<&str>) -> Vec<u8> {
+        let items = rows
+            .iter()
+            .map(|e| {
+                let owned = Event {
+                    id: e.id,
+                    ts_ns: parse_ts(e.ts).expect("time"),
+                    decky: e.decky.into(),
+                    service: e.service.into(),
+                    event_type: e.event_type.into(),
+                    attacker_ip: e.attacker_ip.map(|t| t.parse().expect("ip")),
+                    attacker_port: e.attacker_port,
+                    fields: e.fields.into(),
+                    raw: e.raw.unwrap_or_default().to_vec(),
+                };
+                let mut v = EventView::from(&owned);
+                if e.raw.is_none() {
+                    v.raw = None;
+                }
+                v
+            })
+            .collect();
+        serde_json::to_vec(&Page {
+            items,
+            next_cursor: next.map(str::to_owned),
+        })
+        .expect("serialises")
+    }
+
+    #[test]
+    fn event_pages_are_the_views_serialised() {
+        // Stored fields: the collector's objects, other JSON values, whitespace around them,
+        // and text that is not JSON at all (truncated, hostile).
+        let fields = [
+            r#"{"username":"root","password":"pw\"1\u0000","n":1}"#,
+            " \t{\"a\": [1, 2.5e3, true, null, {\"b\": \"\\u2028\"}]}\n ",
+            "[]",
+            "\"just a string\"",
+            "12",
+            "{\"cut\":\"in the mid",
+            "not json </script>",
+            "",
+            "{\"a\":1} trailing",
+        ];
+        let raws: [&[u8]; 3] = [b"<134>1 line \"q\" \\", b"\xff\xfe not utf-8 \x00", b""];
+        let mut rows = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            for (j, h) in HOSTILE.iter().enumerate() {
+                let id = (i * 10 + j) as i64;
+                rows.push(event_ref(id, h, f, Some(raws[(i + j) % raws.len()])));
+                rows.push(event_ref(-id, h, f, None));
+            }
+        }
+        for next in [None, Some("123")] {
+            let mut p = PageJson::new();
+            for r in &rows {
+                p.event(r);
+            }
+            let ours = p.finish(next).expect("encodes");
+            assert_eq!(
+                String::from_utf8(ours.clone()),
+                String::from_utf8(serde_events(&rows, next))
+            );
+            let v: serde_json::Value = serde_json::from_slice(&ours).expect("valid JSON");
+            assert_eq!(v["items"][0]["fields"]["password"], "pw\"1\u{0}");
         }
     }
 }

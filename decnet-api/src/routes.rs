@@ -413,24 +413,20 @@ async fn list_events(
         before_id: id_cursor(&s, &q.cursor)?,
         limit: limit_of(&s, q.limit)?,
     };
-    let rows = s.repo.list_events(&f).await?;
-    let next = (rows.len() == f.limit as usize)
-        .then(|| rows.last().map(|e| e.id.to_string()))
-        .flatten();
-    let page = Page {
-        items: rows
-            .iter()
-            .map(|e| {
-                let mut v = EventView::from(e);
-                if !with_raw {
-                    v.raw = None;
-                }
-                v
-            })
-            .collect(),
-        next_cursor: next,
-    };
-    Ok(s.list_cache.put(key, version, &page))
+    // Rows are written into the body as the repository reads them (see `encode`); a full
+    // page's last id is the cursor that continues the listing.
+    let (page, last) = s
+        .repo
+        .each_event(&f, with_raw, (PageJson::new(), None), |(page, last), e| {
+            page.event(e);
+            *last = Some(e.id);
+        })
+        .await?;
+    let next = last
+        .filter(|_| page.items() == f.limit as usize)
+        .map(|id| id.to_string());
+    Ok(s.list_cache
+        .put_body(key, version, page.finish(next.as_deref())?))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -132,6 +132,7 @@ impl AttackerRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttackerRef<'r> {
     pub id: i64,
+    /// A valid IP address's text.
     pub ip: &'r str,
     pub first_seen: &'r str,
     pub last_seen: &'r str,
@@ -202,9 +203,13 @@ fn attacker_ref(c: &dyn Cells) -> Result<AttackerRef<'_>, RepoError> {
         let v = c.i64(i).map_err(bad(column))?;
         u64::try_from(v).map_err(|_| cell_err(id, column, CellError(format!("negative: {v}"))))
     };
+    let ip = c.str(1).map_err(bad("ip"))?;
+    if let Err(e) = ip.parse::<IpAddr>() {
+        return Err(cell_err(id, "ip", CellError(format!("{ip:?}: {e}"))));
+    }
     Ok(AttackerRef {
         id,
-        ip: c.str(1).map_err(bad("ip"))?,
+        ip,
         first_seen: c.str(2).map_err(bad("first_seen"))?,
         last_seen: c.str(3).map_err(bad("last_seen"))?,
         event_count: count(4, "event_count")?,
@@ -213,9 +218,10 @@ fn attacker_ref(c: &dyn Cells) -> Result<AttackerRef<'_>, RepoError> {
         flow_count: count(7, "flow_count")?,
         score: match c.opt_i64(8).map_err(bad("score"))? {
             None => None,
-            Some(v) => Some(u8::try_from(v).map_err(|_| {
-                cell_err(id, "score", CellError(format!("out of range: {v}")))
-            })?),
+            Some(v) => Some(
+                u8::try_from(v)
+                    .map_err(|_| cell_err(id, "score", CellError(format!("out of range: {v}"))))?,
+            ),
         },
         behaviour: c.opt_str(9).map_err(bad("behaviour"))?,
     })
@@ -331,11 +337,9 @@ impl Repository {
     /// most events first).
     pub async fn list_attackers(&self, f: &AttackerFilter) -> Result<Vec<AttackerRow>, RepoError> {
         let (rows, bad) = self
-            .each_attacker(f, (Vec::new(), None), |(rows, bad), a| {
-                match a.to_row() {
-                    Ok(r) => rows.push(r),
-                    Err(e) => *bad = bad.take().or(Some(e)),
-                }
+            .each_attacker(f, (Vec::new(), None), |(rows, bad), a| match a.to_row() {
+                Ok(r) => rows.push(r),
+                Err(e) => *bad = bad.take().or(Some(e)),
             })
             .await?;
         match bad {

@@ -18,6 +18,7 @@ use super::{
     decode::Decoder,
     limits,
     listing::{NameCount, Where, like_anywhere, name_counts, newest_first, page_limit, rows_after},
+    sqlite_read::{CellError, Cells},
 };
 use crate::{
     model::{Event, NewEvent},
@@ -190,6 +191,102 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// The WHERE clause of a filtered listing.
+fn event_where(f: &EventFilter) -> Where {
+    let mut w = Where::default();
+    if let Some(id) = f.before_id {
+        w.int("id < ?", id);
+    }
+    if let Some(t) = f.since_ns {
+        w.text("ts >= ?", format_ts(t));
+    }
+    if let Some(t) = f.until_ns {
+        w.text("ts < ?", format_ts(t));
+    }
+    if let Some(v) = &f.decky {
+        w.text("decky = ?", name(v));
+    }
+    if let Some(v) = &f.service {
+        w.text("service = ?", name(v));
+    }
+    if let Some(v) = &f.event_type {
+        w.text("event_type = ?", name(v));
+    }
+    if let Some(ip) = f.attacker {
+        w.text("attacker_ip = ?", ip.to_string());
+    }
+    if let Some(t) = f.text.as_deref().filter(|t| !t.is_empty()) {
+        w.text("fields LIKE ? ESCAPE '!'", like_anywhere(t));
+    }
+    w
+}
+
+/// What an [`EventRef`] is read from without the raw line; [`EVENT`] with it (same positions,
+/// `raw` last).
+const LISTED: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, attacker_port, \
+                      fields FROM events";
+
+/// An event listing row borrowed from the database's row, the time as its stored text
+/// ([`format_ts`] form) and the fields as the stored JSON text: what
+/// [`Repository::each_event`] hands its visitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'r> {
+    pub id: i64,
+    pub ts: &'r str,
+    pub decky: &'r str,
+    pub service: &'r str,
+    pub event_type: &'r str,
+    /// A valid IP address's text.
+    pub attacker_ip: Option<&'r str>,
+    pub attacker_port: Option<u16>,
+    /// As stored (a JSON object when the collector wrote it; may be anything).
+    pub fields: &'r str,
+    /// Only when asked for.
+    pub raw: Option<&'r [u8]>,
+}
+
+/// Reads a [`LISTED`] (or [`EVENT`]) row's cells by their position in that SELECT list.
+fn event_ref(c: &dyn Cells, with_raw: bool) -> Result<EventRef<'_>, RepoError> {
+    let id = c.i64(0).map_err(|e| cell_err(-1, "id", e.0))?;
+    let bad = |column: &'static str| move |e: CellError| cell_err(id, column, e.0);
+    let attacker_ip = c.opt_str(5).map_err(bad("attacker_ip"))?;
+    if let Some(t) = attacker_ip
+        && let Err(e) = t.parse::<IpAddr>()
+    {
+        return Err(cell_err(id, "attacker_ip", format!("{t:?}: {e}")));
+    }
+    Ok(EventRef {
+        id,
+        ts: c.str(1).map_err(bad("ts"))?,
+        decky: c.str(2).map_err(bad("decky"))?,
+        service: c.str(3).map_err(bad("service"))?,
+        event_type: c.str(4).map_err(bad("event_type"))?,
+        attacker_ip,
+        attacker_port: match c.opt_i64(6).map_err(bad("attacker_port"))? {
+            None => None,
+            Some(v) => {
+                Some(u16::try_from(v).map_err(|_| cell_err(id, "attacker_port", format!("{v}")))?)
+            }
+        },
+        fields: c.str(7).map_err(bad("fields"))?,
+        raw: if with_raw {
+            Some(c.bytes(8).map_err(bad("raw"))?)
+        } else {
+            None
+        },
+    })
+}
+
+fn cell_err(id: i64, column: &'static str, reason: String) -> RepoError {
+    RepoError::Corrupt {
+        table: "events",
+        id,
+        column,
+        value: String::new(),
+        reason,
+    }
+}
+
 /// Per-decky activity in a window.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DeckyActivity {
@@ -301,34 +398,33 @@ impl Repository {
 
     /// Events matching `f`, newest (highest id) first.
     pub async fn list_events(&self, f: &EventFilter) -> Result<Vec<Event>, RepoError> {
-        let mut w = Where::default();
-        if let Some(id) = f.before_id {
-            w.int("id < ?", id);
-        }
-        if let Some(t) = f.since_ns {
-            w.text("ts >= ?", format_ts(t));
-        }
-        if let Some(t) = f.until_ns {
-            w.text("ts < ?", format_ts(t));
-        }
-        if let Some(v) = &f.decky {
-            w.text("decky = ?", name(v));
-        }
-        if let Some(v) = &f.service {
-            w.text("service = ?", name(v));
-        }
-        if let Some(v) = &f.event_type {
-            w.text("event_type = ?", name(v));
-        }
-        if let Some(ip) = f.attacker {
-            w.text("attacker_ip = ?", ip.to_string());
-        }
-        if let Some(t) = f.text.as_deref().filter(|t| !t.is_empty()) {
-            w.text("fields LIKE ? ESCAPE '!'", like_anywhere(t));
-        }
         let (tail, limit) = newest_first(f.limit);
-        let rows = w.fetch(self, EVENT, tail, &limit).await?;
+        let rows = event_where(f).fetch(self, EVENT, tail, &limit).await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The rows of [`Repository::list_events`] (with their raw lines if `with_raw`), each
+    /// handed to `each` (with `state`, returned at the end) borrowed from the database's row:
+    /// how the API encodes a page without copying it first.
+    pub async fn each_event<S, F>(
+        &self,
+        f: &EventFilter,
+        with_raw: bool,
+        state: S,
+        mut each: F,
+    ) -> Result<S, RepoError>
+    where
+        S: Send + 'static,
+        F: FnMut(&mut S, &EventRef<'_>) + Send + 'static,
+    {
+        let (tail, limit) = newest_first(f.limit);
+        let head = if with_raw { EVENT } else { LISTED };
+        event_where(f)
+            .each_row(self, head, tail, &limit, state, move |st, cells| {
+                each(st, &event_ref(cells, with_raw)?);
+                Ok(())
+            })
+            .await
     }
 
     pub async fn count_events(&self) -> Result<u64, RepoError> {

@@ -102,7 +102,7 @@ pub use self::{
     counters::CounterMode,
     credentials::{CredentialFilter, printable},
     dialect::{Dialect, Merge},
-    events::{Bucket, DeckyActivity, EventFact, EventFilter, TopColumn, dedup_key},
+    events::{Bucket, DeckyActivity, EventFact, EventFilter, EventRef, TopColumn, dedup_key},
     flows::{FlowFilter, FlowRow, ScanRow},
     intel_batch::IntelBatch,
     leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},

@@ -87,11 +87,7 @@ impl SqliteReaders {
             .acquire_owned()
             .await
             .map_err(|_| RepoError::Query(sqlx::Error::PoolClosed))?;
-        let conn = self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match conn {
             Some(c) => c,
             None => self.open()?,
@@ -165,7 +161,10 @@ impl Cells for RowCells<'_, '_> {
     fn i64(&self, i: usize) -> Result<i64, CellError> {
         match self.get(i)? {
             ValueRef::Integer(v) => Ok(v),
-            v => Err(CellError(format!("{:?} where an integer belongs", v.data_type()))),
+            v => Err(CellError(format!(
+                "{:?} where an integer belongs",
+                v.data_type()
+            ))),
         }
     }
 

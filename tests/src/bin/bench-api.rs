@@ -8,7 +8,9 @@
 //!
 //! Flags: `--attackers N`, `--events N`, `--seconds S` (per wrk run, default 10),
 //! `--connections 64,256`, `--quick` (10,000 attackers, 100,000 events, 3 s runs),
-//! `--keep DIR` (keep the database there).
+//! `--keep DIR` (keep the database there), `--baseline BIN` (another decnet binary, e.g. a
+//! build of the previous commit: its uncached runs come first, on a database seeded the same
+//! way but migrated by it, so before and after are measured side by side in one run).
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
@@ -28,6 +30,7 @@ struct Args {
     seconds: u64,
     connections: Vec<u32>,
     keep: Option<PathBuf>,
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -37,6 +40,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 10,
         connections: vec![64, 256],
         keep: None,
+        baseline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(f) = it.next() {
@@ -52,6 +56,7 @@ fn parse_args() -> anyhow::Result<Args> {
                     .collect::<Result<_, _>>()?
             }
             "--keep" => a.keep = Some(val()?.into()),
+            "--baseline" => a.baseline = Some(val()?.into()),
             "--quick" => {
                 a.attackers = 10_000;
                 a.events = 100_000;
@@ -59,7 +64,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bench-api [--attackers N] [--events N] [--seconds S] [--connections 64,256] [--quick] [--keep DIR]"
+                    "bench-api [--attackers N] [--events N] [--seconds S] [--connections 64,256] [--quick] [--keep DIR] [--baseline BIN]"
                 );
                 std::process::exit(0);
             }
@@ -364,32 +369,45 @@ fn main() -> anyhow::Result<()> {
             tmp.clone()
         }
     };
-    let db = dir.join("bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    // (label, binary, database, list cache ms): the baseline's uncached runs first, then this
+    // build's uncached and cached runs.
+    let mut runs: Vec<(&str, PathBuf, PathBuf, u64)> = Vec::new();
+    if let Some(b) = &args.baseline {
+        runs.push(("baseline", b.clone(), dir.join("baseline.db"), 0));
     }
+    runs.push(("this", bin.clone(), dir.join("bench.db"), 0));
+    runs.push(("this", bin.clone(), dir.join("bench.db"), 1000));
     let _ = std::fs::remove_file(dir.join("decnet-jwt.secret"));
-    // Let decnet web create and migrate the schema (and the first admin), then stop.
-    drop(start_web(&bin, &dir, &db, Some(0.5), 0)?);
-    seed(&db, args.attackers, args.events)?;
+    let mut seeded: Vec<PathBuf> = Vec::new();
+    for (_, b, db, _) in &runs {
+        if seeded.contains(db) {
+            continue;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        // Let decnet web create and migrate the schema (and the first admin), then stop.
+        drop(start_web(b, &dir, db, Some(0.5), 0)?);
+        seed(db, args.attackers, args.events)?;
+        seeded.push(db.clone());
+    }
     let mut worst_p99_256: f64 = 0.0;
     println!(
-        "{:<40} {:>6} {:>6} {:>10} {:>9} {:>9}  errors",
-        "endpoint", "cache", "conns", "req/s", "p50 ms", "p99 ms"
+        "{:<40} {:>8} {:>6} {:>6} {:>10} {:>9} {:>9}  errors",
+        "endpoint", "build", "cache", "conns", "req/s", "p50 ms", "p99 ms"
     );
-    // Uncached (every request queries the database), then with the default first-page cache.
-    for cache_ms in [0u64, 1000] {
-        let (web, addr) = start_web(&bin, &dir, &db, None, cache_ms)?;
+    for (label, b, db, cache_ms) in &runs {
+        let (web, addr) = start_web(b, &dir, db, None, *cache_ms)?;
         let token = login(&addr)?;
         for path in ["/api/v1/attackers?limit=50", "/api/v1/events?limit=50"] {
             for &c in &args.connections {
                 let w = wrk(&format!("http://{addr}{path}"), &token, c, args.seconds)?;
-                let cache = if cache_ms == 0 { "off" } else { "1 s" };
+                let cache = if *cache_ms == 0 { "off" } else { "1 s" };
                 println!(
-                    "{path:<40} {cache:>6} {c:>6} {:>10.0} {:>9.2} {:>9.2}  {}",
+                    "{path:<40} {label:>8} {cache:>6} {c:>6} {:>10.0} {:>9.2} {:>9.2}  {}",
                     w.rps, w.p50_ms, w.p99_ms, w.errors
                 );
-                if c == 256 && cache_ms == 0 {
+                if c == 256 && *cache_ms == 0 && *label == "this" {
                     worst_p99_256 = worst_p99_256.max(w.p99_ms);
                 }
                 if !w.errors.is_empty() {
@@ -404,7 +422,7 @@ fn main() -> anyhow::Result<()> {
     }
     if args.connections.contains(&256) {
         println!(
-            "[bench-api] worst p99 at 256 connections: {worst_p99_256:.1} ms (aim: < 50 ms) {}",
+            "[bench-api] worst p99 at 256 connections, list cache off: {worst_p99_256:.1} ms (aim: < 50 ms) {}",
             if worst_p99_256 < 50.0 {
                 "OK"
             } else {
