@@ -182,20 +182,21 @@ impl PageJson {
 /// it can be written out as stored.
 pub fn is_canonical_ts(t: &str) -> bool {
     let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
     b.len() == 30
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            4 | 7 => c == b'-',
-            10 => c == b'T',
-            13 | 16 => c == b':',
-            19 => c == b'.',
-            29 => c == b'Z',
-            _ => c.is_ascii_digit(),
-        })
-        && matches!(&b[5..7], [b'0', b'1'..=b'9'] | [b'1', b'0'..=b'2'])
-        && matches!(
-            &b[8..10],
-            [b'0', b'1'..=b'9'] | [b'1' | b'2', _] | [b'3', b'0' | b'1']
-        )
+        && (b[4], b[7], b[10], b[13], b[16], b[19], b[29])
+            == (b'-', b'-', b'T', b':', b':', b'.', b'Z')
+        && digits(0..4)
+        && digits(5..7)
+        && digits(8..10)
+        && digits(11..13)
+        && digits(14..16)
+        && digits(17..19)
+        && digits(20..29)
+        && b[5..7] >= b"01"[..]
+        && b[5..7] <= b"12"[..]
+        && b[8..10] >= b"01"[..]
+        && b[8..10] <= b"31"[..]
         && b[11..13] <= b"23"[..]
         && b[14..16] <= b"59"[..]
         && b[17..19] <= b"59"[..]

@@ -7,7 +7,10 @@
 //! name and holds every read and write of it (consumers pass filters, e.g. [`EventFilter`]).
 //! [`dialect::Dialect`] supplies only what differs (conflict clauses, `INSERT IGNORE`, how a
 //! write transaction starts, bind limits); [`migrate`] applies the per-dialect migrations under
-//! a lock so that workers starting together never race.
+//! a lock so that workers starting together never race. The API's two hot listings
+//! (`attackers`, `events`) run the same portable SQL on SQLite through `sqlite_read` (plain
+//! read connections on a blocking thread, rows lent to the caller's visitor), which the `Any`
+//! driver's per-value copies made several times slower (README, bench api).
 //!
 //! | table | module | written by | read by |
 //! | --- | --- | --- | --- |
