@@ -147,7 +147,9 @@ impl PageJson {
         self.buf.extend_from_slice(b"{\"id\":");
         self.int(e.id);
         self.key("ts");
-        self.ts("events", e.id, "ts", e.ts);
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(format_ts(e.ts_ns).as_bytes());
+        self.buf.push(b'"');
         self.key("decky");
         self.str(e.decky);
         self.key("service");
@@ -164,11 +166,11 @@ impl PageJson {
         self.key("fields");
         // Stored JSON goes out as it is (checked in place, nothing built); anything else as a
         // JSON string — what `RawValue` did.
-        if serde_json::from_str::<serde::de::IgnoredAny>(e.fields).is_ok() {
+        if serde_json::from_str::<serde::de::IgnoredAny>(&e.fields).is_ok() {
             self.buf
                 .extend_from_slice(e.fields.trim_matches([' ', '\t', '\n', '\r']).as_bytes());
         } else {
-            self.str(e.fields);
+            self.str(&e.fields);
         }
         if let Some(raw) = e.raw {
             self.key("raw");
@@ -333,13 +335,13 @@ mod tests {
     ) -> EventRef<'a> {
         EventRef {
             id,
-            ts: "2026-11-26T22:04:00.123456789Z",
+            ts_ns: 1_795_730_640_123_456_789 + id,
             decky: text,
             service: text,
             event_type: text,
             attacker_ip: (id % 2 == 0).then_some("10.1.2.3"),
             attacker_port: (id % 3 == 0).then_some(65535),
-            fields,
+            fields: fields.into(),
             raw,
         }
     }
@@ -351,13 +353,13 @@ mod tests {
             .map(|e| {
                 let owned = Event {
                     id: e.id,
-                    ts_ns: parse_ts(e.ts).expect("time"),
+                    ts_ns: e.ts_ns,
                     decky: e.decky.into(),
                     service: e.service.into(),
                     event_type: e.event_type.into(),
                     attacker_ip: e.attacker_ip.map(|t| t.parse().expect("ip")),
                     attacker_port: e.attacker_port,
-                    fields: e.fields.into(),
+                    fields: e.fields.to_string(),
                     raw: e.raw.unwrap_or_default().to_vec(),
                 };
                 let mut v = EventView::from(&owned);

@@ -80,6 +80,18 @@ impl<'r> Decoder<'r> {
         }
     }
 
+    /// A nullable text column (NULL from an outer join included); bytes that are not UTF-8 are
+    /// read lossily.
+    pub(crate) fn opt_text(&self, column: &'static str) -> Result<Option<String>, RepoError> {
+        match self.row.try_get::<Option<String>, _>(self.index(column)?) {
+            Ok(v) => Ok(v),
+            Err(_) => match self.row.try_get::<Option<Vec<u8>>, _>(self.index(column)?) {
+                Ok(v) => Ok(v.map(|b| String::from_utf8_lossy(&b).into_owned())),
+                Err(e) => Err(self.corrupt(column, String::new(), e)),
+            },
+        }
+    }
+
     pub(crate) fn bytes(&self, column: &'static str) -> Result<Vec<u8>, RepoError> {
         self.row
             .try_get::<Vec<u8>, _>(self.index(column)?)

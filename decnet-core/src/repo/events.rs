@@ -2,12 +2,18 @@
 //! (`ts`, `dedup_key`) is unique, the key being the first 8 bytes of the SHA-256 of the raw line
 //! by default.
 //!
+//! Stored compactly (migration 0008): `ts` is Unix epoch nanoseconds (an integer, not text), and
+//! `fields` is NULL when the producer left [`NewEvent::fields`] empty — the collector does, for
+//! every line: the fields are then derived from the raw line when read
+//! ([`crate::event::line_fields`], the collector's own mapping), so the JSON is never stored
+//! beside the line it came from. A row's size is the line plus a few dozen bytes.
+//!
 //! Written by the collector (batched multi-row inserts, through
 //! [`WriteTx::insert_events_with_credentials`] when the events carry credential attempts).
 //! Read by the correlator ([`EventFact`]s after its cursor, a key's events), the profiler (an
 //! attacker's recent events) and the API (filtered listing, live feed, statistics, histogram,
 //! per-decky activity).
-use std::net::IpAddr;
+use std::{borrow::Cow, net::IpAddr};
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -21,7 +27,8 @@ use super::{
     sqlite_read::{CellError, Cells},
 };
 use crate::{
-    model::{Event, NewEvent},
+    event::line_fields,
+    model::{CredentialAttempt, Event, NewEvent},
     time_fmt::format_ts,
 };
 
@@ -40,8 +47,9 @@ const COLUMNS: [&str; 9] = [
 /// What an [`Event`] is read from.
 const EVENT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, attacker_port, \
                      fields, raw FROM events";
-/// What an [`EventFact`] is read from (no raw line).
-const FACT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, fields FROM events";
+/// What an [`EventFact`] is read from (the raw line only where the fields are derived from it).
+const FACT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, fields, \
+                    CASE WHEN fields IS NULL THEN raw END AS raw FROM events";
 
 /// The default dedup key of an event: SHA-256 of its raw line (as given, before bounding).
 pub fn dedup_key(raw: &[u8]) -> [u8; 32] {
@@ -56,14 +64,27 @@ fn key_i64(e: &NewEvent) -> i64 {
     ])
 }
 
+/// The stored `fields`: NULL when empty (derived from the raw line when read).
+pub(crate) fn stored_fields(e: &NewEvent) -> Option<std::borrow::Cow<'_, str>> {
+    (!e.fields.is_empty()).then(|| limits::text(&e.fields, limits::LONG))
+}
+
+/// The fields of a read row: the stored JSON, else derived from the raw line.
+fn read_fields(d: &Decoder<'_>) -> Result<String, RepoError> {
+    match d.opt_text("fields")? {
+        Some(f) => Ok(f),
+        None => Ok(line_fields(&d.bytes("raw")?)),
+    }
+}
+
 fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
-    q.bind(format_ts(e.ts_ns))
+    q.bind(e.ts_ns)
         .bind(limits::text(&e.decky, limits::NAME).into_owned())
         .bind(limits::text(&e.service, limits::NAME).into_owned())
         .bind(limits::text(&e.event_type, limits::NAME).into_owned())
         .bind(e.attacker_ip.map(|ip| ip.to_string()))
         .bind(e.attacker_port.map(i64::from))
-        .bind(limits::text(&e.fields, limits::LONG).into_owned())
+        .bind(stored_fields(e).map(std::borrow::Cow::into_owned))
         .bind(limits::bytes(&e.raw, limits::LONG).to_vec())
         .bind(key_i64(e))
 }
@@ -72,13 +93,13 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Event, RepoError> {
     let d = Decoder::new(row, "events");
     Ok(Event {
         id: d.i64("id")?,
-        ts_ns: d.ts("ts")?,
+        ts_ns: d.i64("ts")?,
         decky: d.text("decky")?,
         service: d.text("service")?,
         event_type: d.text("event_type")?,
         attacker_ip: d.opt_ip("attacker_ip")?,
         attacker_port: d.opt_int("attacker_port")?,
-        fields: d.text("fields")?,
+        fields: read_fields(&d)?,
         raw: d.bytes("raw")?,
     })
 }
@@ -100,12 +121,12 @@ fn decode_fact(row: &sqlx::any::AnyRow) -> Result<EventFact, RepoError> {
     let d = Decoder::new(row, "events");
     Ok(EventFact {
         id: d.i64("id")?,
-        ts_ns: d.ts("ts")?,
+        ts_ns: d.i64("ts")?,
         decky: d.text("decky")?,
         service: d.text("service")?,
         event_type: d.text("event_type")?,
         attacker_ip: d.opt_ip("attacker_ip")?,
-        fields: d.text("fields")?,
+        fields: read_fields(&d)?,
     })
 }
 
@@ -130,20 +151,20 @@ impl WriteTx {
             let mut q = sqlx::query(&sql);
             // Which batch positions carry each (ts, key): a repeated line is new only once.
             let mut pending: std::collections::HashMap<
-                (String, i64),
+                (i64, i64),
                 std::collections::VecDeque<usize>,
             > = std::collections::HashMap::new();
             for (i, e) in chunk.iter().enumerate() {
                 q = bind(q, e);
                 pending
-                    .entry((format_ts(e.ts_ns), key_i64(e)))
+                    .entry((e.ts_ns, key_i64(e)))
                     .or_default()
                     .push_back(c * per + i);
             }
             let rows = q.persistent(false).fetch_all(&mut *self.tx).await?;
             for row in &rows {
                 let d = Decoder::new(row, "events");
-                let k = (d.text("ts")?, d.i64("dedup_key")?);
+                let k = (d.i64("ts")?, d.i64("dedup_key")?);
                 if let Some(i) = pending.get_mut(&k).and_then(|v| v.pop_front()) {
                     new[i] = true;
                 }
@@ -175,6 +196,58 @@ impl WriteTx {
     }
 }
 
+/// The SQLite bulk write path ([`super::sqlite_writer`]): stores `events` row by row through one
+/// cached prepared statement, and for each NEW event (the insert changed a row) adds the
+/// credential attempts it carries (`(event index, attempt)`). Returns the number of new events.
+pub(crate) fn insert_native(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[NewEvent],
+    credentials: &[(usize, CredentialAttempt)],
+) -> Result<u64, RepoError> {
+    let d = super::Dialect::Sqlite;
+    let sql = insert_sql(d.insert_ignore(), "events", &COLUMNS, 1, d.ignore_tail());
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut new = vec![
+        false;
+        if credentials.is_empty() {
+            0
+        } else {
+            events.len()
+        }
+    ];
+    let mut stored = 0u64;
+    for (i, e) in events.iter().enumerate() {
+        let ip = e.attacker_ip.map(|ip| ip.to_string());
+        let n = stmt.execute((
+            e.ts_ns,
+            &*limits::text(&e.decky, limits::NAME),
+            &*limits::text(&e.service, limits::NAME),
+            &*limits::text(&e.event_type, limits::NAME),
+            ip.as_deref(),
+            e.attacker_port,
+            stored_fields(e).as_deref(),
+            limits::bytes(&e.raw, limits::LONG),
+            key_i64(e),
+        ))?;
+        if n > 0 {
+            stored += 1;
+            if let Some(slot) = new.get_mut(i) {
+                *slot = true;
+            }
+        }
+    }
+    if !credentials.is_empty() {
+        super::credentials::add_attempts_native(
+            tx,
+            credentials
+                .iter()
+                .filter(|(i, _)| new.get(*i).copied().unwrap_or(false))
+                .map(|(_, c)| c),
+        )?;
+    }
+    Ok(stored)
+}
+
 /// Filters of [`Repository::list_events`]. Times are Unix epoch nanoseconds; `before_id` is
 /// the keyset cursor (the last id of the previous page).
 #[derive(Debug, Clone, Default)]
@@ -198,10 +271,10 @@ fn event_where(f: &EventFilter) -> Where {
         w.int("id < ?", id);
     }
     if let Some(t) = f.since_ns {
-        w.text("ts >= ?", format_ts(t));
+        w.int("ts >= ?", t);
     }
     if let Some(t) = f.until_ns {
-        w.text("ts < ?", format_ts(t));
+        w.int("ts < ?", t);
     }
     if let Some(v) = &f.decky {
         w.text("decky = ?", name(v));
@@ -216,31 +289,32 @@ fn event_where(f: &EventFilter) -> Where {
         w.text("attacker_ip = ?", ip.to_string());
     }
     if let Some(t) = f.text.as_deref().filter(|t| !t.is_empty()) {
-        w.text("fields LIKE ? ESCAPE '!'", like_anywhere(t));
+        // Derived fields are searched in the line they come from.
+        w.text("COALESCE(fields, raw) LIKE ? ESCAPE '!'", like_anywhere(t));
     }
     w
 }
 
-/// What an [`EventRef`] is read from without the raw line; [`EVENT`] with it (same positions,
-/// `raw` last).
+/// What an [`EventRef`] is read from without the raw line (only where the fields are derived
+/// from it); [`EVENT`] with it (same positions, `raw` last).
 const LISTED: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, attacker_port, \
-                      fields FROM events";
+                      fields, CASE WHEN fields IS NULL THEN raw END AS raw FROM events";
 
-/// An event listing row borrowed from the database's row, the time as its stored text
-/// ([`format_ts`] form) and the fields as the stored JSON text: what
+/// An event listing row borrowed from the database's row, the fields as the stored JSON text
+/// (or, where none is stored, derived from the raw line: [`line_fields`]): what
 /// [`Repository::each_event`] hands its visitor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRef<'r> {
     pub id: i64,
-    pub ts: &'r str,
+    pub ts_ns: i64,
     pub decky: &'r str,
     pub service: &'r str,
     pub event_type: &'r str,
     /// A valid IP address's text.
     pub attacker_ip: Option<&'r str>,
     pub attacker_port: Option<u16>,
-    /// As stored (a JSON object when the collector wrote it; may be anything).
-    pub fields: &'r str,
+    /// As stored (a JSON object when the collector wrote it; may be anything), or derived.
+    pub fields: Cow<'r, str>,
     /// Only when asked for.
     pub raw: Option<&'r [u8]>,
 }
@@ -255,9 +329,13 @@ fn event_ref(c: &dyn Cells, with_raw: bool) -> Result<EventRef<'_>, RepoError> {
     {
         return Err(cell_err(id, "attacker_ip", format!("{t:?}: {e}")));
     }
+    let fields = match c.opt_str(7).map_err(bad("fields"))? {
+        Some(f) => Cow::Borrowed(f),
+        None => Cow::Owned(line_fields(c.bytes(8).map_err(bad("raw"))?)),
+    };
     Ok(EventRef {
         id,
-        ts: c.str(1).map_err(bad("ts"))?,
+        ts_ns: c.i64(1).map_err(bad("ts"))?,
         decky: c.str(2).map_err(bad("decky"))?,
         service: c.str(3).map_err(bad("service"))?,
         event_type: c.str(4).map_err(bad("event_type"))?,
@@ -268,7 +346,7 @@ fn event_ref(c: &dyn Cells, with_raw: bool) -> Result<EventRef<'_>, RepoError> {
                 Some(u16::try_from(v).map_err(|_| cell_err(id, "attacker_port", format!("{v}")))?)
             }
         },
-        fields: c.str(7).map_err(bad("fields"))?,
+        fields,
         raw: if with_raw {
             Some(c.bytes(8).map_err(bad("raw"))?)
         } else {
@@ -296,7 +374,7 @@ pub struct DeckyActivity {
     pub last_event_ns: Option<i64>,
 }
 
-/// Histogram bucket widths (the time text is cut to this prefix).
+/// Histogram bucket widths (a bucket is named by the time text cut to its prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Minute,
@@ -305,12 +383,20 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    fn prefix_len(self) -> i64 {
+    fn prefix_len(self) -> usize {
         // 2026-05-02T06:00:25.123456789Z
         match self {
             Bucket::Minute => 16,
             Bucket::Hour => 13,
             Bucket::Day => 10,
+        }
+    }
+
+    fn width_ns(self) -> i64 {
+        match self {
+            Bucket::Minute => 60_000_000_000,
+            Bucket::Hour => 3_600_000_000_000,
+            Bucket::Day => 86_400_000_000_000,
         }
     }
 }
@@ -370,7 +456,7 @@ impl Repository {
              AND id <= ? ORDER BY ts, id"
         ))
         .bind(ip.to_string())
-        .bind(format_ts(from_ns))
+        .bind(from_ns)
         .bind(name(decky))
         .bind(name(service))
         .bind(max_id)
@@ -455,7 +541,7 @@ impl Repository {
             "SELECT {c} AS name, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY {c} \
              ORDER BY n DESC, {c} LIMIT ?"
         ))
-        .bind(format_ts(since_ns))
+        .bind(since_ns)
         .bind(page_limit(limit))
         .fetch_all(self.pool())
         .await?;
@@ -469,14 +555,24 @@ impl Repository {
         bucket: Bucket,
     ) -> Result<Vec<NameCount>, RepoError> {
         let rows = sqlx::query(
-            "SELECT SUBSTR(ts, 1, ?) AS b, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY b \
+            "SELECT ts - ts % ? AS b, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY b \
              ORDER BY b",
         )
-        .bind(bucket.prefix_len())
-        .bind(format_ts(since_ns))
+        .bind(bucket.width_ns())
+        .bind(since_ns)
         .fetch_all(self.pool())
         .await?;
-        name_counts(&rows, "events", "b")
+        rows.iter()
+            .map(|row| {
+                let d = Decoder::new(row, "events");
+                let mut name = format_ts(d.i64("b")?);
+                name.truncate(bucket.prefix_len());
+                Ok(NameCount {
+                    name,
+                    count: d.u64("n")?,
+                })
+            })
+            .collect()
     }
 
     /// Events, distinct attackers and last event time per decky since `since_ns`.
@@ -485,7 +581,7 @@ impl Repository {
             "SELECT decky, COUNT(*) AS n, COUNT(DISTINCT attacker_ip) AS attackers, \
              MAX(ts) AS last_ts FROM events WHERE ts >= ? GROUP BY decky ORDER BY decky",
         )
-        .bind(format_ts(since_ns))
+        .bind(since_ns)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -495,7 +591,7 @@ impl Repository {
                     decky: d.text("decky")?,
                     events: d.u64("n")?,
                     attackers: d.u64("attackers")?,
-                    last_event_ns: Some(d.ts("last_ts")?),
+                    last_event_ns: Some(d.i64("last_ts")?),
                 })
             })
             .collect()

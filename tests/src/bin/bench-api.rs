@@ -105,6 +105,14 @@ fn seed(db: &Path, attackers: u64, events: u64) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
     let span: i64 = 7 * 86_400 * 1_000_000_000; // a week of history
     let services = ["ssh", "http", "https", "smb", "telnet", "mysql"];
+    // The schema decides the stored forms: since migration 0008 `ts` is integer nanoseconds and
+    // `fields` NULL (derived from the line when read, as the collector stores them); before, RFC
+    // 3339 text and the JSON (what a --baseline build of an older commit reads).
+    let compact: bool = c.query_row(
+        "SELECT type = 'INTEGER' FROM pragma_table_info('events') WHERE name = 'ts'",
+        [],
+        |r| r.get(0),
+    )?;
     let tx = c.transaction()?;
     {
         let mut ins = tx.prepare(
@@ -127,8 +135,13 @@ fn seed(db: &Path, attackers: u64, events: u64) -> anyhow::Result<()> {
                 i % 1000,
                 ip(a)
             );
+            let (ts_value, fields): (rusqlite::types::Value, Option<String>) = if compact {
+                (t.into(), None)
+            } else {
+                (ts(t).into(), Some(fields))
+            };
             ins.execute(rusqlite::params![
-                ts(t),
+                ts_value,
                 format!("decky-{}", i % 10),
                 svc,
                 "auth_attempt",
