@@ -198,16 +198,16 @@ fn event(i: u32) -> NewEvent {
         decky: format!("decky-{}", i % 3),
         service: "ssh".into(),
         event_type: "auth_attempt".into(),
-        attacker_ip: (i % 4 != 0).then(|| ip(i % 5)),
-        attacker_port: (i % 2 == 0).then_some(40_000 + i as u16),
+        attacker_ip: (!i.is_multiple_of(4)).then(|| ip(i % 5)),
+        attacker_port: i.is_multiple_of(2).then_some(40_000 + i as u16),
         // Every fifth stored without fields (derived from the line when read, as the
         // collector's are).
-        fields: if i % 5 == 0 {
+        fields: if i.is_multiple_of(5) {
             String::new()
         } else {
             format!("{{\"n\":{i},\"q\":\"\\\"\"}}")
         },
-        raw: if i % 5 == 0 {
+        raw: if i.is_multiple_of(5) {
             format!("<134>1 2026-05-02T06:00:{i:02}Z web-01 ssh - auth_attempt [relay@55555 principal=\"r{i}\"] m").into_bytes()
         } else {
             format!("<134>1 line {i} \u{0}\u{ff}").into_bytes()

@@ -203,7 +203,7 @@ fn start_web(
     let _ = std::fs::remove_file(&ready);
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir)
-        .args(["web", "--daemon", "--listen", "127.0.0.1:0", "--ready-file"])
+        .args(["web", "--listen", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
         .args(["--db-url", &format!("sqlite://{}", db.display())])
         .env("DECNET_ADMIN_PASSWORD", ADMIN_PW)
@@ -400,7 +400,7 @@ fn main() -> anyhow::Result<()> {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }
         // Let decnet web create and migrate the schema (and the first admin), then stop.
-        drop(start_web(b, &dir, db, Some(0.5), 0)?);
+        drop(start_web(b, &dir, db, None, 0)?);
         seed(db, args.attackers, args.events)?;
         seeded.push(db.clone());
     }
