@@ -9,6 +9,10 @@
 pub const XDP_PROGRAM: &str = "decnet_xdp";
 /// Name of the program when attached as a TC classifier.
 pub const TC_PROGRAM: &str = "decnet_tc";
+/// Benchmark floor: an XDP program that only passes the packet (`decnet sniffer --mode xdp-empty`).
+pub const XDP_EMPTY_PROGRAM: &str = "decnet_xdp_empty";
+/// Benchmark floor: a TC classifier that only passes the packet (`decnet sniffer --mode tc-empty`).
+pub const TC_EMPTY_PROGRAM: &str = "decnet_tc_empty";
 /// Map names, as declared in `decnet-ebpf`.
 pub const FLOWS_MAP: &str = "FLOWS";
 pub const EVENTS_MAP: &str = "EVENTS";

@@ -131,6 +131,19 @@ pub fn decnet_tc(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
+/// The floor no sensor can beat: the same hook, nothing done. Only `cargo xtask bench sensor`
+/// attaches it (`decnet sniffer --mode xdp-empty`), to measure what the hook itself costs.
+#[xdp]
+pub fn decnet_xdp_empty(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// TC counterpart of [`decnet_xdp_empty`] (`--mode tc-empty`).
+#[classifier]
+pub fn decnet_tc_empty(_ctx: TcContext) -> i32 {
+    TC_ACT_OK
+}
+
 #[inline(always)]
 fn observe(f: &Frame) {
     let Some(sc) = SCRATCH.get_ptr_mut(0) else {
