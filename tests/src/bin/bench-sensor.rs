@@ -35,6 +35,92 @@ use decnet_e2e::{
 
 const FLOWS: u16 = 1000;
 
+/// The kernel's own accounting of BPF program run time (`BPF_ENABLE_STATS`, the mechanism behind
+/// `bpftool prog show`'s run_time_ns/run_cnt): what one run of the program costs, measured in
+/// the real datapath, beneath everything else on the machine.
+mod prog_stats {
+    use std::{
+        collections::HashMap,
+        os::fd::{FromRawFd as _, OwnedFd},
+    };
+
+    use anyhow::{Result, bail};
+
+    const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_ENABLE_STATS: libc::c_long = 32;
+    /// `struct bpf_prog_info` (linux/bpf.h) is 232 bytes on 6.x; the fields used are at fixed
+    /// offsets (name 64, run_time_ns 192, run_cnt 200).
+    const INFO_LEN: usize = 232;
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> libc::c_long {
+        // SAFETY: attr is a zero-initialised bpf_attr-sized buffer the kernel reads/writes.
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of::<[u64; 16]>()) }
+    }
+
+    /// Stats are on while this lives (the kernel turns them off when the fd is closed).
+    pub struct Enabled(#[allow(dead_code)] OwnedFd);
+
+    pub fn enable() -> Result<Enabled> {
+        let mut attr = [0u64; 16];
+        // enable_stats.type = BPF_STATS_RUN_TIME (0)
+        let fd = bpf(BPF_ENABLE_STATS, &mut attr);
+        if fd < 0 {
+            bail!(
+                "BPF_ENABLE_STATS: {} (needs root, kernel ≥ 5.8)",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: the kernel returned a new fd we own.
+        Ok(Enabled(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// (run_time_ns, run_cnt) of every loaded program whose name starts with `name`'s first 15
+    /// bytes (the kernel keeps 15), by program id.
+    pub fn snapshot(name: &str) -> Result<HashMap<u32, (u64, u64)>> {
+        let want = &name.as_bytes()[..name.len().min(15)];
+        let mut out = HashMap::new();
+        let mut id = 0u32;
+        loop {
+            let mut attr = [0u64; 16];
+            attr[0] = u64::from(id); // start_id
+            if bpf(BPF_PROG_GET_NEXT_ID, &mut attr) < 0 {
+                break; // ENOENT: no more programs
+            }
+            id = (attr[0] >> 32) as u32; // next_id
+            let mut attr = [0u64; 16];
+            attr[0] = u64::from(id); // prog_id
+            let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr);
+            if fd < 0 {
+                continue; // unloaded meanwhile
+            }
+            // SAFETY: the kernel returned a new fd we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+            let mut info = [0u8; INFO_LEN];
+            let mut attr = [0u64; 16];
+            attr[0] = (std::os::fd::AsRawFd::as_raw_fd(&fd) as u32 as u64)
+                | ((INFO_LEN as u64) << 32);
+            attr[1] = info.as_mut_ptr() as u64;
+            if bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) < 0 {
+                continue;
+            }
+            let pname = &info[64..80];
+            let end = pname.iter().position(|&b| b == 0).unwrap_or(16);
+            if &pname[..end] != want {
+                continue;
+            }
+            let u64_at = |o: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&info[o..o + 8]);
+                u64::from_ne_bytes(b)
+            };
+            out.insert(id, (u64_at(192), u64_at(200)));
+        }
+        Ok(out)
+    }
+}
+
 struct Args {
     seconds: f64,
     rounds: usize,
@@ -173,6 +259,8 @@ struct PhaseResult {
     flows: Option<u64>,
     agent_cpu: Option<f64>,
     busy_core_s: f64,
+    /// With program stats on: (runs, ns per run) of the attached program.
+    prog: Option<(u64, f64)>,
 }
 
 impl PhaseResult {
@@ -189,13 +277,31 @@ fn mode_name(mode: Option<Mode>) -> &'static str {
     mode.map(Mode::as_str).unwrap_or("none")
 }
 
+fn program_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Tc => decnet_common::TC_PROGRAM,
+        Mode::Xdp => decnet_common::XDP_PROGRAM,
+        Mode::TcEmpty => decnet_common::TC_EMPTY_PROGRAM,
+        Mode::XdpEmpty => decnet_common::XDP_EMPTY_PROGRAM,
+    }
+}
+
+/// One phase. With `stats`, the kernel's BPF run-time stats are on during the flood and the
+/// attached program's runs and ns per run are measured (the program loaded by this phase's
+/// sniffer: a new program id, the one that ran most).
 fn phase(
     lab: &Lab,
     frames: &Arc<Vec<Vec<u8>>>,
     mode: Option<Mode>,
     secs: f64,
+    stats: bool,
 ) -> Result<PhaseResult> {
     let (generator, sink) = (lab.host("gen"), lab.host("sink"));
+    let prog_name = mode.filter(|_| stats).map(program_name);
+    let before_ids = match prog_name {
+        Some(n) => Some(prog_stats::snapshot(n)?),
+        None => None,
+    };
     let mut sniffer = match mode {
         Some(m) => {
             let mut opts = SnifferOptions::new(m);
@@ -212,10 +318,33 @@ fn phase(
     };
     let (_, gen_tx0) = link_stats(&generator.ns, "eth0")?;
     let (sink_rx0, _) = link_stats(&sink.ns, "eth0")?;
+    let stats_on = match prog_name {
+        Some(_) => Some(prog_stats::enable()?),
+        None => None,
+    };
+    let prog0 = match prog_name {
+        Some(n) => Some(prog_stats::snapshot(n)?),
+        None => None,
+    };
     let (busy0, _) = cpu_jiffies()?;
     let t0 = Instant::now();
     let offered = flood_frames(generator, frames.clone(), Duration::from_secs_f64(secs))?;
     let elapsed = t0.elapsed().as_secs_f64();
+    let prog = match (prog_name, &before_ids, &prog0) {
+        (Some(n), Some(before), Some(p0)) => {
+            let p1 = prog_stats::snapshot(n)?;
+            p1.iter()
+                .filter(|(id, _)| !before.contains_key(id))
+                .map(|(id, &(t1, c1))| {
+                    let (t0, c0) = p0.get(id).copied().unwrap_or((0, 0));
+                    (c1 - c0, t1 - t0)
+                })
+                .max_by_key(|&(runs, _)| runs)
+                .map(|(runs, ns)| (runs, ns as f64 / runs.max(1) as f64))
+        }
+        _ => None,
+    };
+    drop(stats_on);
     std::thread::sleep(Duration::from_millis(200));
     let (busy1, _) = cpu_jiffies()?;
     let (_, gen_tx1) = link_stats(&generator.ns, "eth0")?;
@@ -229,6 +358,7 @@ fn phase(
         entered: gen_tx1 - gen_tx0,
         delivered: sink_rx1 - sink_rx0,
         busy_core_s: (busy1 - busy0) as f64 / hz,
+        prog,
         ..Default::default()
     };
     if let Some(s) = sniffer.as_mut() {
@@ -285,7 +415,7 @@ fn datapath(lab: &Lab, args: &Args) -> Result<bool> {
     for round in 0..args.rounds {
         for k in 0..modes.len() {
             let mode = modes[(round + k) % modes.len()];
-            let r = phase(lab, &frames, mode, args.seconds)?;
+            let r = phase(lab, &frames, mode, args.seconds, false)?;
             eprintln!(
                 "  round {} {:>9}: delivered {:.0} pps, {:.2} busy core-s/M",
                 round + 1,
@@ -371,6 +501,36 @@ fn datapath(lab: &Lab, args: &Args) -> Result<bool> {
     }
     println!();
     println!(
+        "program cost, from the kernel's BPF run-time stats (BPF_ENABLE_STATS), one more phase per \
+         program with stats on (they add the same clock reads to every program):"
+    );
+    let mut prog_ns = Vec::new();
+    for mode in [Mode::TcEmpty, Mode::Tc, Mode::XdpEmpty, Mode::Xdp] {
+        let r = phase(lab, &frames, Some(mode), args.seconds, true)?;
+        match r.prog {
+            Some((runs, ns)) => {
+                println!(
+                    "  {:<9} {:>10} runs ({} entered)  {:>7.1} ns per run",
+                    r.name, runs, r.entered, ns
+                );
+                prog_ns.push((mode, ns));
+            }
+            None => println!("  {:<9} program not found among the loaded BPF programs", r.name),
+        }
+    }
+    let ns_of = |m: Mode| prog_ns.iter().find(|(x, _)| *x == m).map(|(_, ns)| *ns);
+    for (full, empty) in [(Mode::Tc, Mode::TcEmpty), (Mode::Xdp, Mode::XdpEmpty)] {
+        if let (Some(f), Some(e)) = (ns_of(full), ns_of(empty)) {
+            println!(
+                "  {} − {}: {:.1} ns per packet in the program itself",
+                full.as_str(),
+                empty.as_str(),
+                f - e
+            );
+        }
+    }
+    println!();
+    println!(
         "ratio = delivered pps / mean delivered pps with no sensor ({base_pps:.0}); entered = frames the \
          generator's veth passed into the bridge port; missed = entered − packets the sensor counted; \
          flow_rows = flow rows written for the {FLOWS} flooded flows; agent_s/M = decnet sniffer CPU \
@@ -409,6 +569,8 @@ fn flood_of_new_flows(lab: &Lab, args: &Args) -> Result<bool> {
         "1",
         "--flow-entries",
         &args.flood_entries.to_string(),
+        "--stats-interval",
+        "1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -471,6 +633,30 @@ fn flood_of_new_flows(lab: &Lab, args: &Args) -> Result<bool> {
         distinct.len() as f64 / (sent.secs + 2.5 + stop_secs),
         cpu1 - cpu0,
     );
+    // The writer's pace: flows_written (row upserts) in the per-second stats lines.
+    let written: Vec<u64> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("stats"))
+        .filter_map(|l| {
+            let v = l.split("flows_written=").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect();
+    let mut rates: Vec<u64> = written.windows(2).map(|w| w[1] - w[0]).collect();
+    rates.retain(|&r| r > 0);
+    rates.sort_unstable();
+    if rates.is_empty() {
+        println!("  (no per-second stats lines with flows_written in the sniffer's log)");
+    } else {
+        println!(
+            "  flow writer, row upserts per second while it had work ({} one-second samples): \
+             median {}, max {}",
+            rates.len(),
+            rates[rates.len() / 2],
+            rates[rates.len() - 1]
+        );
+    }
     if ok {
         println!("  every 5-tuple is exactly one row (one packet) or one drop_map_full.");
     } else {
