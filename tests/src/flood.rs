@@ -159,7 +159,10 @@ pub struct ScanResult {
 /// is pinned to CPU 0. Returns once every frame was taken by the socket.
 pub fn scan(from: &Host, to: &Host, count: u64, rate: f64) -> Result<ScanResult> {
     ensure!(rate > 0.0, "scan rate must be positive");
-    ensure!(count <= 64_000 * 65_535, "scan of {count} tuples is too large");
+    ensure!(
+        count <= 64_000 * 65_535,
+        "scan of {count} tuples is too large"
+    );
     let (ifindex, src, src_mac, dst_mac) = (from.ifindex, from.ipv4, from.mac, to.mac);
     from.run(move || -> Result<ScanResult> {
         pin_to_cpu(0);

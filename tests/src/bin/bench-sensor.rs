@@ -56,7 +56,14 @@ mod prog_stats {
 
     fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> libc::c_long {
         // SAFETY: attr is a zero-initialised bpf_attr-sized buffer the kernel reads/writes.
-        unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of::<[u64; 16]>()) }
+        unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                cmd,
+                attr.as_mut_ptr(),
+                size_of::<[u64; 16]>(),
+            )
+        }
     }
 
     /// Stats are on while this lives (the kernel turns them off when the fd is closed).
@@ -99,8 +106,8 @@ mod prog_stats {
             let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
             let mut info = [0u8; INFO_LEN];
             let mut attr = [0u64; 16];
-            attr[0] = (std::os::fd::AsRawFd::as_raw_fd(&fd) as u32 as u64)
-                | ((INFO_LEN as u64) << 32);
+            attr[0] =
+                (std::os::fd::AsRawFd::as_raw_fd(&fd) as u32 as u64) | ((INFO_LEN as u64) << 32);
             attr[1] = info.as_mut_ptr() as u64;
             if bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) < 0 {
                 continue;
@@ -515,7 +522,10 @@ fn datapath(lab: &Lab, args: &Args) -> Result<bool> {
                 );
                 prog_ns.push((mode, ns));
             }
-            None => println!("  {:<9} program not found among the loaded BPF programs", r.name),
+            None => println!(
+                "  {:<9} program not found among the loaded BPF programs",
+                r.name
+            ),
         }
     }
     let ns_of = |m: Mode| prog_ns.iter().find(|(x, _)| *x == m).map(|(_, ns)| *ns);
@@ -660,7 +670,9 @@ fn flood_of_new_flows(lab: &Lab, args: &Args) -> Result<bool> {
     if ok {
         println!("  every 5-tuple is exactly one row (one packet) or one drop_map_full.");
     } else {
-        println!("  WARNING: rows + drop_map_full does not account for every 5-tuple exactly once.");
+        println!(
+            "  WARNING: rows + drop_map_full does not account for every 5-tuple exactly once."
+        );
     }
     Ok(ok)
 }
