@@ -505,6 +505,17 @@ fn datapath(lab: &Lab, args: &Args) -> Result<bool> {
             cost / cost_none,
             (cost - cost_empty) * 1e3,
         );
+        if hook == "tc" {
+            let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+            println!(
+                "  goal (issue 16): tc ≥ 0.95× no sensor: {} ({:.3}); tc cost ≤ 1.05× tc-empty: {} \
+                 ({:.3})",
+                verdict(pps / base_pps >= 0.95),
+                pps / base_pps,
+                verdict(cost / cost_empty <= 1.05),
+                cost / cost_empty,
+            );
+        }
     }
     println!();
     println!(
@@ -659,12 +670,13 @@ fn flood_of_new_flows(lab: &Lab, args: &Args) -> Result<bool> {
     if rates.is_empty() {
         println!("  (no per-second stats lines with flows_written in the sniffer's log)");
     } else {
+        let median = rates[rates.len() / 2];
         println!(
             "  flow writer, row upserts per second while it had work ({} one-second samples): \
-             median {}, max {}",
+             median {median}, max {}; goal ≥ 100,000 rows/s: {}",
             rates.len(),
-            rates[rates.len() / 2],
-            rates[rates.len() - 1]
+            rates[rates.len() - 1],
+            if median >= 100_000 { "met" } else { "NOT met" }
         );
     }
     if ok {
