@@ -21,6 +21,7 @@
 //! Everything read here is attacker-controlled: parsing never panics, unknown event types stay
 //! representable ([`EventKind::Other`]) and decoded secrets are bounded ([`MAX_SECRET`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -32,7 +33,10 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::repo::limits;
-use crate::rfc5424::render::{Header, Style, Writer};
+use crate::rfc5424::{
+    self, Message, SdElement,
+    render::{Header, Style, Writer},
+};
 
 /// The SD-ID of the element carrying a decoy event's fields.
 pub const DECOY_SD_ID: &str = "relay@55555";
@@ -304,6 +308,90 @@ pub fn auth_fields<'a>(field: impl Fn(&str) -> Option<&'a str>) -> Option<AuthFi
 /// secret's exact bytes.
 pub fn secret_hash(secret: &[u8]) -> [u8; 32] {
     Sha256::digest(secret).into()
+}
+
+/// Relay hops unwrapped at most (a line nested deeper is read as its innermost-but-N form).
+pub const MAX_UNWRAP: usize = 4;
+
+/// A MSG that starts like an RFC 5424 header (`<PRI>VERSION`): a line relayed through another
+/// syslog hop, whose inner line carries the event.
+pub fn looks_wrapped(m: &str) -> bool {
+    let b = m.as_bytes();
+    if b.first() != Some(&b'<') {
+        return false;
+    }
+    let Some(close) = b.iter().take(5).position(|&c| c == b'>') else {
+        return false;
+    };
+    close > 1 && b.get(close + 1).is_some_and(u8::is_ascii_digit)
+}
+
+/// The decoy's element: the first whose SD-ID starts with `relay@` ([`DECOY_SD_PREFIX`]), else
+/// the first.
+pub fn decoy_element<'m, 'a>(sd: &'m [SdElement<'a>]) -> Option<&'m SdElement<'a>> {
+    sd.iter().find(|e| is_decoy_sd_id(e.id)).or(sd.first())
+}
+
+/// An event's fields as a JSON object: the decoy element's params (first occurrence of a name
+/// wins) plus a non-empty MSG under `msg` (unless a param has that name). Kept within
+/// [`limits::LONG`] by shortening values, so the text is always valid JSON.
+pub fn fields_json(params: &[(&str, Cow<'_, str>)], msg: Option<&str>) -> String {
+    let build = |cap: usize| {
+        let mut map = serde_json::Map::new();
+        for (k, v) in params {
+            if !map.contains_key(*k) {
+                map.insert(
+                    (*k).to_owned(),
+                    serde_json::Value::String(limits::text(v, cap).into_owned()),
+                );
+            }
+        }
+        if let Some(m) = msg
+            && !map.contains_key(key::MSG)
+        {
+            map.insert(
+                key::MSG.into(),
+                serde_json::Value::String(limits::text(m, cap).into_owned()),
+            );
+        }
+        serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+    };
+    let mut cap = limits::LONG;
+    loop {
+        let json = build(cap);
+        if json.len() <= limits::LONG || cap <= 64 {
+            return json;
+        }
+        cap /= 2;
+    }
+}
+
+/// The fields of a parsed message, relayed lines unwrapped (up to [`MAX_UNWRAP`] hops): what
+/// the collector maps a line to.
+pub fn message_fields(msg: &Message<'_>) -> String {
+    fn go(msg: &Message<'_>, depth: usize) -> String {
+        if depth < MAX_UNWRAP
+            && let Some(inner_text) = msg.msg.as_deref()
+            && looks_wrapped(inner_text)
+            && let Ok(inner) = rfc5424::parse(inner_text.as_bytes(), rfc5424::MAX_MESSAGE)
+        {
+            return go(&inner, depth + 1);
+        }
+        let params = decoy_element(&msg.sd).map_or(&[][..], |e| e.params.as_slice());
+        let free_text = msg.msg.as_deref().filter(|m| !m.trim().is_empty());
+        fields_json(params, free_text)
+    }
+    go(msg, 0)
+}
+
+/// The fields of a raw decoy line ([`message_fields`] of its parse; `{}` if it does not parse).
+/// The repository stores collector events without their fields and derives them from the raw
+/// line with this when they are read: the JSON is never stored twice.
+pub fn line_fields(raw: &[u8]) -> String {
+    match rfc5424::parse(raw, rfc5424::MAX_MESSAGE) {
+        Ok(msg) => message_fields(&msg),
+        Err(_) => "{}".to_owned(),
+    }
 }
 
 #[cfg(test)]

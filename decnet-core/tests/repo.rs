@@ -887,12 +887,15 @@ both_backends!(credential_attempts_follow_new_events);
 async fn a_write_cancelled_while_it_begins_leaves_no_transaction_open(b: Backend) {
     let db = TestDb::new(b, "cancelbegin").await;
     let repo = db.open().await;
-    let values = [("n", 1i64)];
-    let write = [Write::Counters {
+    // A write that goes through sqlx on both backends. (SQLite's bulk write path, which has
+    // the collector's writes and the counters, cannot be given up half-way: its transaction
+    // runs to the end once it has the write lock.)
+    let write = [Write::Cursor {
         worker: "cancel",
         host: "h",
-        values: &values,
-        mode: CounterMode::Add,
+        name: "n",
+        position: 1,
+        state: "",
     }];
     let mut cancelled = 0;
     for i in 0..400u64 {
@@ -934,3 +937,176 @@ fn stuck<T>(i: u64, what: &'static str) -> impl FnOnce(tokio::time::error::Elaps
 }
 
 both_backends!(a_write_cancelled_while_it_begins_leaves_no_transaction_open);
+
+/// A collector event (fields left to the repository: empty) of a real decoy line.
+fn decoy_event(i: u32, attacker: IpAddr) -> NewEvent {
+    let mut e = event(i, attacker);
+    e.raw = format!(
+        "<134>1 2026-05-02T06:00:{:02}.{i:06}Z web-01 ssh - auth_attempt [relay@55555 \
+         principal=\"root\" secret_printable=\"toor\" src_ip=\"{attacker}\" \
+         src_port=\"{}\"] try {i}",
+        i % 60,
+        40_000 + i
+    )
+    .into_bytes();
+    e.fields = String::new();
+    e
+}
+
+/// Events stored without their fields read them from the line (every read path), the same
+/// JSON the collector's mapping gives; events with fields keep theirs; the text filter finds
+/// both.
+async fn derived_fields_are_read_from_the_line(b: Backend) {
+    let db = TestDb::new(b, "derived").await;
+    let repo = db.open().await;
+    let a = ip(7);
+    let mut with = event(1, a);
+    with.fields = "{\"marker\":\"kept-as-given\"}".into();
+    let batch = vec![decoy_event(0, a), with.clone(), decoy_event(2, a)];
+    assert_eq!(repo.insert_events(&batch).await.unwrap(), 3);
+    let want = |i: u32| {
+        serde_json::json!({
+            "principal": "root", "secret_printable": "toor", "src_ip": a.to_string(),
+            "src_port": (40_000 + i).to_string(), "msg": format!("try {i}")
+        })
+    };
+    let json = |s: &str| -> serde_json::Value { serde_json::from_str(s).expect("JSON") };
+    let all = repo.events_after(0, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(json(&all[0].fields), want(0));
+    assert_eq!(all[1].fields, with.fields);
+    assert_eq!(json(&all[2].fields), want(2));
+    assert_eq!(all[0].raw, batch[0].raw);
+    let facts = repo.event_facts_after(0, 10).await.unwrap();
+    assert_eq!(
+        facts.iter().map(|f| json(&f.fields)).collect::<Vec<_>>(),
+        all.iter().map(|e| json(&e.fields)).collect::<Vec<_>>()
+    );
+    let recent = repo.recent_events(a, 10).await.unwrap();
+    assert_eq!(json(&recent[2].fields), want(2));
+    // The text filter searches the stored JSON, or the line the fields come from.
+    let found = |t: &str| {
+        let f = decnet_core::repo::EventFilter {
+            text: Some(t.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let repo = repo.clone();
+        async move {
+            let mut ids: Vec<i64> = repo
+                .list_events(&f)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(found("try 2").await, [all[2].id]);
+    assert_eq!(found("kept-as-given").await, [all[1].id]);
+    assert_eq!(found("toor").await, [all[0].id, all[2].id]);
+    // Dedup still holds.
+    assert_eq!(repo.insert_events(&batch).await.unwrap(), 0);
+    repo.close().await;
+    db.cleanup().await;
+}
+
+both_backends!(derived_fields_are_read_from_the_line);
+
+/// Migration 0008 turns the text times of a database written before it into integer
+/// nanoseconds, keeps every row, id and field, and dedup keeps working across it.
+async fn events_migrate_to_integer_times(b: Backend) {
+    let db = TestDb::new(b, "mig8").await;
+    let dialect = match b {
+        Backend::Sqlite => decnet_core::repo::Dialect::Sqlite,
+        Backend::MySql => decnet_core::repo::Dialect::MySql,
+    };
+    let old = event(3, ip(9));
+    let ts_text = "2026-11-26T22:04:00.123456789Z";
+    let ts_ns = decnet_core::time_fmt::parse_ts(ts_text).unwrap();
+    let key = {
+        let k = decnet_core::repo::dedup_key(&old.raw);
+        i64::from_be_bytes(k[..8].try_into().unwrap())
+    };
+    {
+        sqlx::any::install_default_drivers();
+        let url = match b {
+            Backend::Sqlite => format!("{}?mode=rwc", db.url),
+            Backend::MySql => db.url.clone(),
+        };
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        decnet_core::repo::migrate::run_until(dialect, &pool, 7)
+            .await
+            .unwrap();
+        for (id, ts) in [(41i64, ts_text), (42, "1970-01-01T00:00:01.000000007Z")] {
+            sqlx::query(
+                "INSERT INTO events (id, ts, decky, service, event_type, attacker_ip, \
+                 attacker_port, fields, raw, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(ts)
+            .bind(old.decky.clone())
+            .bind(old.service.clone())
+            .bind(old.event_type.clone())
+            .bind(old.attacker_ip.map(|i| i.to_string()))
+            .bind(old.attacker_port.map(i64::from))
+            .bind(old.fields.clone())
+            .bind(old.raw.clone())
+            .bind(key.wrapping_add(id))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let repo = db.open().await;
+    let all = repo.events_after(0, 10).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [41, 42]);
+    assert_eq!(all[0].ts_ns, ts_ns);
+    assert_eq!(all[1].ts_ns, 1_000_000_007);
+    assert_eq!(all[0].fields, old.fields);
+    assert_eq!(all[0].raw, old.raw);
+    assert_eq!(all[0].attacker_ip, old.attacker_ip);
+    // The same event (time and key) is still a duplicate; new ones get ids after the old.
+    let mut again = old.clone();
+    again.ts_ns = ts_ns;
+    again.dedup_key = Some({
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&key.wrapping_add(41).to_be_bytes());
+        k
+    });
+    assert_eq!(repo.insert_events(&[again]).await.unwrap(), 0);
+    assert_eq!(repo.insert_events(&[event(4, ip(9))]).await.unwrap(), 1);
+    assert!(repo.max_event_id().await.unwrap() > 42);
+    let act = repo.decky_activity(0).await.unwrap();
+    assert_eq!(act.iter().map(|a| a.events).sum::<u64>(), 3);
+    // The attacker refresh meets the integer times with the attackers' text times: first and
+    // last seen widen to the events' exact nanoseconds.
+    let mid = ts_ns - 5 * SEC;
+    repo.write(&[Write::Attackers(&[AttackerUpdate {
+        ip: ip(9),
+        first_seen_ns: mid,
+        last_seen_ns: mid,
+        event_count: 0,
+        session_count: 0,
+        credential_count: 0,
+        flow_count: 0,
+    }])])
+    .await
+    .unwrap();
+    let mut tx = repo.begin().await.unwrap();
+    tx.refresh_attacker_counts(&[ip(9)]).await.unwrap();
+    tx.commit().await.unwrap();
+    let at = repo.attacker(ip(9)).await.unwrap().unwrap();
+    let newest = all[0].ts_ns.max(T0 + 4 * SEC);
+    assert_eq!(
+        (at.first_seen_ns, at.last_seen_ns, at.event_count),
+        (1_000_000_007, newest, 3)
+    );
+    repo.close().await;
+    db.cleanup().await;
+}
+
+both_backends!(events_migrate_to_integer_times);

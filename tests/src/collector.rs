@@ -197,13 +197,13 @@ pub fn read_events(db: &Path) -> Result<Vec<EventRow>> {
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
+            r.get::<_, i64>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, String>(3)?,
             r.get::<_, String>(4)?,
             r.get::<_, Option<String>>(5)?,
             r.get::<_, Option<i64>>(6)?,
-            r.get::<_, String>(7)?,
+            r.get::<_, Option<String>>(7)?,
             r.get::<_, Vec<u8>>(8)?,
             r.get::<_, i64>(9)?,
         ))
@@ -212,6 +212,10 @@ pub fn read_events(db: &Path) -> Result<Vec<EventRow>> {
     for row in rows {
         let (id, ts, decky, service, event_type, attacker_ip, attacker_port, fields, raw, key) =
             row?;
+        // Integer nanoseconds, shown in the canonical text; NULL fields are derived from the
+        // line (what the repository does when it reads the row).
+        let ts = decnet_core::time_fmt::format_ts(ts);
+        let fields = fields.unwrap_or_else(|| decnet_core::event::line_fields(&raw));
         let fields: serde_json::Value = serde_json::from_str(&fields)
             .with_context(|| format!("events row {id}: fields {fields:?} is not JSON"))?;
         ensure!(

@@ -39,6 +39,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "`rsyslogd`: the collector tests forward through it, `bench collector` compares against it",
     ),
     (
+        "rsyslog-mysql",
+        "rsyslog's `ommysql`: `bench collector --mysql` compares against it",
+    ),
+    (
         "bsdutils",
         "util-linux `logger`: a real RFC 5424 client (TCP octet-counting and UDP) for the collector tests",
     ),

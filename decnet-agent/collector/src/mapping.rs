@@ -19,16 +19,13 @@
 use std::net::IpAddr;
 
 use decnet_core::{
-    event::{self, key},
+    event,
     model::{CredentialAttempt, NewEvent},
     repo::limits,
-    rfc5424::{self, Message, Reject, SdElement},
+    rfc5424::{self, Message, Reject},
 };
-use serde_json::{Map, Value};
 
 pub use decnet_core::event::key::{IP_KEYS, PORT_KEYS};
-/// Relay hops unwrapped at most (a line nested deeper is stored as its innermost-but-N form).
-const MAX_UNWRAP: usize = 4;
 /// The NILVALUE, for a missing HOSTNAME / APP-NAME / MSGID.
 const NIL: &str = "-";
 
@@ -60,9 +57,9 @@ fn map_message(
     depth: usize,
 ) -> Mapped {
     let ts_ns = msg.timestamp_ns.unwrap_or(recv_ns);
-    if depth < MAX_UNWRAP
+    if depth < event::MAX_UNWRAP
         && let Some(inner_text) = msg.msg.as_deref()
-        && looks_wrapped(inner_text)
+        && event::looks_wrapped(inner_text)
         && let Ok(inner) = rfc5424::parse(inner_text.as_bytes(), max_len)
     {
         let mut m = map_message(&inner, raw, max_len, ts_ns, depth + 1);
@@ -70,7 +67,7 @@ fn map_message(
         return m;
     }
 
-    let element = decoy_element(&msg.sd);
+    let element = event::decoy_element(&msg.sd);
     let params: &[(&str, std::borrow::Cow<'_, str>)] = element.map_or(&[], |e| e.params.as_slice());
     let param = |k: &str| {
         params
@@ -91,8 +88,15 @@ fn map_message(
 
     let decky = msg.hostname.unwrap_or(NIL).to_owned();
     let service = msg.app_name.unwrap_or(NIL).to_owned();
-    let free_text = msg.msg.as_deref().filter(|m| !m.trim().is_empty());
-    let fields = fields_json(params, free_text);
+    // The fields are not stored: the repository derives them from the raw line when they are
+    // read (`event::line_fields`, the same mapping). Only a line the repository would cut is
+    // given its fields here.
+    let fields = if raw.len() > limits::LONG {
+        let free_text = msg.msg.as_deref().filter(|m| !m.trim().is_empty());
+        event::fields_json(params, free_text)
+    } else {
+        String::new()
+    };
 
     let credential = attacker_ip.and_then(|ip| {
         let auth = event::auth_fields(param)?;
@@ -127,69 +131,21 @@ fn map_message(
     }
 }
 
-/// A MSG that starts like an RFC 5424 header: `<PRI>VERSION SP`.
-fn looks_wrapped(m: &str) -> bool {
-    let b = m.as_bytes();
-    if b.first() != Some(&b'<') {
-        return false;
-    }
-    let Some(close) = b.iter().take(5).position(|&c| c == b'>') else {
-        return false;
-    };
-    close > 1 && b.get(close + 1).is_some_and(u8::is_ascii_digit)
-}
-
-/// The decoy's element: the first whose SD-ID starts with `relay@`
-/// ([`event::DECOY_SD_PREFIX`]), else the first.
-fn decoy_element<'m, 'a>(sd: &'m [SdElement<'a>]) -> Option<&'m SdElement<'a>> {
-    sd.iter()
-        .find(|e| event::is_decoy_sd_id(e.id))
-        .or(sd.first())
-}
-
-/// The params as a JSON object (first occurrence of a name wins), plus `msg`. Kept within the
-/// repository's bound for the column by shortening values, so the stored text is always valid
-/// JSON.
-fn fields_json(params: &[(&str, std::borrow::Cow<'_, str>)], msg: Option<&str>) -> String {
-    let build = |cap: usize| {
-        let mut map = Map::new();
-        for (k, v) in params {
-            if !map.contains_key(*k) {
-                map.insert(
-                    (*k).to_owned(),
-                    Value::String(limits::text(v, cap).into_owned()),
-                );
-            }
-        }
-        if let Some(m) = msg
-            && !map.contains_key(key::MSG)
-        {
-            map.insert(
-                key::MSG.into(),
-                Value::String(limits::text(m, cap).into_owned()),
-            );
-        }
-        serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
-    };
-    let mut cap = limits::LONG;
-    loop {
-        let json = build(cap);
-        if json.len() <= limits::LONG || cap <= 64 {
-            return json;
-        }
-        cap /= 2;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use decnet_core::time_fmt::parse_ts;
+    use serde_json::Value;
 
     const RECV: i64 = 1_000_000_000;
 
+    /// The mapped line, its fields as the repository reads them back (derived from the raw
+    /// line).
     fn map(line: &str) -> Mapped {
-        map_line(line.as_bytes(), rfc5424::MAX_MESSAGE, RECV).expect("line parses")
+        let mut m = map_line(line.as_bytes(), rfc5424::MAX_MESSAGE, RECV).expect("line parses");
+        assert_eq!(m.event.fields, "", "fields are left to the repository");
+        m.event.fields = event::line_fields(&m.event.raw);
+        m
     }
 
     fn json(s: &str) -> Value {
@@ -364,6 +320,15 @@ mod tests {
         let f = json(&m.event.fields);
         assert_eq!(f["src_ip"], "10.0.0.1");
         assert!(f["a"].as_str().unwrap().ends_with(limits::CUT));
+    }
+
+    #[test]
+    fn a_line_the_repository_would_cut_carries_its_fields() {
+        let v = "x".repeat(limits::LONG);
+        let line = format!(r#"<134>1 - h s - t [relay@1 src_ip="10.0.0.1"] {v}"#);
+        let m = map_line(line.as_bytes(), rfc5424::MAX_MESSAGE * 2, RECV).expect("parses");
+        assert!(m.event.raw.len() > limits::LONG);
+        assert_eq!(json(&m.event.fields)["src_ip"], "10.0.0.1");
     }
 
     #[test]

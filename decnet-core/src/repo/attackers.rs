@@ -193,9 +193,12 @@ impl WriteTx {
              session_count = {g}(session_count, (SELECT COUNT(*) FROM sessions WHERE sessions.attacker_ip = attackers.ip)), \
              credential_count = {g}(credential_count, (SELECT COUNT(*) FROM credentials WHERE credentials.attacker_ip = attackers.ip)), \
              flow_count = {g}(flow_count, (SELECT COUNT(*) FROM flows WHERE flows.src_ip = attackers.ip)), \
-             first_seen = {l}(first_seen, COALESCE((SELECT MIN(ts) FROM events WHERE events.attacker_ip = attackers.ip), first_seen)), \
-             last_seen = {g}(last_seen, COALESCE((SELECT MAX(ts) FROM events WHERE events.attacker_ip = attackers.ip), last_seen)) \
-             WHERE ip = ?"
+             first_seen = {l}(first_seen, COALESCE((SELECT {min_ts} FROM events WHERE events.attacker_ip = attackers.ip), first_seen)), \
+             last_seen = {g}(last_seen, COALESCE((SELECT {max_ts} FROM events WHERE events.attacker_ip = attackers.ip), last_seen)) \
+             WHERE ip = ?",
+            // Event times are integers; the attackers' are text.
+            min_ts = self.dialect.ts_text("MIN(ts)"),
+            max_ts = self.dialect.ts_text("MAX(ts)"),
         );
         for ip in ips {
             sqlx::query(&sql)

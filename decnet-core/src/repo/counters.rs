@@ -34,10 +34,7 @@ impl WriteTx {
         if values.is_empty() {
             return Ok(());
         }
-        let merge = match mode {
-            CounterMode::Add => Merge::Sum,
-            CounterMode::Set => Merge::Replace,
-        };
+        let merge = merge_of(mode);
         let tail = self.dialect.upsert_tail(
             "worker_counters",
             &COLUMNS[..3],
@@ -46,7 +43,7 @@ impl WriteTx {
         let now = format_ts(now_ns());
         let (w, h) = (
             limits::text(worker, limits::NAME).into_owned(),
-            limits::text(host, 255).into_owned(),
+            limits::text(host, HOST_MAX).into_owned(),
         );
 
         insert_rows(
@@ -71,6 +68,43 @@ impl WriteTx {
         Ok(())
     }
 }
+
+/// [`WriteTx::record_counters`] on the SQLite bulk write path (one cached prepared upsert).
+pub(crate) fn record_native(
+    tx: &rusqlite::Transaction<'_>,
+    worker: &str,
+    host: &str,
+    values: &[(&str, i64)],
+    mode: CounterMode,
+) -> Result<(), RepoError> {
+    let d = super::Dialect::Sqlite;
+    let tail = d.upsert_tail(
+        "worker_counters",
+        &COLUMNS[..3],
+        &[("value", merge_of(mode)), ("updated_at", Merge::Replace)],
+    );
+    let sql = super::bulk::insert_sql("INSERT INTO", "worker_counters", &COLUMNS, 1, &tail);
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let now = format_ts(now_ns());
+    let (w, h) = (
+        limits::text(worker, limits::NAME),
+        limits::text(host, HOST_MAX),
+    );
+    for (name, v) in values {
+        stmt.execute((&*w, &*h, &*limits::text(name, limits::NAME), *v, &now))?;
+    }
+    Ok(())
+}
+
+fn merge_of(mode: CounterMode) -> Merge {
+    match mode {
+        CounterMode::Add => Merge::Sum,
+        CounterMode::Set => Merge::Replace,
+    }
+}
+
+/// The longest stored host name.
+const HOST_MAX: usize = 255;
 
 impl Repository {
     /// (worker, host, name, value) of every counter, ordered.

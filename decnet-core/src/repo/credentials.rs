@@ -150,35 +150,99 @@ impl WriteTx {
             },
             creds,
             |q: AnyQuery<'_>, c: &CredentialAttempt| {
-                let ip = c.attacker_ip.to_string();
-                let decky = limits::text(&c.decky, limits::NAME).into_owned();
-                let service = limits::text(&c.service, limits::NAME).into_owned();
-                let principal = limits::bytes(&c.principal, limits::SHORT_TEXT).to_vec();
-                let kind = limits::text(&c.secret_kind, limits::NAME).into_owned();
-                let secret_hash: [u8; 32] = crate::event::secret_hash(&c.secret);
-                let key = key_of(&[
-                    ip.as_bytes(),
-                    decky.as_bytes(),
-                    service.as_bytes(),
-                    &principal,
-                    kind.as_bytes(),
-                    &secret_hash,
-                ]);
-                q.bind(ip)
-                    .bind(decky)
-                    .bind(service)
-                    .bind(principal)
-                    .bind(kind)
-                    .bind(secret_hash.to_vec())
-                    .bind(printable(&c.secret))
-                    .bind(sat(c.attempts))
-                    .bind(format_ts(c.first_seen_ns))
-                    .bind(format_ts(c.last_seen_ns))
-                    .bind(key.to_vec())
+                let r = Stored::of(c);
+                q.bind(r.ip)
+                    .bind(r.decky.into_owned())
+                    .bind(r.service.into_owned())
+                    .bind(r.principal.to_vec())
+                    .bind(r.kind.into_owned())
+                    .bind(r.secret_hash.to_vec())
+                    .bind(r.printable)
+                    .bind(r.attempts)
+                    .bind(r.first_seen)
+                    .bind(r.last_seen)
+                    .bind(r.key.to_vec())
             },
         )
         .await
     }
+}
+
+/// The stored values of an attempt, in [`COLUMNS`] order: one derivation for both write paths.
+struct Stored<'a> {
+    ip: String,
+    decky: std::borrow::Cow<'a, str>,
+    service: std::borrow::Cow<'a, str>,
+    principal: &'a [u8],
+    kind: std::borrow::Cow<'a, str>,
+    secret_hash: [u8; 32],
+    printable: String,
+    attempts: i64,
+    first_seen: String,
+    last_seen: String,
+    key: [u8; 32],
+}
+
+impl<'a> Stored<'a> {
+    fn of(c: &'a CredentialAttempt) -> Stored<'a> {
+        let ip = c.attacker_ip.to_string();
+        let decky = limits::text(&c.decky, limits::NAME);
+        let service = limits::text(&c.service, limits::NAME);
+        let principal = limits::bytes(&c.principal, limits::SHORT_TEXT);
+        let kind = limits::text(&c.secret_kind, limits::NAME);
+        let secret_hash: [u8; 32] = crate::event::secret_hash(&c.secret);
+        let key = key_of(&[
+            ip.as_bytes(),
+            decky.as_bytes(),
+            service.as_bytes(),
+            principal,
+            kind.as_bytes(),
+            &secret_hash,
+        ]);
+        Stored {
+            ip,
+            decky,
+            service,
+            principal,
+            kind,
+            secret_hash,
+            printable: printable(&c.secret),
+            attempts: sat(c.attempts),
+            first_seen: format_ts(c.first_seen_ns),
+            last_seen: format_ts(c.last_seen_ns),
+            key,
+        }
+    }
+}
+
+/// [`WriteTx::add_credential_attempts`] on the SQLite bulk write path (one cached prepared
+/// upsert, row by row).
+pub(crate) fn add_attempts_native<'c>(
+    tx: &rusqlite::Transaction<'_>,
+    creds: impl Iterator<Item = &'c CredentialAttempt>,
+) -> Result<u64, RepoError> {
+    let d = Dialect::Sqlite;
+    let tail = d.upsert_tail("credentials", &["natural_key"], &MERGE);
+    let sql = super::bulk::insert_sql("INSERT INTO", "credentials", &COLUMNS, 1, &tail);
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut n = 0;
+    for c in creds {
+        let r = Stored::of(c);
+        n += stmt.execute((
+            &r.ip,
+            &*r.decky,
+            &*r.service,
+            r.principal,
+            &*r.kind,
+            &r.secret_hash[..],
+            &r.printable,
+            r.attempts,
+            &r.first_seen,
+            &r.last_seen,
+            &r.key[..],
+        ))? as u64;
+    }
+    Ok(n)
 }
 
 impl Repository {

@@ -62,6 +62,23 @@ impl Dialect {
         }
     }
 
+    /// SQL for the canonical text ([`crate::time_fmt::format_ts`]) of `expr`, Unix epoch
+    /// nanoseconds as an integer (from 1970 on): how integer event times meet the text times of
+    /// the other tables.
+    pub fn ts_text(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!(
+                "(strftime('%Y-%m-%dT%H:%M:%S', ({expr}) / 1000000000, 'unixepoch') || \
+                 printf('.%09dZ', ({expr}) % 1000000000))"
+            ),
+            Dialect::MySql => format!(
+                "CONCAT(DATE_FORMAT(DATE_ADD('1970-01-01 00:00:00', INTERVAL (({expr}) DIV \
+                 1000000000) SECOND), '%Y-%m-%dT%H:%i:%s'), '.', LPAD(({expr}) MOD 1000000000, 9, \
+                 '0'), 'Z')"
+            ),
+        }
+    }
+
     pub fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",

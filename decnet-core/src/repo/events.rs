@@ -2,6 +2,12 @@
 //! (`ts`, `dedup_key`) is unique, the key being the first 8 bytes of the SHA-256 of the raw line
 //! by default.
 //!
+//! Stored compactly (migration 0008): `ts` is Unix epoch nanoseconds (an integer, not text), and
+//! `fields` is NULL when the producer left [`NewEvent::fields`] empty — the collector does, for
+//! every line: the fields are then derived from the raw line when read
+//! ([`crate::event::line_fields`], the collector's own mapping), so the JSON is never stored
+//! beside the line it came from. A row's size is the line plus a few dozen bytes.
+//!
 //! Written by the collector (batched multi-row inserts, through
 //! [`WriteTx::insert_events_with_credentials`] when the events carry credential attempts).
 //! Read by the correlator ([`EventFact`]s after its cursor, a key's events), the profiler (an
@@ -20,7 +26,8 @@ use super::{
     listing::{NameCount, Where, like_anywhere, name_counts, newest_first, page_limit, rows_after},
 };
 use crate::{
-    model::{Event, NewEvent},
+    event::line_fields,
+    model::{CredentialAttempt, Event, NewEvent},
     time_fmt::format_ts,
 };
 
@@ -39,8 +46,9 @@ const COLUMNS: [&str; 9] = [
 /// What an [`Event`] is read from.
 const EVENT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, attacker_port, \
                      fields, raw FROM events";
-/// What an [`EventFact`] is read from (no raw line).
-const FACT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, fields FROM events";
+/// What an [`EventFact`] is read from (the raw line only where the fields are derived from it).
+const FACT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, fields, \
+                    CASE WHEN fields IS NULL THEN raw END AS raw FROM events";
 
 /// The default dedup key of an event: SHA-256 of its raw line (as given, before bounding).
 pub fn dedup_key(raw: &[u8]) -> [u8; 32] {
@@ -55,14 +63,27 @@ fn key_i64(e: &NewEvent) -> i64 {
     ])
 }
 
+/// The stored `fields`: NULL when empty (derived from the raw line when read).
+pub(crate) fn stored_fields(e: &NewEvent) -> Option<std::borrow::Cow<'_, str>> {
+    (!e.fields.is_empty()).then(|| limits::text(&e.fields, limits::LONG))
+}
+
+/// The fields of a read row: the stored JSON, else derived from the raw line.
+fn read_fields(d: &Decoder<'_>) -> Result<String, RepoError> {
+    match d.opt_text("fields")? {
+        Some(f) => Ok(f),
+        None => Ok(line_fields(&d.bytes("raw")?)),
+    }
+}
+
 fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
-    q.bind(format_ts(e.ts_ns))
+    q.bind(e.ts_ns)
         .bind(limits::text(&e.decky, limits::NAME).into_owned())
         .bind(limits::text(&e.service, limits::NAME).into_owned())
         .bind(limits::text(&e.event_type, limits::NAME).into_owned())
         .bind(e.attacker_ip.map(|ip| ip.to_string()))
         .bind(e.attacker_port.map(i64::from))
-        .bind(limits::text(&e.fields, limits::LONG).into_owned())
+        .bind(stored_fields(e).map(std::borrow::Cow::into_owned))
         .bind(limits::bytes(&e.raw, limits::LONG).to_vec())
         .bind(key_i64(e))
 }
@@ -71,13 +92,13 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<Event, RepoError> {
     let d = Decoder::new(row, "events");
     Ok(Event {
         id: d.i64("id")?,
-        ts_ns: d.ts("ts")?,
+        ts_ns: d.i64("ts")?,
         decky: d.text("decky")?,
         service: d.text("service")?,
         event_type: d.text("event_type")?,
         attacker_ip: d.opt_ip("attacker_ip")?,
         attacker_port: d.opt_int("attacker_port")?,
-        fields: d.text("fields")?,
+        fields: read_fields(&d)?,
         raw: d.bytes("raw")?,
     })
 }
@@ -99,12 +120,12 @@ fn decode_fact(row: &sqlx::any::AnyRow) -> Result<EventFact, RepoError> {
     let d = Decoder::new(row, "events");
     Ok(EventFact {
         id: d.i64("id")?,
-        ts_ns: d.ts("ts")?,
+        ts_ns: d.i64("ts")?,
         decky: d.text("decky")?,
         service: d.text("service")?,
         event_type: d.text("event_type")?,
         attacker_ip: d.opt_ip("attacker_ip")?,
-        fields: d.text("fields")?,
+        fields: read_fields(&d)?,
     })
 }
 
@@ -129,20 +150,20 @@ impl WriteTx {
             let mut q = sqlx::query(&sql);
             // Which batch positions carry each (ts, key): a repeated line is new only once.
             let mut pending: std::collections::HashMap<
-                (String, i64),
+                (i64, i64),
                 std::collections::VecDeque<usize>,
             > = std::collections::HashMap::new();
             for (i, e) in chunk.iter().enumerate() {
                 q = bind(q, e);
                 pending
-                    .entry((format_ts(e.ts_ns), key_i64(e)))
+                    .entry((e.ts_ns, key_i64(e)))
                     .or_default()
                     .push_back(c * per + i);
             }
             let rows = q.persistent(false).fetch_all(&mut *self.tx).await?;
             for row in &rows {
                 let d = Decoder::new(row, "events");
-                let k = (d.text("ts")?, d.i64("dedup_key")?);
+                let k = (d.i64("ts")?, d.i64("dedup_key")?);
                 if let Some(i) = pending.get_mut(&k).and_then(|v| v.pop_front()) {
                     new[i] = true;
                 }
@@ -174,6 +195,51 @@ impl WriteTx {
     }
 }
 
+/// The SQLite bulk write path ([`super::sqlite_writer`]): stores `events` row by row through one
+/// cached prepared statement, and for each NEW event (the insert changed a row) adds the
+/// credential attempts it carries (`(event index, attempt)`). Returns the number of new events.
+pub(crate) fn insert_native(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[NewEvent],
+    credentials: &[(usize, CredentialAttempt)],
+) -> Result<u64, RepoError> {
+    let d = super::Dialect::Sqlite;
+    let sql = insert_sql(d.insert_ignore(), "events", &COLUMNS, 1, d.ignore_tail());
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut new = vec![false; if credentials.is_empty() { 0 } else { events.len() }];
+    let mut stored = 0u64;
+    for (i, e) in events.iter().enumerate() {
+        let ip = e.attacker_ip.map(|ip| ip.to_string());
+        let n = stmt.execute((
+            e.ts_ns,
+            &*limits::text(&e.decky, limits::NAME),
+            &*limits::text(&e.service, limits::NAME),
+            &*limits::text(&e.event_type, limits::NAME),
+            ip.as_deref(),
+            e.attacker_port,
+            stored_fields(e).as_deref(),
+            limits::bytes(&e.raw, limits::LONG),
+            key_i64(e),
+        ))?;
+        if n > 0 {
+            stored += 1;
+            if let Some(slot) = new.get_mut(i) {
+                *slot = true;
+            }
+        }
+    }
+    if !credentials.is_empty() {
+        super::credentials::add_attempts_native(
+            tx,
+            credentials
+                .iter()
+                .filter(|(i, _)| new.get(*i).copied().unwrap_or(false))
+                .map(|(_, c)| c),
+        )?;
+    }
+    Ok(stored)
+}
+
 /// Filters of [`Repository::list_events`]. Times are Unix epoch nanoseconds; `before_id` is
 /// the keyset cursor (the last id of the previous page).
 #[derive(Debug, Clone, Default)]
@@ -199,7 +265,7 @@ pub struct DeckyActivity {
     pub last_event_ns: Option<i64>,
 }
 
-/// Histogram bucket widths (the time text is cut to this prefix).
+/// Histogram bucket widths (a bucket is named by the time text cut to its prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     Minute,
@@ -208,12 +274,20 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    fn prefix_len(self) -> i64 {
+    fn prefix_len(self) -> usize {
         // 2026-05-02T06:00:25.123456789Z
         match self {
             Bucket::Minute => 16,
             Bucket::Hour => 13,
             Bucket::Day => 10,
+        }
+    }
+
+    fn width_ns(self) -> i64 {
+        match self {
+            Bucket::Minute => 60_000_000_000,
+            Bucket::Hour => 3_600_000_000_000,
+            Bucket::Day => 86_400_000_000_000,
         }
     }
 }
@@ -273,7 +347,7 @@ impl Repository {
              AND id <= ? ORDER BY ts, id"
         ))
         .bind(ip.to_string())
-        .bind(format_ts(from_ns))
+        .bind(from_ns)
         .bind(name(decky))
         .bind(name(service))
         .bind(max_id)
@@ -306,10 +380,10 @@ impl Repository {
             w.int("id < ?", id);
         }
         if let Some(t) = f.since_ns {
-            w.text("ts >= ?", format_ts(t));
+            w.int("ts >= ?", t);
         }
         if let Some(t) = f.until_ns {
-            w.text("ts < ?", format_ts(t));
+            w.int("ts < ?", t);
         }
         if let Some(v) = &f.decky {
             w.text("decky = ?", name(v));
@@ -324,7 +398,8 @@ impl Repository {
             w.text("attacker_ip = ?", ip.to_string());
         }
         if let Some(t) = f.text.as_deref().filter(|t| !t.is_empty()) {
-            w.text("fields LIKE ? ESCAPE '!'", like_anywhere(t));
+            // Derived fields are searched in the line they come from.
+            w.text("COALESCE(fields, raw) LIKE ? ESCAPE '!'", like_anywhere(t));
         }
         let (tail, limit) = newest_first(f.limit);
         let rows = w.fetch(self, EVENT, tail, &limit).await?;
@@ -359,7 +434,7 @@ impl Repository {
             "SELECT {c} AS name, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY {c} \
              ORDER BY n DESC, {c} LIMIT ?"
         ))
-        .bind(format_ts(since_ns))
+        .bind(since_ns)
         .bind(page_limit(limit))
         .fetch_all(self.pool())
         .await?;
@@ -373,14 +448,24 @@ impl Repository {
         bucket: Bucket,
     ) -> Result<Vec<NameCount>, RepoError> {
         let rows = sqlx::query(
-            "SELECT SUBSTR(ts, 1, ?) AS b, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY b \
+            "SELECT ts - ts % ? AS b, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY b \
              ORDER BY b",
         )
-        .bind(bucket.prefix_len())
-        .bind(format_ts(since_ns))
+        .bind(bucket.width_ns())
+        .bind(since_ns)
         .fetch_all(self.pool())
         .await?;
-        name_counts(&rows, "events", "b")
+        rows.iter()
+            .map(|row| {
+                let d = Decoder::new(row, "events");
+                let mut name = format_ts(d.i64("b")?);
+                name.truncate(bucket.prefix_len());
+                Ok(NameCount {
+                    name,
+                    count: d.u64("n")?,
+                })
+            })
+            .collect()
     }
 
     /// Events, distinct attackers and last event time per decky since `since_ns`.
@@ -389,7 +474,7 @@ impl Repository {
             "SELECT decky, COUNT(*) AS n, COUNT(DISTINCT attacker_ip) AS attackers, \
              MAX(ts) AS last_ts FROM events WHERE ts >= ? GROUP BY decky ORDER BY decky",
         )
-        .bind(format_ts(since_ns))
+        .bind(since_ns)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -399,7 +484,7 @@ impl Repository {
                     decky: d.text("decky")?,
                     events: d.u64("n")?,
                     attackers: d.u64("attackers")?,
-                    last_event_ns: Some(d.ts("last_ts")?),
+                    last_event_ns: Some(d.i64("last_ts")?),
                 })
             })
             .collect()

@@ -26,6 +26,29 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
+/// Applies the dialect's migrations up to and including `last` on `pool` (no lock): how the
+/// tests build a database as an older decnet left it, to check that a later migration converts
+/// it.
+#[doc(hidden)]
+pub async fn run_until(dialect: Dialect, pool: &AnyPool, last: i64) -> Result<(), RepoError> {
+    let all = match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::MySql => &MYSQL,
+    };
+    let mut m = Migrator::DEFAULT;
+    m.migrations = all
+        .iter()
+        .filter(|x| x.version <= last)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    m.locking = false;
+    m.run(pool).await.map_err(|e| RepoError::Migrate {
+        url: String::new(),
+        reason: e.to_string(),
+    })
+}
+
 /// Applies the dialect's pending migrations on `pool`, under the migration lock.
 pub async fn run_on_pool(dialect: Dialect, pool: &AnyPool, url: &str) -> Result<(), RepoError> {
     let err = |reason: String| RepoError::Migrate {

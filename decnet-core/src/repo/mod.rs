@@ -80,6 +80,8 @@ mod stats;
 
 // Statement building blocks.
 mod bulk;
+// The SQLite bulk write path (a dedicated connection with cached prepared statements).
+mod sqlite_writer;
 mod decode;
 mod listing;
 
@@ -141,6 +143,9 @@ pub enum RepoError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// A statement on the SQLite bulk write path failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A stored row holds a value that does not decode.
     #[error("{table} row {id} has an invalid {column} {value:?}: {reason}")]
     Corrupt {
@@ -248,6 +253,8 @@ pub struct Repository {
     /// SQLite: this process's single write path (one write transaction at a time; queueing
     /// here is cheaper and fairer than connections spinning in the busy handler).
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite file: the bulk write path ([`sqlite_writer`]) for the writes that have one.
+    native: Option<sqlite_writer::SqliteWriter>,
 }
 
 impl Repository {
@@ -335,10 +342,23 @@ impl Repository {
             pool.close().await;
             return Err(e);
         }
+        let native = match migrate::sqlite_file(url) {
+            Some(path) if dialect == Dialect::Sqlite && !url.contains("mode=ro") => {
+                match sqlite_writer::SqliteWriter::open(&path) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        pool.close().await;
+                        return Err(connect_err(format!("the bulk write connection: {e}")));
+                    }
+                }
+            }
+            _ => None,
+        };
         Ok(Repository {
             pool,
             dialect,
             write_lock: (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            native,
         })
     }
 
@@ -383,6 +403,29 @@ impl Repository {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(native) = &self.native
+                && writes.iter().all(Write::has_native)
+            {
+                let _guard = match &self.write_lock {
+                    Some(l) => Some(l.lock().await),
+                    None => None,
+                };
+                let result = native.transaction(|tx| {
+                    writes
+                        .iter()
+                        .map(|w| w.apply_native(tx))
+                        .collect::<Result<Vec<u64>, RepoError>>()
+                });
+                match result {
+                    Err(e) if attempt < 10 && is_retryable(&e) => {
+                        tracing::debug!(attempt, "SQLite busy, retrying: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        continue;
+                    }
+                    other => return other,
+                }
+            }
             let result = async {
                 let mut tx = self.begin().await?;
                 let mut counts = Vec::with_capacity(writes.len());
@@ -514,8 +557,42 @@ impl WriteTx {
     }
 }
 
+impl Write<'_> {
+    /// Whether the SQLite bulk write path ([`sqlite_writer`]) has this write.
+    fn has_native(&self) -> bool {
+        matches!(
+            self,
+            Write::Events(_) | Write::EventsWithCredentials { .. } | Write::Counters { .. }
+        )
+    }
+
+    /// Applies the write on the bulk write path; only for [`Write::has_native`] writes.
+    fn apply_native(&self, tx: &rusqlite::Transaction<'_>) -> Result<u64, RepoError> {
+        match *self {
+            Write::Events(v) => events::insert_native(tx, v, &[]),
+            Write::EventsWithCredentials {
+                events,
+                credentials,
+            } => events::insert_native(tx, events, credentials),
+            Write::Counters {
+                worker,
+                host,
+                values,
+                mode,
+            } => counters::record_native(tx, worker, host, values, mode)
+                .map(|()| values.len() as u64),
+            _ => Err(RepoError::Query(sqlx::Error::Protocol(
+                "internal: this write has no SQLite bulk path".into(),
+            ))),
+        }
+    }
+}
+
 /// Deadlock / lock-wait timeout (MySQL), busy / locked (SQLite): redoing the transaction helps.
 fn is_retryable(e: &RepoError) -> bool {
+    if let RepoError::Sqlite(e) = e {
+        return sqlite_writer::is_busy(e);
+    }
     let RepoError::Query(sqlx::Error::Database(db)) = e else {
         return false;
     };

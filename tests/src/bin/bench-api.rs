@@ -123,7 +123,7 @@ fn seed(db: &Path, attackers: u64, events: u64) -> anyhow::Result<()> {
                 ip(a)
             );
             ins.execute(rusqlite::params![
-                ts(t),
+                t,
                 format!("decky-{}", i % 10),
                 svc,
                 "auth_attempt",

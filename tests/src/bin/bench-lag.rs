@@ -31,7 +31,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use decnet_core::time_fmt::{format_ts_micros, parse_ts};
+use decnet_core::time_fmt::format_ts_micros;
 use decnet_e2e::collector::{self, Collector, CollectorOptions, Framing};
 
 struct Args {
@@ -212,9 +212,8 @@ fn sample(db: &Path) -> Result<Sample> {
         if id == 0 {
             return Ok(0);
         }
-        let ts: String =
-            conn.query_row("SELECT ts FROM events WHERE id = ?", [id], |r| r.get(0))?;
-        parse_ts(&ts).map_err(|e| anyhow::anyhow!("event {id}: bad ts {ts:?}: {e}"))
+        // Unix epoch nanoseconds.
+        Ok(conn.query_row("SELECT ts FROM events WHERE id = ?", [id], |r| r.get(0))?)
     };
     let stored: i64 =
         conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
