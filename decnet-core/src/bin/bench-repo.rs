@@ -2,6 +2,10 @@
 //! rows per transaction) and one row per transaction, on SQLite (a temp file) and on MariaDB (a
 //! scratch database `decnet_t_bench_<pid>` under `DECNET_TEST_MYSQL_URL`, dropped at the end).
 //!
+//! Flows are also upserted batched through `Repository::write` (what the sniffer's writer calls:
+//! on SQLite the bulk write path, `repo::sqlite_writer`), side by side with the same rows through
+//! a sqlx transaction (`WriteTx::upsert_flows`, the baseline) in the same rounds.
+//!
 //! Every measurement starts from an empty, freshly migrated database and inserts the same
 //! pre-generated rows (generation is not timed); rounds interleave backends and cases, and the
 //! table reports the median of the rounds. After each measurement the stored rows are counted, so
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use decnet_core::model::{FlowRecord, NewEvent};
-use decnet_core::repo::Repository;
+use decnet_core::repo::{Repository, Write};
 use sqlx::{Connection as _, Executor as _, mysql::MySqlConnection};
 
 const USAGE: &str = "\
@@ -38,6 +42,8 @@ Environment:
 
 /// The goal stated in the issue: batched event inserts on SQLite, on the 2-core development VM.
 const GOAL_SQLITE_EVENTS_PER_S: f64 = 200_000.0;
+/// The goal stated in the issue for the sniffer's flow writer: flow rows per second on SQLite.
+const GOAL_SQLITE_FLOWS_PER_S: f64 = 100_000.0;
 const MYSQL_URL_VAR: &str = "DECNET_TEST_MYSQL_URL";
 
 const ATTACKERS: usize = 1_000;
@@ -332,8 +338,22 @@ impl Table {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// `batch` rows per sqlx transaction (`Repository::begin`, `WriteTx`).
     Batched,
+    /// One row per sqlx transaction.
     Single,
+    /// `batch` rows per `Repository::write` (the writers' path; SQLite: the bulk write path).
+    Write,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Batched => "batched",
+            Mode::Single => "single",
+            Mode::Write => "write",
+        }
+    }
 }
 
 /// Where fresh databases come from.
@@ -421,11 +441,21 @@ async fn measure(
 ) -> Result<Duration> {
     let repo = dbs.fresh(backend).await?;
     let per_tx = match mode {
-        Mode::Batched => data.batch,
+        Mode::Batched | Mode::Write => data.batch,
         Mode::Single => 1,
     };
     let started = Instant::now();
     match table {
+        Table::Events if mode == Mode::Write => {
+            for chunk in data.events[..n].chunks(per_tx) {
+                repo.write(&[Write::Events(chunk)]).await?;
+            }
+        }
+        Table::Flows if mode == Mode::Write => {
+            for chunk in data.flows[..n].chunks(per_tx) {
+                repo.write(&[Write::Flows(chunk)]).await?;
+            }
+        }
         Table::Events => {
             for chunk in data.events[..n].chunks(per_tx) {
                 let mut tx = repo.begin().await?;
@@ -548,6 +578,7 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
         (Table::Events, Mode::Single, o.single),
         (Table::Flows, Mode::Batched, o.flows),
         (Table::Flows, Mode::Single, o.single),
+        (Table::Flows, Mode::Write, o.flows),
     ];
     // rates[backend][case] = rows/s of each round.
     let mut rates = vec![vec![Vec::new(); cases.len()]; backends.len()];
@@ -564,10 +595,7 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
                     o.rounds,
                     backend.name(),
                     table.name(),
-                    match mode {
-                        Mode::Batched => "batched",
-                        Mode::Single => "single",
-                    },
+                    mode.name(),
                     thousands(n as f64),
                     took.as_secs_f64(),
                     thousands(rate)
@@ -616,6 +644,43 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
         }
     }
     println!();
+    println!(
+        "flows batched ({} rows each) through Repository::write (the sniffer writer's path; on \
+         SQLite the bulk write path) vs through a sqlx transaction (WriteTx, the baseline), same \
+         rows, same rounds:",
+        thousands(o.batch as f64)
+    );
+    let mut sqlite_flows = None;
+    for (b, &backend) in backends.iter().enumerate() {
+        let (tx, write) = (&rates[b][2], &rates[b][4]);
+        if tx.is_empty() || write.is_empty() {
+            continue;
+        }
+        let (tx, write) = (median(tx.clone()), median(write.clone()));
+        if backend == Backend::Sqlite {
+            sqlite_flows = Some(write);
+        }
+        println!(
+            "  {:<7} write {:>9} rows/s, sqlx transaction {:>9} rows/s ({:.2}×)",
+            backend.name(),
+            thousands(write),
+            thousands(tx),
+            write / tx.max(1e-9)
+        );
+    }
+    println!();
+    if let Some(rate) = sqlite_flows {
+        println!(
+            "goal (≥{} flow rows/s on SQLite through the writer's path): {} ({} rows/s)",
+            thousands(GOAL_SQLITE_FLOWS_PER_S),
+            if rate >= GOAL_SQLITE_FLOWS_PER_S {
+                "met"
+            } else {
+                "NOT met"
+            },
+            thousands(rate)
+        );
+    }
     match sqlite_events {
         Some(rate) => println!(
             "goal (≥{} event rows/s batched on SQLite): {} ({} rows/s)",

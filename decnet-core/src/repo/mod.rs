@@ -81,9 +81,9 @@ mod stats;
 // Statement building blocks.
 mod bulk;
 // The SQLite bulk write path (a dedicated connection with cached prepared statements).
-mod sqlite_writer;
 mod decode;
 mod listing;
+mod sqlite_writer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -562,13 +562,17 @@ impl Write<'_> {
     fn has_native(&self) -> bool {
         matches!(
             self,
-            Write::Events(_) | Write::EventsWithCredentials { .. } | Write::Counters { .. }
+            Write::Flows(_)
+                | Write::Events(_)
+                | Write::EventsWithCredentials { .. }
+                | Write::Counters { .. }
         )
     }
 
     /// Applies the write on the bulk write path; only for [`Write::has_native`] writes.
     fn apply_native(&self, tx: &rusqlite::Transaction<'_>) -> Result<u64, RepoError> {
         match *self {
+            Write::Flows(v) => flows::upsert_native(tx, v),
             Write::Events(v) => events::insert_native(tx, v, &[]),
             Write::EventsWithCredentials {
                 events,
