@@ -432,18 +432,40 @@ struct Data {
     batch: usize,
 }
 
-/// Inserts the first `n` events or flows into a fresh database; returns the time it took.
+/// CPU time of this process so far: the sum of its threads' run time from
+/// `/proc/self/task/*/schedstat` (nanoseconds, first field). Threads that exit in between are
+/// not counted; the measured writes keep their threads (the pool closes after the count).
+fn process_cpu() -> Result<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").context("reading /proc/self/task")? {
+        let path = task?.path().join("schedstat");
+        // A thread may exit between listing and reading.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{}: unexpected {text:?}", path.display()))?;
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// Inserts the first `n` events or flows into a fresh database; returns the time it took and
+/// the CPU time this process spent meanwhile (MariaDB's server time is not in it).
 async fn measure(
     dbs: &mut Databases,
     backend: Backend,
     (table, mode, n): (Table, Mode, usize),
     data: &Data,
-) -> Result<Duration> {
+) -> Result<(Duration, Duration)> {
     let repo = dbs.fresh(backend).await?;
     let per_tx = match mode {
         Mode::Batched | Mode::Write => data.batch,
         Mode::Single => 1,
     };
+    let cpu0 = process_cpu()?;
     let started = Instant::now();
     match table {
         Table::Events if mode == Mode::Write => {
@@ -472,6 +494,7 @@ async fn measure(
         }
     }
     let took = started.elapsed();
+    let cpu = process_cpu()?.saturating_sub(cpu0);
     let stored = match table {
         Table::Events => repo.count_events().await?,
         Table::Flows => repo.count_flows().await?,
@@ -484,7 +507,7 @@ async fn measure(
             table.name()
         );
     }
-    Ok(took)
+    Ok((took, cpu))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -582,25 +605,31 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
     ];
     // rates[backend][case] = rows/s of each round.
     let mut rates = vec![vec![Vec::new(); cases.len()]; backends.len()];
+    // cpu_rates[backend][case] = rows per CPU-second of this process, each round.
+    let mut cpu_rates = vec![vec![Vec::new(); cases.len()]; backends.len()];
     for round in 1..=o.rounds {
         for (b, &backend) in backends.iter().enumerate() {
             for (c, &(table, mode, n)) in cases.iter().enumerate() {
                 if n == 0 {
                     continue;
                 }
-                let took = measure(dbs, backend, (table, mode, n), &data).await?;
+                let (took, cpu) = measure(dbs, backend, (table, mode, n), &data).await?;
                 let rate = n as f64 / took.as_secs_f64().max(1e-9);
+                let cpu_rate = n as f64 / cpu.as_secs_f64().max(1e-9);
                 println!(
-                    "round {round}/{}: {:<7} {:<6} {:<7} {:>9} rows in {:>7.3} s = {:>9} rows/s",
+                    "round {round}/{}: {:<7} {:<6} {:<7} {:>9} rows in {:>7.3} s = {:>9} rows/s \
+                     ({:>9} rows/CPU-s)",
                     o.rounds,
                     backend.name(),
                     table.name(),
                     mode.name(),
                     thousands(n as f64),
                     took.as_secs_f64(),
-                    thousands(rate)
+                    thousands(rate),
+                    thousands(cpu_rate)
                 );
                 rates[b][c].push(rate);
+                cpu_rates[b][c].push(cpu_rate);
             }
         }
     }
@@ -657,15 +686,23 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
             continue;
         }
         let (tx, write) = (median(tx.clone()), median(write.clone()));
+        let (tx_cpu, write_cpu) = (
+            median(cpu_rates[b][2].clone()),
+            median(cpu_rates[b][4].clone()),
+        );
         if backend == Backend::Sqlite {
             sqlite_flows = Some(write);
         }
         println!(
-            "  {:<7} write {:>9} rows/s, sqlx transaction {:>9} rows/s ({:.2}×)",
+            "  {:<7} write {:>9} rows/s, sqlx transaction {:>9} rows/s ({:.2}×); per CPU-second \
+             of this process: {:>9} vs {:>9} ({:.2}×)",
             backend.name(),
             thousands(write),
             thousands(tx),
-            write / tx.max(1e-9)
+            write / tx.max(1e-9),
+            thousands(write_cpu),
+            thousands(tx_cpu),
+            write_cpu / tx_cpu.max(1e-9)
         );
     }
     println!();
