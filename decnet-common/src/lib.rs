@@ -9,6 +9,10 @@
 pub const XDP_PROGRAM: &str = "decnet_xdp";
 /// Name of the program when attached as a TC classifier.
 pub const TC_PROGRAM: &str = "decnet_tc";
+/// Benchmark floor: an XDP program that only passes the packet (`decnet sniffer --mode xdp-empty`).
+pub const XDP_EMPTY_PROGRAM: &str = "decnet_xdp_empty";
+/// Benchmark floor: a TC classifier that only passes the packet (`decnet sniffer --mode tc-empty`).
+pub const TC_EMPTY_PROGRAM: &str = "decnet_tc_empty";
 /// Map names, as declared in `decnet-ebpf`.
 pub const FLOWS_MAP: &str = "FLOWS";
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -75,13 +79,19 @@ pub const STATE_FIN_B: u32 = 2; // FIN seen b → a
 pub const STATE_RST: u32 = 4;
 /// The end event has been sent.
 pub const STATE_ENDED: u32 = 8;
+/// The flow's START event (a snapshot of the value as first stored) went into the ring buffer:
+/// userspace has that snapshot. While [`FlowValue::updated`] is 0 the value is still exactly that
+/// snapshot, so exporting it again would write the same row twice.
+pub const STATE_START_SENT: u32 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
     pub dir: [DirStats; 2],
     pub state: u32,
-    pub _pad: u32,
+    /// 0 until a packet is accounted to the entry after the one that created it; then 1. (Its
+    /// own field, not a `state` bit: a plain store that cannot race with the state's updates.)
+    pub updated: u32,
 }
 
 impl FlowValue {
@@ -92,6 +102,11 @@ impl FlowValue {
     }
     pub fn packets(&self) -> u64 {
         self.dir[0].packets + self.dir[1].packets
+    }
+    /// The value is still the snapshot its START event carried (and that event reached the
+    /// ring), and the flow has not ended: exporting it again would repeat that row exactly.
+    pub fn unchanged_since_start(&self) -> bool {
+        self.state & STATE_START_SENT != 0 && self.updated == 0 && self.state & STATE_ENDED == 0
     }
 }
 

@@ -131,6 +131,19 @@ pub fn decnet_tc(ctx: TcContext) -> i32 {
     TC_ACT_OK
 }
 
+/// The floor no sensor can beat: the same hook, nothing done. Only `cargo xtask bench sensor`
+/// attaches it (`decnet sniffer --mode xdp-empty`), to measure what the hook itself costs.
+#[xdp]
+pub fn decnet_xdp_empty(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// TC counterpart of [`decnet_xdp_empty`] (`--mode tc-empty`).
+#[classifier]
+pub fn decnet_tc_empty(_ctx: TcContext) -> i32 {
+    TC_ACT_OK
+}
+
 #[inline(always)]
 fn observe(f: &Frame) {
     let Some(sc) = SCRATCH.get_ptr_mut(0) else {
@@ -429,23 +442,48 @@ fn account(p: &Parsed, key: &FlowKey, nv: &mut FlowValue, f: &Frame, bytes: u64)
         return;
     }
     fresh(nv, p, f, bytes, now);
+    // The START event's slot is reserved before the entry is stored, so the stored value can
+    // say whether userspace gets its snapshot (STATE_START_SENT).
+    let slot = EVENTS.reserve::<FlowEvent>(0);
+    if slot.is_some() {
+        nv.state |= STATE_START_SENT;
+    }
     match FLOWS.insert(key, &*nv, BPF_NOEXIST as u64) {
-        Ok(()) => started(key, nv, f),
-        Err(e) if i64::from(e) == -EEXIST => match FLOWS.get_ptr_mut(key) {
-            // Another CPU created it between our lookup and insert.
-            Some(v) => update(v, p, key, nv, f, bytes, now),
-            None => count(C_MAP_FULL, f.segs),
-        },
-        Err(_) => count(C_MAP_FULL, f.segs),
+        Ok(()) => started(key, nv, f, slot),
+        Err(e) if i64::from(e) == -EEXIST => {
+            if let Some(s) = slot {
+                s.discard(0);
+            }
+            match FLOWS.get_ptr_mut(key) {
+                // Another CPU created it between our lookup and insert.
+                Some(v) => update(v, p, key, nv, f, bytes, now),
+                None => count(C_MAP_FULL, f.segs),
+            }
+        }
+        Err(_) => {
+            if let Some(s) = slot {
+                s.discard(0);
+            }
+            count(C_MAP_FULL, f.segs)
+        }
     }
 }
 
-/// Bookkeeping after the new value `nv` was stored for `key`.
+/// Bookkeeping after the new value `nv` was stored for `key`; `slot` is the START event's
+/// reserved ring-buffer entry (`None`: the ring was full, counted as a lost event).
 #[inline(always)]
-fn started(key: &FlowKey, nv: &mut FlowValue, f: &Frame) {
+fn started(
+    key: &FlowKey,
+    nv: &mut FlowValue,
+    f: &Frame,
+    slot: Option<aya_ebpf::maps::ring_buf::RingBufEntry<FlowEvent>>,
+) {
     count(C_FLOW_PACKETS, f.segs);
     count(C_FLOWS_STARTED, 1);
-    emit(EVENT_START, key, nv);
+    match slot {
+        Some(entry) => fill(entry, EVENT_START, key, nv),
+        None => count(C_EVENTS_LOST, 1),
+    }
     if is_over(nv.state) {
         // A lone RST: the flow starts and ends with this packet.
         if let Some(stored) = FLOWS.get_ptr_mut(key) {
@@ -480,12 +518,23 @@ fn update(
             // counts, then start over in the same entry.
             emit(EVENT_END, key, v);
             fresh(nv, p, f, bytes, now);
+            let slot = EVENTS.reserve::<FlowEvent>(0);
+            if slot.is_some() {
+                nv.state |= STATE_START_SENT;
+            }
             if FLOWS.insert(key, &*nv, BPF_ANY as u64).is_ok() {
-                started(key, nv, f);
+                started(key, nv, f, slot);
             } else {
+                if let Some(s) = slot {
+                    s.discard(0);
+                }
                 count(C_MAP_FULL, f.segs);
             }
             return;
+        }
+        if (*v).updated == 0 {
+            // The value departs from its START snapshot (one plain store, once per flow).
+            (*v).updated = 1;
         }
 
         let d = if p.dir == 0 {
@@ -523,20 +572,29 @@ fn update(
 #[inline(always)]
 fn emit(kind: u32, key: &FlowKey, value: *const FlowValue) {
     match EVENTS.reserve::<FlowEvent>(0) {
-        Some(mut entry) => {
-            let e = entry.as_mut_ptr();
-            // SAFETY: `e` is reserved ring-buffer memory of the right size; `value` points to a
-            // map value or the scratch slot. Copied in place, to keep it off the stack.
-            unsafe {
-                (*e).kind = kind;
-                (*e)._pad = 0;
-                core::ptr::copy_nonoverlapping(key, &mut (*e).key, 1);
-                core::ptr::copy_nonoverlapping(value, &mut (*e).value, 1);
-            }
-            entry.submit(0);
-        }
+        Some(entry) => fill(entry, kind, key, value),
         None => count(C_EVENTS_LOST, 1),
     }
+}
+
+/// Writes the event into its reserved ring-buffer entry and submits it.
+#[inline(always)]
+fn fill(
+    mut entry: aya_ebpf::maps::ring_buf::RingBufEntry<FlowEvent>,
+    kind: u32,
+    key: &FlowKey,
+    value: *const FlowValue,
+) {
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` is reserved ring-buffer memory of the right size; `value` points to a map
+    // value or the scratch slot. Copied in place, to keep it off the stack.
+    unsafe {
+        (*e).kind = kind;
+        (*e)._pad = 0;
+        core::ptr::copy_nonoverlapping(key, &mut (*e).key, 1);
+        core::ptr::copy_nonoverlapping(value, &mut (*e).value, 1);
+    }
+    entry.submit(0);
 }
 
 #[cfg(not(test))]

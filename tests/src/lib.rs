@@ -4,6 +4,8 @@
 //!   joined to it by veth pairs; run code or processes inside any of them.
 //! - [`traffic`]: deterministic traffic from plain sockets (TCP request/response, UDP, ICMP echo).
 //! - [`frames`]: hand-built Ethernet frames (valid and hostile) and an AF_PACKET sender.
+//! - [`flood`]: raw-frame floods (sendmmsg, qdisc bypass): repeated frames, or a paced scan of new
+//!   5-tuples.
 //! - [`oracle`]: an independent ground truth: AF_PACKET capture at every bridge port's ingress,
 //!   counted per unidirectional 5-tuple.
 //! - [`sensor`]: runs the real `decnet sniffer` binary in the lab and reads back its DB and summary.
@@ -18,6 +20,7 @@
 
 pub mod collector;
 pub mod fleet;
+pub mod flood;
 pub mod frames;
 pub mod netns;
 pub mod oracle;

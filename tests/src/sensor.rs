@@ -60,6 +60,10 @@ pub fn decnet_bin() -> Result<PathBuf> {
 pub enum Mode {
     Tc,
     Xdp,
+    /// Benchmark floor: an empty TC program on the same hook.
+    TcEmpty,
+    /// Benchmark floor: an empty XDP program on the same hook.
+    XdpEmpty,
 }
 
 impl Mode {
@@ -67,6 +71,8 @@ impl Mode {
         match self {
             Mode::Tc => "tc",
             Mode::Xdp => "xdp",
+            Mode::TcEmpty => "tc-empty",
+            Mode::XdpEmpty => "xdp-empty",
         }
     }
 }

@@ -14,6 +14,7 @@ use std::{
 };
 
 use decnet_e2e::{
+    flood,
     frames::{
         self, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_P_LLDP, Ipv4,
         NOBODY_MAC,
@@ -1088,4 +1089,85 @@ fn second_sniffer_on_the_same_bridge_is_refused() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{}", third.logs());
+}
+
+// --- a flood of new flows ---------------------------------------------------------------------
+
+/// A scan-style flood of new flows into a kernel table far too small for it: every distinct
+/// 5-tuple sent ends either as exactly one flow row (its one packet) or under `drop_map_full`,
+/// never both, never neither. Idle flows are swept every second, so the table turns over and
+/// both outcomes occur. (`cargo xtask bench sensor` runs the same at 100,000 new flows/s.)
+#[test]
+fn sensor_tc_flood_of_new_flows_every_tuple_is_a_row_or_a_map_full_drop() {
+    const TUPLES: u64 = 30_000;
+    const RATE: f64 = 15_000.0;
+    const ENTRIES: u32 = 4096;
+    let lab = Lab::new(&["gen", "sink"], LabOptions::default()).expect("lab");
+    let (gen_host, sink) = (lab.host("gen").clone(), lab.host("sink").clone());
+    let mut opts = SnifferOptions::new(Mode::Tc);
+    opts.sweep_interval = Some(1);
+    opts.idle_timeout = Some(1);
+    opts.extra_args = vec!["--flow-entries".into(), ENTRIES.to_string()];
+    let mut sn = Sniffer::start(&lab, &opts).unwrap_or_else(|e| panic!("{e:#}"));
+    sn.wait_ready(&lab.port_names(), READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let sent = flood::scan(&gen_host, &sink, TUPLES, RATE).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(sent.sent, TUPLES);
+    // Let the last flows go idle and be swept before the final export.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(sn.is_running(), "the sniffer died:\n{}", sn.logs());
+    let out = sn.stop().unwrap_or_else(|e| panic!("{e:#}"));
+
+    let mut p = Problems::default();
+    let target = IpAddr::V4(flood::SCAN_TARGET);
+    let rows: Vec<&FlowRow> = out
+        .flows
+        .iter()
+        .filter(|r| r.dst_ip == target && r.proto == 17)
+        .collect();
+    let mut seen = BTreeSet::new();
+    for r in &rows {
+        p.check(r.src_ip == IpAddr::V4(gen_host.ipv4), || {
+            format!("scan row from the wrong source: {r:?}")
+        });
+        p.check(r.packets == 1 && r.bytes == 60, || {
+            format!("a scan 5-tuple carries one 60-byte frame: {r:?}")
+        });
+        p.check(seen.insert((r.src_port, r.dst_port)), || {
+            format!("5-tuple written twice: {r:?}")
+        });
+    }
+    let sent_tuples: BTreeSet<(u16, u16)> = (0..TUPLES).map(flood::scan_ports).collect();
+    p.check(seen.is_subset(&sent_tuples), || {
+        format!(
+            "rows for 5-tuples never sent: {:?}",
+            seen.difference(&sent_tuples).take(5).collect::<Vec<_>>()
+        )
+    });
+    let map_full = out.summary.counter("drop_map_full");
+    p.eq(
+        "rows + drop_map_full = distinct 5-tuples sent",
+        rows.len() as u64 + map_full,
+        TUPLES,
+    );
+    // The table holds 4,096 flows and a flow stays ≥ 1 s: both outcomes must have happened.
+    p.check(map_full > 0, || {
+        format!("a {ENTRIES}-entry table must overflow at {RATE}/s with a 1 s idle timeout")
+    });
+    p.check(rows.len() as u64 > u64::from(ENTRIES), || {
+        format!(
+            "the table must turn over (idle flows swept): only {} rows",
+            rows.len()
+        )
+    });
+    p.eq(
+        "packets = flow_packets + drops",
+        out.summary.counter("packets"),
+        out.summary.counter("flow_packets") + out.summary.drops(),
+    );
+    p.assert_none(&format!(
+        "summary: {:?}\nsniffer logs (tail):\n{}",
+        out.summary,
+        tail(&out.stderr, 40)
+    ));
 }

@@ -123,7 +123,7 @@ benchmark.
 
   sensor   builds decnet, then `cargo run --release -p decnet-e2e --bin bench-sensor -- [ARGS]` \
 with DECNET_BIN set to the release binary: what the flow sensor costs on a flooded decoy bridge \
-(needs root)
+against no sensor and against empty TC/XDP programs, then a flood of new flows (needs root)
   repo     makes sure the MariaDB server runs and the test account exists (setup steps 5–6), \
 then `cargo run --release -p decnet-core --bin bench-repo -- [ARGS]` with \
 DECNET_TEST_MYSQL_URL=mysql://decnet:decnet@127.0.0.1:3306: event and flow rows inserted per \

@@ -15,7 +15,10 @@ use aya::{
         xdp::XdpLinkId,
     },
 };
-use decnet_common::{COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, TC_PROGRAM, XDP_PROGRAM};
+use decnet_common::{
+    COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, TC_EMPTY_PROGRAM, TC_PROGRAM, XDP_EMPTY_PROGRAM,
+    XDP_PROGRAM,
+};
 
 /// Where the program hooks each bridge port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +28,29 @@ pub enum Mode {
     Tc,
     /// XDP, native where the driver supports it, else generic.
     Xdp,
+    /// Benchmark floor: an empty TC program on the same hook (counts nothing, writes no flows).
+    #[value(hide = true)]
+    TcEmpty,
+    /// Benchmark floor: an empty XDP program on the same hook (counts nothing, writes no flows).
+    #[value(hide = true)]
+    XdpEmpty,
+}
+
+impl Mode {
+    /// The hook is XDP (else TC).
+    fn is_xdp(self) -> bool {
+        matches!(self, Mode::Xdp | Mode::XdpEmpty)
+    }
+
+    /// The program this mode attaches.
+    fn program(self) -> &'static str {
+        match self {
+            Mode::Tc => TC_PROGRAM,
+            Mode::Xdp => XDP_PROGRAM,
+            Mode::TcEmpty => TC_EMPTY_PROGRAM,
+            Mode::XdpEmpty => XDP_EMPTY_PROGRAM,
+        }
+    }
 }
 
 impl std::fmt::Display for Mode {
@@ -32,6 +58,8 @@ impl std::fmt::Display for Mode {
         f.write_str(match self {
             Mode::Tc => "tc",
             Mode::Xdp => "xdp",
+            Mode::TcEmpty => "tc-empty",
+            Mode::XdpEmpty => "xdp-empty",
         })
     }
 }
@@ -78,15 +106,12 @@ impl Sensor {
                  CAP_NET_ADMIN + CAP_PERFMON; --ring-bytes must be a power of two multiple of \
                  the page size)",
             )?;
-        match mode {
-            Mode::Xdp => {
-                let prog: &mut Xdp = program(&mut ebpf, XDP_PROGRAM)?.try_into()?;
-                prog.load().context("the kernel rejected the XDP program")?;
-            }
-            Mode::Tc => {
-                let prog: &mut SchedClassifier = program(&mut ebpf, TC_PROGRAM)?.try_into()?;
-                prog.load().context("the kernel rejected the TC program")?;
-            }
+        if mode.is_xdp() {
+            let prog: &mut Xdp = program(&mut ebpf, mode.program())?.try_into()?;
+            prog.load().context("the kernel rejected the XDP program")?;
+        } else {
+            let prog: &mut SchedClassifier = program(&mut ebpf, mode.program())?.try_into()?;
+            prog.load().context("the kernel rejected the TC program")?;
         }
         let mut take = |name: &str| {
             ebpf.take_map(name)
@@ -126,9 +151,9 @@ impl Sensor {
         if self.links.contains_key(&ifindex) {
             return Ok("already attached");
         }
-        let (id, how) = match self.mode {
-            Mode::Xdp => {
-                let prog: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
+        let (id, how) = match self.mode.is_xdp() {
+            true => {
+                let prog: &mut Xdp = program(&mut self.ebpf, self.mode.program())?.try_into()?;
                 match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
                     Ok(id) => (LinkId::Xdp(id), "xdp native"),
                     Err(native) => {
@@ -141,8 +166,9 @@ impl Sensor {
                     }
                 }
             }
-            Mode::Tc => {
-                let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?.try_into()?;
+            false => {
+                let prog: &mut SchedClassifier =
+                    program(&mut self.ebpf, self.mode.program())?.try_into()?;
                 match prog.attach(name, TcAttachType::Ingress) {
                     Ok(id) => (LinkId::Tc(id), "tc ingress"),
                     Err(first) => {
@@ -189,11 +215,12 @@ impl Sensor {
     fn detach_link(&mut self, id: LinkId) -> anyhow::Result<()> {
         match id {
             LinkId::Xdp(id) => {
-                let prog: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?.try_into()?;
+                let prog: &mut Xdp = program(&mut self.ebpf, self.mode.program())?.try_into()?;
                 prog.detach(id)?;
             }
             LinkId::Tc(id) => {
-                let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?.try_into()?;
+                let prog: &mut SchedClassifier =
+                    program(&mut self.ebpf, self.mode.program())?.try_into()?;
                 prog.detach(id)?;
             }
         }

@@ -1,7 +1,9 @@
 //! Exports flows from the kernel's `FLOWS` table: entries idle longer than their timeout are
 //! removed (atomically read-and-deleted) and written with their final counts; active entries are
 //! re-exported every `active_timeout` when their counts changed, so long flows stay current in the
-//! repository. At shutdown, [`Sweeper::export_all`] writes every entry.
+//! repository. At shutdown, [`Sweeper::export_all`] writes every entry. An entry still exactly as
+//! its START event reported it (`FlowValue::unchanged_since_start`: a scan's one-packet flows) is
+//! not exported again: that event's row is already final.
 use std::{
     collections::HashMap,
     io,
@@ -42,6 +44,9 @@ pub struct SweepResult {
     pub records: Vec<FlowRecord>,
     pub removed: u64,
     pub entries: u64,
+    /// Entries not exported because their START event already carried exactly these counts
+    /// ([`FlowValue::unchanged_since_start`]).
+    pub unchanged: u64,
 }
 
 impl Sweeper {
@@ -75,7 +80,7 @@ impl Sweeper {
                 };
                 if idle >= timeout.as_nanos() as u64 {
                     expired.push(key);
-                } else if active_due {
+                } else if active_due && !value.unchanged_since_start() {
                     let packets = value.packets();
                     if self.exported.get(&key) != Some(&packets) {
                         self.conv.records(&key, &value, &mut res.records);
@@ -94,7 +99,12 @@ impl Sweeper {
             // would be lost; this way the last count is the one we export.
             match lookup_and_delete(fd, &key) {
                 Ok(Some(value)) => {
-                    self.conv.records(&key, &value, &mut res.records);
+                    // Unchanged since its START event: that event's row is already final.
+                    if !value.unchanged_since_start() {
+                        self.conv.records(&key, &value, &mut res.records);
+                    } else {
+                        res.unchanged += 1;
+                    }
                     res.removed += 1;
                 }
                 Ok(None) => {}
@@ -111,7 +121,11 @@ impl Sweeper {
         for entry in table.iter() {
             let Ok((key, value)) = entry else { continue };
             res.entries += 1;
-            self.conv.records(&key, &value, &mut res.records);
+            if value.unchanged_since_start() {
+                res.unchanged += 1;
+            } else {
+                self.conv.records(&key, &value, &mut res.records);
+            }
         }
         Ok(res)
     }

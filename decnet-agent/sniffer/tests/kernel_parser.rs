@@ -63,21 +63,31 @@ impl Harness {
             ..Default::default()
         };
         let (ret, pass) = match self.mode {
-            Mode::Xdp => {
+            Mode::Xdp | Mode::XdpEmpty => {
+                let name = if self.mode == Mode::Xdp {
+                    XDP_PROGRAM
+                } else {
+                    XDP_EMPTY_PROGRAM
+                };
                 let p: &mut Xdp = self
                     .sensor
                     .ebpf_mut()
-                    .program_mut(XDP_PROGRAM)
+                    .program_mut(name)
                     .unwrap()
                     .try_into()
                     .unwrap();
                 (p.test_run(opts)?, XDP_PASS)
             }
-            Mode::Tc => {
+            Mode::Tc | Mode::TcEmpty => {
+                let name = if self.mode == Mode::Tc {
+                    TC_PROGRAM
+                } else {
+                    TC_EMPTY_PROGRAM
+                };
                 let p: &mut SchedClassifier = self
                     .sensor
                     .ebpf_mut()
-                    .program_mut(TC_PROGRAM)
+                    .program_mut(name)
                     .unwrap()
                     .try_into()
                     .unwrap();
@@ -576,4 +586,84 @@ fn full_table_and_full_ring_are_counted() {
         "a 4 KiB ring cannot hold 100 events; lost={lost}"
     );
     assert_eq!(c.get(C_FLOWS_STARTED), 100);
+    // Exactly the flows whose START event was lost lack STATE_START_SENT: the sweep must export
+    // those, and only those may be skipped as unchanged.
+    let unsent = flows
+        .iter()
+        .map(|r| r.unwrap().1)
+        .filter(|v| v.state & STATE_START_SENT == 0)
+        .count() as u64;
+    assert_eq!(
+        unsent, lost,
+        "entries without their START event = events lost"
+    );
+}
+
+/// A new flow's entry says its START event went out (STATE_START_SENT) and, until a second
+/// packet, is exactly that event's snapshot (`unchanged_since_start`): the sweep need not export
+/// it again. The second packet marks it updated.
+fn start_snapshot(mode: Mode) {
+    let mut h = Harness::new(mode);
+    let frame = eth(0x0800, &ipv4(17, A, B, &udp(5353, 53, 10)));
+    h.run(&frame);
+    let ev = h.events();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].kind, EVENT_START);
+    let flows = h.flows();
+    assert_eq!(flows.len(), 1);
+    let (key, v) = flows[0];
+    assert_eq!(ev[0].key, key);
+    assert_eq!(
+        ev[0].value, v,
+        "the stored value is the START snapshot, bit for bit"
+    );
+    assert_eq!(v.state & STATE_START_SENT, STATE_START_SENT);
+    assert_eq!(v.updated, 0);
+    assert!(v.unchanged_since_start());
+
+    h.run(&frame);
+    let (_, v) = h.flows()[0];
+    assert_eq!(v.packets(), 2);
+    assert_eq!(v.updated, 1);
+    assert!(
+        !v.unchanged_since_start(),
+        "a second packet must be exported"
+    );
+    assert!(h.events().is_empty(), "no event for an ordinary packet");
+
+    // A lone RST starts and ends a flow: ended flows are always exported.
+    h.run(&eth(0x0800, &ipv4(6, B, A, &tcp(40001, 23, TCP_RST, 5))));
+    let ended: Vec<FlowValue> = h
+        .flows()
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v.state & STATE_ENDED != 0)
+        .collect();
+    assert_eq!(ended.len(), 1);
+    assert!(!ended[0].unchanged_since_start());
+}
+
+#[test]
+fn start_snapshot_tc() {
+    start_snapshot(Mode::Tc);
+}
+
+#[test]
+fn start_snapshot_xdp() {
+    start_snapshot(Mode::Xdp);
+}
+
+/// The benchmark's floor programs (`--mode tc-empty|xdp-empty`) load, pass every frame unchanged
+/// and touch nothing: no counter, no flow, no event.
+#[test]
+fn empty_programs_pass_and_touch_nothing() {
+    for mode in [Mode::TcEmpty, Mode::XdpEmpty] {
+        let mut h = Harness::new(mode);
+        h.run(&eth(0x0800, &ipv4(17, A, B, &udp(5353, 53, 10))));
+        h.run(&eth(0x0806, &[0u8; 28]));
+        let c = h.counters();
+        assert_eq!(c.get(C_PACKETS), 0, "{mode}: counted packets");
+        assert!(h.flows().is_empty(), "{mode}: stored flows");
+        assert!(h.events().is_empty(), "{mode}: sent events");
+    }
 }

@@ -2,6 +2,10 @@
 //! rows per transaction) and one row per transaction, on SQLite (a temp file) and on MariaDB (a
 //! scratch database `decnet_t_bench_<pid>` under `DECNET_TEST_MYSQL_URL`, dropped at the end).
 //!
+//! Flows are also upserted batched through `Repository::write` (what the sniffer's writer calls:
+//! on SQLite the bulk write path, `repo::sqlite_writer`), side by side with the same rows through
+//! a sqlx transaction (`WriteTx::upsert_flows`, the baseline) in the same rounds.
+//!
 //! Every measurement starts from an empty, freshly migrated database and inserts the same
 //! pre-generated rows (generation is not timed); rounds interleave backends and cases, and the
 //! table reports the median of the rounds. After each measurement the stored rows are counted, so
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use decnet_core::model::{FlowRecord, NewEvent};
-use decnet_core::repo::Repository;
+use decnet_core::repo::{Repository, Write};
 use sqlx::{Connection as _, Executor as _, mysql::MySqlConnection};
 
 const USAGE: &str = "\
@@ -38,6 +42,8 @@ Environment:
 
 /// The goal stated in the issue: batched event inserts on SQLite, on the 2-core development VM.
 const GOAL_SQLITE_EVENTS_PER_S: f64 = 200_000.0;
+/// The goal stated in the issue for the sniffer's flow writer: flow rows per second on SQLite.
+const GOAL_SQLITE_FLOWS_PER_S: f64 = 100_000.0;
 const MYSQL_URL_VAR: &str = "DECNET_TEST_MYSQL_URL";
 
 const ATTACKERS: usize = 1_000;
@@ -332,8 +338,22 @@ impl Table {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// `batch` rows per sqlx transaction (`Repository::begin`, `WriteTx`).
     Batched,
+    /// One row per sqlx transaction.
     Single,
+    /// `batch` rows per `Repository::write` (the writers' path; SQLite: the bulk write path).
+    Write,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Batched => "batched",
+            Mode::Single => "single",
+            Mode::Write => "write",
+        }
+    }
 }
 
 /// Where fresh databases come from.
@@ -412,20 +432,52 @@ struct Data {
     batch: usize,
 }
 
-/// Inserts the first `n` events or flows into a fresh database; returns the time it took.
+/// CPU time of this process so far: the sum of its threads' run time from
+/// `/proc/self/task/*/schedstat` (nanoseconds, first field). Threads that exit in between are
+/// not counted; the measured writes keep their threads (the pool closes after the count).
+fn process_cpu() -> Result<Duration> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").context("reading /proc/self/task")? {
+        let path = task?.path().join("schedstat");
+        // A thread may exit between listing and reading.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("{}: unexpected {text:?}", path.display()))?;
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// Inserts the first `n` events or flows into a fresh database; returns the time it took and
+/// the CPU time this process spent meanwhile (MariaDB's server time is not in it).
 async fn measure(
     dbs: &mut Databases,
     backend: Backend,
     (table, mode, n): (Table, Mode, usize),
     data: &Data,
-) -> Result<Duration> {
+) -> Result<(Duration, Duration)> {
     let repo = dbs.fresh(backend).await?;
     let per_tx = match mode {
-        Mode::Batched => data.batch,
+        Mode::Batched | Mode::Write => data.batch,
         Mode::Single => 1,
     };
+    let cpu0 = process_cpu()?;
     let started = Instant::now();
     match table {
+        Table::Events if mode == Mode::Write => {
+            for chunk in data.events[..n].chunks(per_tx) {
+                repo.write(&[Write::Events(chunk)]).await?;
+            }
+        }
+        Table::Flows if mode == Mode::Write => {
+            for chunk in data.flows[..n].chunks(per_tx) {
+                repo.write(&[Write::Flows(chunk)]).await?;
+            }
+        }
         Table::Events => {
             for chunk in data.events[..n].chunks(per_tx) {
                 let mut tx = repo.begin().await?;
@@ -442,6 +494,7 @@ async fn measure(
         }
     }
     let took = started.elapsed();
+    let cpu = process_cpu()?.saturating_sub(cpu0);
     let stored = match table {
         Table::Events => repo.count_events().await?,
         Table::Flows => repo.count_flows().await?,
@@ -454,7 +507,7 @@ async fn measure(
             table.name()
         );
     }
-    Ok(took)
+    Ok((took, cpu))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -548,31 +601,35 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
         (Table::Events, Mode::Single, o.single),
         (Table::Flows, Mode::Batched, o.flows),
         (Table::Flows, Mode::Single, o.single),
+        (Table::Flows, Mode::Write, o.flows),
     ];
     // rates[backend][case] = rows/s of each round.
     let mut rates = vec![vec![Vec::new(); cases.len()]; backends.len()];
+    // cpu_rates[backend][case] = rows per CPU-second of this process, each round.
+    let mut cpu_rates = vec![vec![Vec::new(); cases.len()]; backends.len()];
     for round in 1..=o.rounds {
         for (b, &backend) in backends.iter().enumerate() {
             for (c, &(table, mode, n)) in cases.iter().enumerate() {
                 if n == 0 {
                     continue;
                 }
-                let took = measure(dbs, backend, (table, mode, n), &data).await?;
+                let (took, cpu) = measure(dbs, backend, (table, mode, n), &data).await?;
                 let rate = n as f64 / took.as_secs_f64().max(1e-9);
+                let cpu_rate = n as f64 / cpu.as_secs_f64().max(1e-9);
                 println!(
-                    "round {round}/{}: {:<7} {:<6} {:<7} {:>9} rows in {:>7.3} s = {:>9} rows/s",
+                    "round {round}/{}: {:<7} {:<6} {:<7} {:>9} rows in {:>7.3} s = {:>9} rows/s \
+                     ({:>9} rows/CPU-s)",
                     o.rounds,
                     backend.name(),
                     table.name(),
-                    match mode {
-                        Mode::Batched => "batched",
-                        Mode::Single => "single",
-                    },
+                    mode.name(),
                     thousands(n as f64),
                     took.as_secs_f64(),
-                    thousands(rate)
+                    thousands(rate),
+                    thousands(cpu_rate)
                 );
                 rates[b][c].push(rate);
+                cpu_rates[b][c].push(cpu_rate);
             }
         }
     }
@@ -616,6 +673,51 @@ async fn run_rounds(o: &Opts, backends: &[Backend], dbs: &mut Databases) -> Resu
         }
     }
     println!();
+    println!(
+        "flows batched ({} rows each) through Repository::write (the sniffer writer's path; on \
+         SQLite the bulk write path) vs through a sqlx transaction (WriteTx, the baseline), same \
+         rows, same rounds:",
+        thousands(o.batch as f64)
+    );
+    let mut sqlite_flows = None;
+    for (b, &backend) in backends.iter().enumerate() {
+        let (tx, write) = (&rates[b][2], &rates[b][4]);
+        if tx.is_empty() || write.is_empty() {
+            continue;
+        }
+        let (tx, write) = (median(tx.clone()), median(write.clone()));
+        let (tx_cpu, write_cpu) = (
+            median(cpu_rates[b][2].clone()),
+            median(cpu_rates[b][4].clone()),
+        );
+        if backend == Backend::Sqlite {
+            sqlite_flows = Some(write);
+        }
+        println!(
+            "  {:<7} write {:>9} rows/s, sqlx transaction {:>9} rows/s ({:.2}×); per CPU-second \
+             of this process: {:>9} vs {:>9} ({:.2}×)",
+            backend.name(),
+            thousands(write),
+            thousands(tx),
+            write / tx.max(1e-9),
+            thousands(write_cpu),
+            thousands(tx_cpu),
+            write_cpu / tx_cpu.max(1e-9)
+        );
+    }
+    println!();
+    if let Some(rate) = sqlite_flows {
+        println!(
+            "goal (≥{} flow rows/s on SQLite through the writer's path): {} ({} rows/s)",
+            thousands(GOAL_SQLITE_FLOWS_PER_S),
+            if rate >= GOAL_SQLITE_FLOWS_PER_S {
+                "met"
+            } else {
+                "NOT met"
+            },
+            thousands(rate)
+        );
+    }
     match sqlite_events {
         Some(rate) => println!(
             "goal (≥{} event rows/s batched on SQLite): {} ({} rows/s)",

@@ -1,7 +1,9 @@
 //! `flows`: one row per flow direction from the sensor. Identity: bridge + 5-tuple + vlan +
 //! first_seen; re-exports merge (counters max, flags union, last_seen max, ended sticky).
 //!
-//! Written by the sniffer (batched multi-row upserts). Read by the correlator (new flows after
+//! Written by the sniffer (batched upserts: on a SQLite file through the bulk write path,
+//! [`super::sqlite_writer`], one cached prepared single-row upsert per flow; elsewhere
+//! multi-row upserts through sqlx — the same SQL either way). Read by the correlator (new flows after
 //! its cursor, an attacker's flows, the bytes of a session's flows), the attacker counters'
 //! refresh (in `attackers`) and the API (filtered listing, scan summary).
 use std::{net::IpAddr, sync::LazyLock};
@@ -10,7 +12,7 @@ use serde::Serialize;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows, select_sql},
+    bulk::{AnyQuery, Insert, insert_rows, insert_sql, select_sql},
     decode::{Decoder, sat},
     limits,
     listing::{Where, newest_first, page_limit, rows_after},
@@ -151,6 +153,41 @@ impl WriteTx {
         )
         .await
     }
+}
+
+/// [`WriteTx::upsert_flows`] on the SQLite bulk write path: the same upsert (same columns, key
+/// and merges), one cached prepared row at a time. Returns the affected-row count.
+pub(crate) fn upsert_native(
+    tx: &rusqlite::Transaction<'_>,
+    flows: &[FlowRecord],
+) -> Result<u64, RepoError> {
+    if flows.is_empty() {
+        return Ok(0);
+    }
+    let d = super::Dialect::Sqlite;
+    let tail = d.upsert_tail("flows", &KEY, &MERGE);
+    let mut stmt = tx.prepare_cached(&insert_sql("INSERT INTO", "flows", &COLUMNS, 1, &tail))?;
+    let mut affected = 0u64;
+    for f in flows {
+        let n = stmt.execute((
+            &*limits::text(&f.bridge, limits::NAME),
+            &*limits::text(&f.port, limits::NAME),
+            f.src_ip.to_string(),
+            f.dst_ip.to_string(),
+            i64::from(f.src_port),
+            i64::from(f.dst_port),
+            i64::from(f.proto),
+            i64::from(f.vlan),
+            sat(f.packets),
+            sat(f.bytes),
+            i64::from(f.tcp_flags),
+            format_ts(f.first_seen_ns),
+            format_ts(f.last_seen_ns),
+            i64::from(f.ended),
+        ))?;
+        affected += n as u64;
+    }
+    Ok(affected)
 }
 
 impl Repository {

@@ -578,13 +578,17 @@ impl Write<'_> {
     fn has_native(&self) -> bool {
         matches!(
             self,
-            Write::Events(_) | Write::EventsWithCredentials { .. } | Write::Counters { .. }
+            Write::Flows(_)
+                | Write::Events(_)
+                | Write::EventsWithCredentials { .. }
+                | Write::Counters { .. }
         )
     }
 
     /// Applies the write on the bulk write path; only for [`Write::has_native`] writes.
     fn apply_native(&self, tx: &rusqlite::Transaction<'_>) -> Result<u64, RepoError> {
         match *self {
+            Write::Flows(v) => flows::upsert_native(tx, v),
             Write::Events(v) => events::insert_native(tx, v, &[]),
             Write::EventsWithCredentials {
                 events,
