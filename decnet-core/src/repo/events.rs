@@ -206,7 +206,14 @@ pub(crate) fn insert_native(
     let d = super::Dialect::Sqlite;
     let sql = insert_sql(d.insert_ignore(), "events", &COLUMNS, 1, d.ignore_tail());
     let mut stmt = tx.prepare_cached(&sql)?;
-    let mut new = vec![false; if credentials.is_empty() { 0 } else { events.len() }];
+    let mut new = vec![
+        false;
+        if credentials.is_empty() {
+            0
+        } else {
+            events.len()
+        }
+    ];
     let mut stored = 0u64;
     for (i, e) in events.iter().enumerate() {
         let ip = e.attacker_ip.map(|ip| ip.to_string());

@@ -87,9 +87,9 @@ mod stats;
 // Statement building blocks.
 mod bulk;
 // The SQLite bulk write path (a dedicated connection with cached prepared statements).
-mod sqlite_writer;
 mod decode;
 mod listing;
+mod sqlite_writer;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 

@@ -357,7 +357,8 @@ fn run_decnet(args: &Args, streams: &Arc<Vec<Vec<u8>>>) -> Result<(PhaseResult, 
 
 /// The database's size after a WAL checkpoint, and that of `events` with its indexes (dbstat).
 fn db_bytes(db: &Path) -> Result<(u64, Option<u64>)> {
-    let conn = rusqlite::Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let conn =
+        rusqlite::Connection::open(db).with_context(|| format!("opening {}", db.display()))?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     let total = std::fs::metadata(db)?.len();
@@ -437,9 +438,7 @@ fn run_sqlite(src: &Path, dst: &Path) -> Result<PhaseResult> {
         {
             let mut stmt = tx.prepare_cached(insert)?;
             for r in chunk {
-                stored += stmt.execute((
-                    r.0, &r.1, &r.2, &r.3, &r.4, r.5, &r.6, &r.7, r.8,
-                ))?;
+                stored += stmt.execute((r.0, &r.1, &r.2, &r.3, &r.4, r.5, &r.6, &r.7, r.8))?;
             }
         }
         tx.commit()?;
@@ -447,7 +446,11 @@ fn run_sqlite(src: &Path, dst: &Path) -> Result<PhaseResult> {
     let secs = t0.elapsed().as_secs_f64();
     let cpu_s = thread_cpu_s() - cpu0;
     drop(out);
-    ensure!(stored == rows.len(), "sqlite stored {stored} of {} rows", rows.len());
+    ensure!(
+        stored == rows.len(),
+        "sqlite stored {stored} of {} rows",
+        rows.len()
+    );
     let bytes = db_bytes(dst)?;
     Ok(PhaseResult {
         secs,
