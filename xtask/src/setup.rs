@@ -40,7 +40,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "rsyslog-mysql",
-        "rsyslog's `ommysql`: `bench collector --mysql` compares against it",
+        "rsyslog's `ommysql`: the baseline for the collector's MariaDB path (issue 16)",
     ),
     (
         "bsdutils",

@@ -49,8 +49,14 @@
 //! process) and other processes wait on the busy timeout; on MySQL row locks do the work.
 //!
 //! Storage conventions: timestamps are [`crate::time_fmt::format_ts`] text (fixed width, so text
-//! order is time order); IP addresses their canonical text; attacker-supplied bytes are BLOBs,
-//! stored exactly; every text field is bounded ([`limits`]).
+//! order is time order) — except `events.ts`, Unix epoch nanoseconds as an integer (the
+//! collector's table is the largest and the hottest; [`Dialect::ts_text`] converts where it meets
+//! the others); IP addresses their canonical text; attacker-supplied bytes are BLOBs, stored
+//! exactly; every text field is bounded ([`limits`]).
+//!
+//! On a SQLite file, the writes that have one (the collector's events, their credentials, the
+//! counters) go through the bulk write path, a dedicated connection with cached prepared
+//! statements (module `sqlite_writer`); everything else through sqlx.
 
 pub mod dialect;
 pub mod migrate;
