@@ -477,21 +477,7 @@ async fn pass(
                 (b, last, c)
             }
             _ => {
-                let (mut settled, waiting) = p.flows.take().unwrap_or_default();
-                // Flows do not run ahead of the pending events: those taken later than the
-                // sessions they belong to would make the events' batch read them back (to count
-                // their bytes); taken after the sessions, they are counted in memory. The rest
-                // stays pending (no read again).
-                if let Some(head) = heads[0] {
-                    let cut = settled
-                        .iter()
-                        .position(|(_, f)| f.first_seen_ns >= head)
-                        .unwrap_or(settled.len())
-                        .max(1);
-                    if cut < settled.len() {
-                        p.flows = Some((settled.split_off(cut), waiting));
-                    }
-                }
+                let (settled, _) = p.flows.take().unwrap_or_default();
                 let last = settled.last().map_or(0, |(id, _)| *id);
                 let (b, c) = flows_batch(repo, cfg, &dir, &settled, at[2], last, state).await?;
                 (b, last, c)
@@ -519,14 +505,8 @@ async fn pass(
         let write = repo.write(&writes);
         // The next batch of the same input is read while this one is written (WAL readers do
         // not wait for the writer): it starts after this batch whether or not the write
-        // succeeds, and a failed write ends the pass anyway. Flows still pending are not read.
-        let read = async {
-            if pick == 2 && p.flows.is_some() {
-                return Ok(());
-            }
-            p.read_next(repo, cfg, pick, next).await
-        };
-        let (written, read) = tokio::join!(write, read);
+        // succeeds, and a failed write ends the pass anyway.
+        let (written, read) = tokio::join!(write, p.read_next(repo, cfg, pick, next));
         written?;
         at[pick] = next;
         read?;

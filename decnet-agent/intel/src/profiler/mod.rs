@@ -316,7 +316,9 @@ pub async fn gather_batch(
         }
     }
     let own: Vec<(IpAddr, Vec<EventFact>)> = futures::stream::iter(alone)
-        .map(|ip| async move { Ok::<_, RepoError>((ip, repo.recent_events(ip, max_events).await?)) })
+        .map(
+            |ip| async move { Ok::<_, RepoError>((ip, repo.recent_events(ip, max_events).await?)) },
+        )
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;
