@@ -275,6 +275,9 @@ pub async fn gather(
     }))
 }
 
+/// Credential rows above which an attacker's reuse is read per reuse record.
+const HEAVY_CREDENTIALS: u64 = 10_000;
+
 /// [`gather`] for a batch of attackers, in a few statements per table instead of several per
 /// attacker: the inputs of `ips`, in order (`None`: no attacker row). Attackers whose stored
 /// event count (the correlator's, which may lag the events table) reaches half of
@@ -339,7 +342,18 @@ pub async fn gather_batch(
     for s in repo.detected_scans_of(&present).await? {
         scans.entry(s.attacker_ip).or_default().push(s);
     }
-    let reuse = repo.reuse_targets_of_many(&present).await?;
+    // An attacker with many credential rows (a brute-forcer) has its reuse read from the reuse
+    // records' side: its own rows would be read whole at every profile.
+    let heavy = |ip: &IpAddr| {
+        attackers
+            .get(ip)
+            .is_some_and(|a| a.credential_count > HEAVY_CREDENTIALS)
+    };
+    let (heavy, light): (Vec<IpAddr>, Vec<IpAddr>) = present.iter().partition(|ip| heavy(ip));
+    let mut reuse = repo.reuse_targets_of_many(&light).await?;
+    for ip in heavy {
+        reuse.insert(ip, repo.reuse_targets_by_records(ip).await?);
+    }
     let mut fingerprints: HashMap<IpAddr, Vec<Fingerprint>> = HashMap::new();
     for f in repo.fingerprints_of(&present).await? {
         fingerprints.entry(f.attacker_ip).or_default().push(f);
