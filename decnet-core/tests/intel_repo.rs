@@ -381,6 +381,17 @@ async fn reads_for_the_workers(b: Backend) {
         recent.iter().map(|e| e.ts_ns).collect::<Vec<_>>(),
         vec![T0 + 2 * SEC, T0 + 3 * SEC]
     );
+    // The profiler's batch read: every event of each attacker, in (attacker, time, id) order.
+    let all = repo.events_of(&[other, a, ip(99)]).await.unwrap();
+    let of = |who: IpAddr| {
+        all.iter()
+            .filter(|e| e.attacker_ip == Some(who))
+            .map(|e| e.ts_ns)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all.len(), 4);
+    assert_eq!(of(a), vec![T0 + SEC, T0 + 2 * SEC, T0 + 3 * SEC]);
+    assert_eq!(of(other), vec![T0 + 4 * SEC]);
 
     intel(
         &repo,
@@ -548,6 +559,38 @@ async fn reads_for_the_workers(b: Backend) {
     assert_eq!(repo.reuse_targets_of(a).await.unwrap(), 2);
     assert_eq!(repo.reuse_targets_of(ip(99)).await.unwrap(), 0);
     assert_eq!(repo.credential_attempts(a).await.unwrap(), 2);
+    // The profiler's batch reads agree with the per-attacker ones.
+    let who = [a, other, ip(99)];
+    let targets = repo.reuse_targets_of_many(&who).await.unwrap();
+    let attempts = repo.credential_attempts_of(&who).await.unwrap();
+    let commands = repo.session_commands_of(&who).await.unwrap();
+    let scans = repo.detected_scans_of(&who).await.unwrap();
+    for w in who {
+        assert_eq!(
+            targets.get(&w).copied().unwrap_or(0),
+            repo.reuse_targets_of(w).await.unwrap()
+        );
+        assert_eq!(
+            repo.reuse_targets_by_records(w).await.unwrap(),
+            repo.reuse_targets_of(w).await.unwrap()
+        );
+        assert_eq!(
+            attempts.get(&w).copied().unwrap_or(0),
+            repo.credential_attempts(w).await.unwrap()
+        );
+        assert_eq!(
+            commands.get(&w).copied().unwrap_or(0),
+            repo.session_commands(w).await.unwrap()
+        );
+        let mine: Vec<Scan> = scans
+            .iter()
+            .filter(|s| s.attacker_ip == w)
+            .cloned()
+            .collect();
+        assert_eq!(mine, repo.scan_episodes(w, true).await.unwrap());
+    }
+    assert_eq!((targets.get(&a), targets.get(&ip(99))), (Some(&2), None));
+    assert_eq!(attempts.get(&a), Some(&2));
     let mut targets = repo
         .secret_targets(&[pw, other_pw], i64::MAX)
         .await

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows},
+    bulk::{AnyQuery, Insert, insert_rows, placeholders},
     decode::{Decoder, sat},
     listing::{Arg, Where, like_prefix, page_limit, rows_after},
     sqlite_read::{AnyCells, CellError, Cells},
@@ -324,6 +324,22 @@ impl Repository {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(decode).transpose()
+    }
+
+    /// The attacker rows of `ips` (those that have one; any order): the profiler's batch read.
+    pub async fn attackers_of(&self, ips: &[IpAddr]) -> Result<Vec<Attacker>, RepoError> {
+        let mut out = Vec::with_capacity(ips.len());
+        for chunk in ips.chunks(500) {
+            let sql = format!("{SELECT} WHERE ip IN ({})", placeholders(chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Attackers by id, `id > after`, at most `limit` (keyset pagination).

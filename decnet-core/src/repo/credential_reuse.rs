@@ -138,6 +138,47 @@ impl Repository {
         Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
+    /// [`Repository::reuse_targets_of`] from the other side: each stored reuse record is probed
+    /// for a row of `ip` (one indexed lookup per reused secret), so the cost follows the number
+    /// of reused secrets, not the attacker's credential rows — for a brute-forcer with many.
+    pub async fn reuse_targets_by_records(&self, ip: IpAddr) -> Result<u64, RepoError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(r.target_count) FROM credential_reuse r WHERE EXISTS \
+             (SELECT 1 FROM credentials c WHERE c.secret_hash = r.secret_hash \
+             AND c.attacker_ip = ?)",
+        )
+        .bind(ip.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    /// [`Repository::reuse_targets_of`] for each of `ips` (absent: 0), in one statement per
+    /// chunk: the profiler's batch read.
+    pub async fn reuse_targets_of_many(
+        &self,
+        ips: &[IpAddr],
+    ) -> Result<HashMap<IpAddr, u64>, RepoError> {
+        let mut out = HashMap::with_capacity(ips.len());
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "SELECT c.attacker_ip, MAX(r.target_count) AS n FROM credentials c \
+                 JOIN credential_reuse r ON r.secret_hash = c.secret_hash \
+                 WHERE c.attacker_ip IN ({}) GROUP BY c.attacker_ip",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let d = Decoder::new(&row, "credential_reuse");
+                out.insert(d.ip("attacker_ip")?, d.u64("n")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored reuse records of these secrets (those that have one).
     pub async fn reuse_records(
         &self,

@@ -9,7 +9,10 @@
 //! cursor, the rows and the reuse aggregate of a secret), the profiler (an attacker's attempts),
 //! the attacker counters' refresh (in `attackers`), `credential_reuse` (which secrets an attacker
 //! tried) and the API (filtered listing).
-use std::{collections::HashSet, net::IpAddr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
 
 use sha2::{Digest as _, Sha256};
 
@@ -333,6 +336,32 @@ impl Repository {
             .fetch_one(self.pool())
             .await?;
         Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    /// Σ attempts over the credentials of each of `ips` (absent: none): the profiler's batch
+    /// read of [`Repository::credential_attempts`].
+    pub async fn credential_attempts_of(
+        &self,
+        ips: &[IpAddr],
+    ) -> Result<HashMap<IpAddr, u64>, RepoError> {
+        let mut out = HashMap::with_capacity(ips.len());
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "SELECT attacker_ip, {} AS n FROM credentials WHERE attacker_ip IN ({}) \
+                 GROUP BY attacker_ip",
+                self.dialect().sum_int("attempts"),
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                let d = Decoder::new(&row, "credentials");
+                out.insert(d.ip("attacker_ip")?, d.u64("n")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Credential reuse of these secrets, aggregated in SQL from every credential row with the

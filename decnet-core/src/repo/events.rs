@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows, insert_sql, name},
+    bulk::{AnyQuery, Insert, insert_rows, insert_sql, name, placeholders},
     decode::Decoder,
     limits,
     listing::{NameCount, Where, like_anywhere, name_counts, newest_first, page_limit, rows_after},
@@ -480,6 +480,27 @@ impl Repository {
             .collect::<Result<Vec<_>, _>>()?;
         v.reverse();
         Ok(v)
+    }
+
+    /// Every event of each of `ips`, in (attacker, time, id) order: the profiler's batch read
+    /// for attackers with few events (the newest `limit` of each, in time order, are the tail
+    /// of its run — what [`Repository::recent_events`] returns).
+    pub async fn events_of(&self, ips: &[IpAddr]) -> Result<Vec<EventFact>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "{FACT} WHERE attacker_ip IN ({}) ORDER BY attacker_ip, ts, id",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode_fact(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Events matching `f`, newest (highest id) first.

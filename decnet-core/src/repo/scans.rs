@@ -192,3 +192,27 @@ impl Repository {
         rows.iter().map(decode).collect()
     }
 }
+
+impl Repository {
+    /// The detected scan episodes of each of `ips`, each attacker's in the order of
+    /// [`Repository::scan_episodes`] (start, kind): the profiler's batch read.
+    pub async fn detected_scans_of(&self, ips: &[IpAddr]) -> Result<Vec<Scan>, RepoError> {
+        let mut out = Vec::new();
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "{} WHERE attacker_ip IN ({}) AND detected + 0 = 1 \
+                 ORDER BY attacker_ip, started_at, kind",
+                *SELECT,
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for row in q.fetch_all(self.pool()).await? {
+                out.push(decode(&row)?);
+            }
+        }
+        Ok(out)
+    }
+}

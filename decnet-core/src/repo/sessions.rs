@@ -7,7 +7,7 @@
 //! recomputation no longer produces. Read by the correlator (where a recomputation starts),
 //! the profiler, the attacker counters' refresh (in `attackers`) and the API (filtered listing,
 //! live feed).
-use std::{net::IpAddr, sync::LazyLock};
+use std::{collections::HashMap, net::IpAddr, sync::LazyLock};
 
 use serde::Serialize;
 
@@ -254,6 +254,33 @@ impl Repository {
             n = n.saturating_add(c.len() as u64);
         }
         Ok(n)
+    }
+
+    /// Σ commands over the sessions of each of `ips` (absent: none): the profiler's batch read
+    /// of [`Repository::session_commands`].
+    pub async fn session_commands_of(
+        &self,
+        ips: &[IpAddr],
+    ) -> Result<HashMap<IpAddr, u64>, RepoError> {
+        let mut out: HashMap<IpAddr, u64> = HashMap::with_capacity(ips.len());
+        for chunk in ips.chunks(500) {
+            let sql = format!(
+                "SELECT attacker_ip, commands FROM sessions WHERE attacker_ip IN ({}) \
+                 AND commands <> '[]'",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ip in chunk {
+                q = q.bind(ip.to_string());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                let d = Decoder::new(&r, "sessions");
+                let c: Vec<String> = d.json("commands")?;
+                let n = out.entry(d.ip("attacker_ip")?).or_default();
+                *n = n.saturating_add(c.len() as u64);
+            }
+        }
+        Ok(out)
     }
 
     /// The sessions of `ip`, in start order.

@@ -21,7 +21,7 @@ pub mod score;
 pub mod tools;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     net::IpAddr,
     sync::{
         Arc,
@@ -275,6 +275,108 @@ pub async fn gather(
     }))
 }
 
+/// Credential rows above which an attacker's reuse is read per reuse record.
+const HEAVY_CREDENTIALS: u64 = 10_000;
+
+/// [`gather`] for a batch of attackers, in a few statements per table instead of several per
+/// attacker: the inputs of `ips`, in order (`None`: no attacker row). Attackers whose stored
+/// event count (the correlator's, which may lag the events table) reaches half of
+/// `max_events` read their newest events on their own (bounded by `max_events`); the others'
+/// events are read together, whole, and cut to the newest `max_events` here — the same events
+/// either way.
+pub async fn gather_batch(
+    repo: &Repository,
+    ips: &[IpAddr],
+    max_events: u32,
+) -> Result<Vec<Option<Input>>, RepoError> {
+    let attackers: HashMap<IpAddr, Attacker> = repo
+        .attackers_of(ips)
+        .await?
+        .into_iter()
+        .map(|a| (a.ip, a))
+        .collect();
+    let present: Vec<IpAddr> = ips
+        .iter()
+        .copied()
+        .filter(|ip| attackers.contains_key(ip))
+        .collect();
+    let busy = |ip: &IpAddr| {
+        attackers
+            .get(ip)
+            .is_some_and(|a| a.event_count.saturating_mul(2) >= u64::from(max_events))
+    };
+    let (alone, together): (Vec<IpAddr>, Vec<IpAddr>) = present.iter().partition(|ip| busy(ip));
+    let mut events: HashMap<IpAddr, Vec<EventFact>> = HashMap::new();
+    for e in repo.events_of(&together).await? {
+        if let Some(ip) = e.attacker_ip {
+            events.entry(ip).or_default().push(e);
+        }
+    }
+    let limit = max_events as usize;
+    for v in events.values_mut() {
+        if v.len() > limit {
+            v.drain(..v.len() - limit);
+        }
+    }
+    let own: Vec<(IpAddr, Vec<EventFact>)> = futures::stream::iter(alone)
+        .map(
+            |ip| async move { Ok::<_, RepoError>((ip, repo.recent_events(ip, max_events).await?)) },
+        )
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    events.extend(own);
+    let mut touches: HashMap<IpAddr, Vec<Touch>> = HashMap::new();
+    for t in repo.touches_of(&present).await? {
+        touches.entry(t.attacker_ip).or_default().push(t);
+    }
+    for v in touches.values_mut() {
+        // The order of [`Repository::touches`].
+        v.sort_by(|a, b| {
+            (a.first_seen_ns, &a.decky, &a.service).cmp(&(b.first_seen_ns, &b.decky, &b.service))
+        });
+    }
+    let attempts = repo.credential_attempts_of(&present).await?;
+    let commands = repo.session_commands_of(&present).await?;
+    let mut scans: HashMap<IpAddr, Vec<Scan>> = HashMap::new();
+    for s in repo.detected_scans_of(&present).await? {
+        scans.entry(s.attacker_ip).or_default().push(s);
+    }
+    // An attacker with many credential rows (a brute-forcer) has its reuse read from the reuse
+    // records' side: its own rows would be read whole at every profile.
+    let heavy = |ip: &IpAddr| {
+        attackers
+            .get(ip)
+            .is_some_and(|a| a.credential_count > HEAVY_CREDENTIALS)
+    };
+    let (heavy, light): (Vec<IpAddr>, Vec<IpAddr>) = present.iter().partition(|ip| heavy(ip));
+    let mut reuse = repo.reuse_targets_of_many(&light).await?;
+    for ip in heavy {
+        reuse.insert(ip, repo.reuse_targets_by_records(ip).await?);
+    }
+    let mut fingerprints: HashMap<IpAddr, Vec<Fingerprint>> = HashMap::new();
+    for f in repo.fingerprints_of(&present).await? {
+        fingerprints.entry(f.attacker_ip).or_default().push(f);
+    }
+    let mut attackers = attackers;
+    Ok(ips
+        .iter()
+        .map(|ip| {
+            let attacker = attackers.remove(ip)?;
+            Some(Input {
+                attacker,
+                events: events.remove(ip).unwrap_or_default(),
+                touches: touches.remove(ip).unwrap_or_default(),
+                credential_attempts: attempts.get(ip).copied().unwrap_or(0),
+                session_commands: commands.get(ip).copied().unwrap_or(0),
+                scans: scans.remove(ip).unwrap_or_default(),
+                reuse_targets: reuse.get(ip).copied().unwrap_or(0),
+                fingerprints: fingerprints.remove(ip).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
 /// Profiles every queued attacker (until `stop`). Returns this pass's counters.
 pub async fn run_pass(
     repo: &Repository,
@@ -297,12 +399,8 @@ pub async fn run_pass(
         let mut c = Counters::default();
         let mut profiles = Vec::with_capacity(queued.len());
         let now = now_ns();
-        let inputs: Vec<Option<Input>> =
-            futures::stream::iter(queued.iter().map(|(_, ip)| *ip).collect::<Vec<IpAddr>>())
-                .map(|ip| gather(repo, ip, cfg.max_events))
-                .buffered(READ_CONCURRENCY)
-                .try_collect()
-                .await?;
+        let ips: Vec<IpAddr> = queued.iter().map(|(_, ip)| *ip).collect();
+        let inputs = gather_batch(repo, &ips, cfg.max_events).await?;
         for input in inputs {
             match input {
                 Some(input) => profiles.push(profile(&input, &cfg.behaviour, now)),
