@@ -153,9 +153,9 @@ impl Counters {
     fn merge(&mut self, other: &Counters) {
         for (k, v) in &other.0 {
             if k.ends_with("_max_us") {
-                self.max(k, *v);
+                self.max(*k, *v);
             } else {
-                self.add(k, *v);
+                self.add(*k, *v);
             }
         }
     }

@@ -21,7 +21,7 @@ use std::{
 
 use common::{Backend, TestDb};
 use decnet_core::{
-    model::{CredentialAttempt, FlowRecord, NewEvent},
+    model::{CredentialAttempt, Decky, DeckyService, FlowRecord, NewEvent},
     repo::{Repository, Write},
     time_fmt::{format_ts, now_ns},
 };
@@ -191,6 +191,22 @@ async fn derived(repo: &Repository) -> String {
 async fn old_and_new_rows_and_the_correlators_cursors(b: Backend) {
     let db = TestDb::new(b, "retention").await;
     let repo = db.open().await;
+    repo.write(&[Write::Deckies(&[Decky {
+        name: "web-01".into(),
+        ip: decky_ip(),
+        hostname: "web-01".into(),
+        os_family: "linux".into(),
+        archetype: "web-server".into(),
+        persona: "{}".into(),
+        status: "running".into(),
+        services: vec![DeckyService {
+            service: "ssh".into(),
+            port: 22,
+            settings: "{}".into(),
+        }],
+    }])])
+    .await
+    .expect("fleet");
     let now = now_ns();
     let old = now - 10 * DAY;
     // Attacker 1: an old brute force (with credentials), long over.

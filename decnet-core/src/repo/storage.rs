@@ -15,8 +15,6 @@
 //!   MariaDB (InnoDB) reuses the space of deleted rows itself: deletion alone keeps it bounded.
 use std::time::{Duration, Instant};
 
-use sqlx::Executor as _;
-
 use super::{RepoError, Repository, bulk::AnyQuery, dialect::Dialect};
 
 /// One deletion batch.
@@ -123,8 +121,10 @@ impl Repository {
         };
         let t = Instant::now();
         let mut conn = self.pool().acquire().await?;
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL").await?;
-        conn.execute("VACUUM").await?;
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("VACUUM").execute(&mut *conn).await?;
         Ok(t.elapsed())
     }
 
