@@ -116,7 +116,12 @@ pub struct RetentionArgs {
 
     /// SQLite: a file without auto_vacuum=INCREMENTAL is switched (one VACUUM) at start when it
     /// is at most this many MiB; 0 never switches it.
-    #[arg(long, value_name = "MIB", env = "DECNET_RETENTION_CONVERT_MAX_MB", default_value_t = 64)]
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "DECNET_RETENTION_CONVERT_MAX_MB",
+        default_value_t = 64
+    )]
     pub convert_max_mb: u64,
 
     /// Acts as if the time were this (RFC 3339): for tests and the soak benchmark, which
@@ -223,18 +228,16 @@ pub async fn run(ctx: Context, args: RetentionArgs) -> anyhow::Result<Report> {
             c.add("db_errors", 1);
             tracing::error!("retention pass failed: {e}");
         }
-        let values: Vec<(&str, i64)> = c
-            .0
-            .iter()
-            .filter(|(k, _)| !k.ends_with("_max_us"))
-            .map(|(k, v)| (*k, i64::try_from(*v).unwrap_or(i64::MAX)))
-            .collect();
-        let maxes: Vec<(&str, i64)> = c
-            .0
-            .iter()
-            .filter(|(k, _)| k.ends_with("_max_us"))
-            .map(|(k, v)| (*k, i64::try_from(*v).unwrap_or(i64::MAX)))
-            .collect();
+        let values: Vec<(&str, i64)> =
+            c.0.iter()
+                .filter(|(k, _)| !k.ends_with("_max_us"))
+                .map(|(k, v)| (*k, i64::try_from(*v).unwrap_or(i64::MAX)))
+                .collect();
+        let maxes: Vec<(&str, i64)> =
+            c.0.iter()
+                .filter(|(k, _)| k.ends_with("_max_us"))
+                .map(|(k, v)| (*k, i64::try_from(*v).unwrap_or(i64::MAX)))
+                .collect();
         if let Err(e) = repo
             .write(&[
                 Write::Counters {

@@ -270,7 +270,10 @@ async fn old_and_new_rows_and_the_correlators_cursors(b: Backend) {
     assert_eq!(s["events_deleted"], serde_json::Value::Null, "{s}");
     assert_eq!(s["waiting_for_correlator_events"], 1, "{s}");
     assert_eq!(s["waiting_for_correlator_flows"], 1, "{s}");
-    assert_eq!(repo.count_events().await.unwrap(), 41 + a2.len() as u64 + 20);
+    assert_eq!(
+        repo.count_events().await.unwrap(),
+        41 + a2.len() as u64 + 20
+    );
 
     correlate(&repo).await;
     let scans = repo.scan_episodes(ip(4), true).await.unwrap();
@@ -296,7 +299,10 @@ async fn old_and_new_rows_and_the_correlators_cursors(b: Backend) {
         .map(|(_, ts)| *ts)
         .collect();
     let expected: BTreeSet<i64> = a1.iter().map(|e| e.ts_ns).collect();
-    assert_eq!(gone, expected, "exactly attacker 1's old events are deleted");
+    assert_eq!(
+        gone, expected,
+        "exactly attacker 1's old events are deleted"
+    );
     assert_eq!(after_events.len(), before_events.len() - a1.len());
     assert_eq!(s["events_deleted"], a1.len() as u64, "{s}");
     let after_flows = flow_starts(&repo).await;
@@ -305,14 +311,23 @@ async fn old_and_new_rows_and_the_correlators_cursors(b: Backend) {
         scan.iter().map(|f| (f.src_ip, f.first_seen_ns)).collect();
     assert_eq!(gone, expected, "exactly the old scan's flows are deleted");
     assert_eq!(s["flows_deleted"], scan.len() as u64, "{s}");
-    assert!(s["batches"].as_u64().unwrap() >= 10, "batches of at most 7: {s}");
+    assert!(
+        s["batches"].as_u64().unwrap() >= 10,
+        "batches of at most 7: {s}"
+    );
     assert!(s["lock_hold_max_us"].as_u64().unwrap() > 0, "{s}");
-    assert_eq!(derived(&repo).await, before_derived, "derived tables unchanged");
+    assert_eq!(
+        derived(&repo).await,
+        before_derived,
+        "derived tables unchanged"
+    );
     let counters = repo.counters().await.unwrap();
     assert!(
-        counters.iter().any(|(worker, _, name, v)| worker == decnet_retention::WORKER
-            && name == "events_deleted"
-            && *v == a1.len() as i64),
+        counters
+            .iter()
+            .any(|(worker, _, name, v)| worker == decnet_retention::WORKER
+                && name == "events_deleted"
+                && *v == a1.len() as i64),
         "{counters:?}"
     );
 

@@ -157,7 +157,10 @@ fn flow(rng: &mut Rng, ts_ns: i64) -> FlowRecord {
     let (_, d) = decky(rng.below(10));
     let reply = rng.below(2) == 1;
     let (src, dst) = if reply { (d, a) } else { (a, d) };
-    let (sport, dport) = (30_000 + rng.below(30_000) as u16, 1 + rng.below(1024) as u16);
+    let (sport, dport) = (
+        30_000 + rng.below(30_000) as u16,
+        1 + rng.below(1024) as u16,
+    );
     FlowRecord {
         bridge: "soak0".into(),
         port: format!("soak-{}", rng.below(10)),
@@ -199,13 +202,24 @@ fn mib(b: u64) -> f64 {
 }
 
 /// One `decnet retention` run; its summary counters and wall time.
-fn retention(url: &str, now_ns: i64, days: u32, summary: &Path) -> Result<(serde_json::Value, f64)> {
+fn retention(
+    url: &str,
+    now_ns: i64,
+    days: u32,
+    summary: &Path,
+) -> Result<(serde_json::Value, f64)> {
     let t = Instant::now();
     let days = days.to_string();
     let out = Command::new(decnet_bin())
         .args(["retention", "--db-url", url, "--simulated-now"])
         .arg(format_ts(now_ns))
-        .args(["--events-days", &days, "--flows-days", &days, "--summary-json"])
+        .args([
+            "--events-days",
+            &days,
+            "--flows-days",
+            &days,
+            "--summary-json",
+        ])
         .arg(summary)
         .env_remove("DECNET_DB_TYPE")
         .env_remove("DECNET_DB_URL")
@@ -249,7 +263,8 @@ async fn main() -> Result<()> {
         "{} not found: build it (cargo build --release -p decnet-agent) or set DECNET_BIN",
         decnet_bin().display()
     );
-    std::fs::create_dir_all(&a.dir).with_context(|| format!("cannot create {}", a.dir.display()))?;
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
     let paths = [a.dir.join("retained.db"), a.dir.join("baseline.db")];
     for p in &paths {
         for f in [p.clone(), wal(p)] {
@@ -310,7 +325,12 @@ async fn main() -> Result<()> {
                 .collect();
             events.sort_by_key(|e| e.ts_ns);
             let mut flows: Vec<FlowRecord> = (0..n_flows)
-                .map(|i| flow(&mut rng, from + (i as i64 * step_ns) / n_flows.max(1) as i64))
+                .map(|i| {
+                    flow(
+                        &mut rng,
+                        from + (i as i64 * step_ns) / n_flows.max(1) as i64,
+                    )
+                })
                 .collect();
             flows.sort_by_key(|f| f.first_seen_ns);
             for repo in &repos {
@@ -394,7 +414,10 @@ async fn main() -> Result<()> {
             d.hold_max_us as f64 / 1000.0
         );
     }
-    println!("(file sizes without the WAL; total run {:.0} s)", started.elapsed().as_secs_f64());
+    println!(
+        "(file sizes without the WAL; total run {:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
     let full = &days[a.retention_days as usize];
     let last = &days[days.len() - 1];
     let ratio = last.retained_db as f64 / full.retained_db.max(1) as f64;
@@ -412,7 +435,10 @@ async fn main() -> Result<()> {
         full.day,
         last.day
     );
-    ensure!(grew > 1.3, "the baseline did not grow (×{grew:.2}): the input is too small to show anything");
+    ensure!(
+        grew > 1.3,
+        "the baseline did not grow (×{grew:.2}): the input is too small to show anything"
+    );
     println!("levelled off: yes");
     Ok(())
 }
