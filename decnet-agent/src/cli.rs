@@ -45,6 +45,9 @@ pub enum Command {
     /// Profiler: attackers with new evidence → behaviour class, tool guesses, explainable threat
     /// score, MITRE ATT&CK techniques.
     Profiler(profiler::ProfilerArgs),
+    /// Retention: old events and flows deleted in small batches (what the correlator derived
+    /// stays); SQLite's file given back its free pages.
+    Retention(decnet_retention::RetentionArgs),
     /// REST API and dashboard (optionally with embedded workers).
     Web(web::WebArgs),
     /// Bring up the decoy fleet and the worker constellation, and supervise them.
@@ -65,6 +68,7 @@ impl Command {
             Command::Collector(_) => decnet_collector::WORKER,
             Command::Correlator(_) => correlator::WORKER,
             Command::Profiler(_) => profiler::WORKER,
+            Command::Retention(_) => decnet_retention::WORKER,
             Command::Web(_) => web::WORKER,
             Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => deploy::WORKER,
             Command::Decky(_) => decky::WORKER,
@@ -100,6 +104,7 @@ pub fn main() -> ExitCode {
             Command::Collector(args) => start(args, process).await,
             Command::Correlator(args) => start(args, process).await,
             Command::Profiler(args) => start(args, process).await,
+            Command::Retention(args) => start(args, process).await,
             Command::Web(args) => start(args, process).await,
             Command::Deploy(args) => start(args, process).await,
             Command::Decky(args) => start(args, process).await,

@@ -4,7 +4,7 @@
 //! - `--help` of each lists `--daemon`, `--duration`, `--ready-file`, `--summary-json` (and the
 //!   repository flags where the worker has a repository);
 //! - `--daemon --duration` is refused, and so is a bad `--duration`;
-//! - once (neither): the correlator and profiler do the pending work and exit 0 with their ready
+//! - once (neither): the correlator, profiler and retention do the pending work and exit 0 with their ready
 //!   file and summary written; every other worker refuses with the same message and exit code;
 //! - `--duration` ends a run by itself, cleanly (exit 0, summary written);
 //! - SIGTERM, SIGINT and SIGHUP each stop a `--daemon` run within a few seconds, cleanly.
@@ -78,6 +78,12 @@ const WORKERS: &[W] = &[
     },
     W {
         name: "profiler",
+        repo: true,
+        once: true,
+        runnable: Some(&["--interval", "0.2"]),
+    },
+    W {
+        name: "retention",
         repo: true,
         once: true,
         runnable: Some(&["--interval", "0.2"]),

@@ -423,7 +423,7 @@ name = "f2-a"
 ip = "10.232.0.10"
 services = ["ssh", "http"]
 "#,
-        "collector,sniffer,correlate,profiler",
+        "collector,sniffer,correlate,profiler,retention",
     )?;
     let att = d.add_attacker(200)?;
     let a = addr(net, 10);
@@ -437,6 +437,7 @@ services = ["ssh", "http"]
         ("sniffer", format!("sniffer@{}", d.bridge)),
         ("correlator", "correlator".to_owned()),
         ("profiler", "profiler".to_owned()),
+        ("retention", "retention".to_owned()),
         ("decky:f2-a", String::new()),
     ];
     for (round, (unit, lease)) in leases.iter().enumerate() {

@@ -116,7 +116,7 @@ under processes that run it.")]
         args: Vec<String>,
     },
     /// Run a benchmark (`bench sensor`, `bench repo`, `bench collector`, `bench intel`,
-    /// `bench lag`, `bench api`, `bench fleet`).
+    /// `bench lag`, `bench api`, `bench fleet`, `bench soak`).
     #[command(long_about = "\
 Check the toolchain (installing what is missing when root, like `cargo xtask build`), then run a \
 benchmark.
@@ -130,6 +130,7 @@ DECNET_TEST_MYSQL_URL=mysql://decnet:decnet@127.0.0.1:3306: event and flow rows 
 second, batched vs one row per transaction, on SQLite (a temp file) and MariaDB (a scratch \
 decnet_t_bench_<pid> database, dropped at the end)
   collector  builds decnet, then `cargo run --release -p decnet-e2e --bin bench-collector -- [ARGS]` with DECNET_BIN set to the release binary: decoy lines over TCP (octet counting) from concurrent clients into `decnet collect` (SQLite) and into a private rsyslogd (flat file), interleaved; messages/s of both and their ratio (setup installs rsyslog)
+  soak     builds decnet, then `cargo run --release -p decnet-e2e --bin bench-soak -- [ARGS]` with DECNET_BIN set to the release binary: a simulated week of a noisy sensor at accelerated time into two SQLite files, one with `decnet retention` after every step and one without; the file sizes per simulated day (the retained one must level off)
 
 ARGS after `--` go to the benchmark, e.g. `cargo xtask bench repo -- --help`.")]
     Bench {
@@ -168,6 +169,9 @@ enum Bench {
     /// The intel lag under a sustained stream: `decnet collect` fed at a fixed rate for a
     /// minute with correlator and profiler running (decnet-e2e's bench-lag).
     Lag,
+    /// A simulated week of a noisy sensor with and without `decnet retention`: the database
+    /// size per simulated day (decnet-e2e's bench-soak).
+    Soak,
 }
 
 fn main() -> ExitCode {
@@ -461,6 +465,19 @@ fn bench_cmd(what: Bench, args: &[String]) -> Result<ExitCode> {
                 "decnet-core",
                 "--bin",
                 "bench-repo",
+                "--",
+            ]);
+        }
+        Bench::Soak => {
+            ensure_toolchain("bench", setup::Database::NotNeeded)?;
+            let bin = build_decnet(false)?;
+            bench.env("DECNET_BIN", &bin).args([
+                "run",
+                "--release",
+                "-p",
+                "decnet-e2e",
+                "--bin",
+                "bench-soak",
                 "--",
             ]);
         }

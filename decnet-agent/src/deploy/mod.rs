@@ -4,7 +4,8 @@
 //! **Output:** the decoy LAN — the bridge (created if missing) with the host's address, one
 //! network namespace per decky with a veth on the bridge, the decky's IP and MAC and its OS
 //! persona's sysctls — and the processes: one `decnet decky` per decky inside its namespace and
-//! the workers (`decnet collector`, `decnet sniffer`, `decnet correlator`, `decnet profiler`), all
+//! the workers (`decnet collector`, `decnet sniffer`, `decnet correlator`, `decnet profiler`,
+//! `decnet retention`, `decnet web`), all
 //! supervised ([`supervise`]), their command lines built in one place ([`units`]). The deckies are recorded in the repository; what was created and
 //! what runs is recorded in `<run-dir>/<bridge>.json` ([`state`]), which `teardown` and
 //! `status` read.
@@ -58,6 +59,8 @@ pub enum Worker {
     #[value(alias = "correlate")]
     Correlator,
     Profiler,
+    /// `decnet retention`: old events and flows deleted (DECNET_RETENTION_* settings).
+    Retention,
     /// `decnet web`: the REST API and dashboard (on --web-listen).
     Web,
     /// No workers: only the deckies (when systemd runs the workers; see deploy/systemd).
@@ -89,7 +92,7 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "collector,sniffer,correlator,profiler,web"
+        default_value = "collector,sniffer,correlator,profiler,retention,web"
     )]
     pub workers: Vec<Worker>,
 
@@ -587,6 +590,7 @@ fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<
                 },
                 Worker::Correlator => Child::Correlator,
                 Worker::Profiler => Child::Profiler,
+                Worker::Retention => Child::Retention,
                 Worker::Web => {
                     // Its JWT secret stays across restarts, next to the deckies' keys.
                     let dir = args.state_dir.join("web");

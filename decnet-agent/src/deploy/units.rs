@@ -24,6 +24,8 @@ pub enum Child {
     },
     Correlator,
     Profiler,
+    /// Its settings come from the environment it inherits (`DECNET_RETENTION_*`).
+    Retention,
     Web {
         listen: SocketAddr,
         jwt_secret_file: PathBuf,
@@ -53,6 +55,7 @@ impl Child {
             Child::Sniffer { .. } => decnet_sniffer::WORKER,
             Child::Correlator => decnet_intel::correlator::WORKER,
             Child::Profiler => decnet_intel::profiler::WORKER,
+            Child::Retention => decnet_retention::WORKER,
             Child::Web { .. } => crate::web::WORKER,
             Child::Decky { .. } => decnet_decoys::decky::WORKER,
         }
@@ -75,7 +78,7 @@ impl Child {
                 flag("bridge", bridge.into());
                 v.extend(extra.iter().map(OsString::from));
             }
-            Child::Correlator | Child::Profiler => {}
+            Child::Correlator | Child::Profiler | Child::Retention => {}
             Child::Web {
                 listen,
                 jwt_secret_file,
@@ -172,6 +175,10 @@ mod tests {
             Command::Profiler(a) => assert_eq!(a.run, run),
             other => panic!("{other:?}"),
         }
+        match parse(&Child::Retention, &run) {
+            Command::Retention(a) => assert_eq!(a.run, run),
+            other => panic!("{other:?}"),
+        }
         let web = Child::Web {
             listen: "127.0.0.1:8080".parse().unwrap(),
             jwt_secret_file: "/var/lib/decnet/web/jwt.secret".into(),
@@ -227,7 +234,7 @@ mod tests {
             db_type: Some("mysql".into()),
             db_url: Some("mysql://decnet:s3cret@127.0.0.1/decnet".into()),
         };
-        for child in [Child::Correlator, Child::Profiler] {
+        for child in [Child::Correlator, Child::Profiler, Child::Retention] {
             let argv = child.args(&RunArgs::default());
             assert!(!argv.iter().any(|a| a.to_string_lossy().contains("s3cret")));
             let env = child.env(&db);

@@ -64,6 +64,20 @@ impl WriteTx {
 }
 
 impl Repository {
+    /// The lowest position of cursor `name` of `worker` over every host, or `None` when no host
+    /// has one yet: how far every instance of the worker has taken an input in (retention
+    /// deletes nothing beyond it).
+    pub async fn min_cursor(&self, worker: &str, name: &str) -> Result<Option<i64>, RepoError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(position) FROM worker_cursors WHERE worker = ? AND name = ?",
+        )
+        .bind(worker.to_owned())
+        .bind(name.to_owned())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(v)
+    }
+
     pub async fn cursor(
         &self,
         worker: &str,

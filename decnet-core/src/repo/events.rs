@@ -32,6 +32,8 @@ use crate::{
     time_fmt::format_ts,
 };
 
+use super::storage::{Purge, timed_delete};
+
 /// The stored columns (besides `id`), in insert order.
 const COLUMNS: [&str; 9] = [
     "ts",
@@ -50,6 +52,18 @@ const EVENT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, att
 /// What an [`EventFact`] is read from (the raw line only where the fields are derived from it).
 const FACT: &str = "SELECT id, ts, decky, service, event_type, attacker_ip, fields, \
                     CASE WHEN fields IS NULL THEN raw END AS raw FROM events";
+
+/// Retention keeps an event that belongs to a session still reaching into the kept window (the
+/// correlator may recompute that session from its events). One bind: the cutoff.
+/// (`{ts}` is the dialect's text form of `events.ts`: sessions keep text times.)
+fn kept_for_session(dialect: super::Dialect) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM sessions s WHERE s.attacker_ip = events.attacker_ip AND \
+         s.decky = events.decky AND s.service = events.service AND s.started_at <= {ts} AND \
+         s.ended_at >= ?)",
+        ts = dialect.ts_text("events.ts")
+    )
+}
 
 /// The default dedup key of an event: SHA-256 of its raw line (as given, before bounding).
 pub fn dedup_key(raw: &[u8]) -> [u8; 32] {
@@ -532,6 +546,61 @@ impl Repository {
                 Ok(())
             })
             .await
+    }
+
+    /// Retention, one batch: deletes up to `limit` events older than `before_ns` (by `ts`) with
+    /// ids up to `max_id` (what the correlator has taken in), oldest first from `from_ns` on, in
+    /// one short write transaction. Events of a session that reaches to `before_ns` or later stay
+    /// (the correlator may recompute it); everything derived (sessions, attackers, credentials,
+    /// …) stays. Candidates are chosen by the time index before the transaction; the
+    /// transaction deletes them by id, checking every condition again.
+    pub async fn purge_events(
+        &self,
+        before_ns: i64,
+        max_id: i64,
+        from_ns: i64,
+        limit: u32,
+    ) -> Result<Purge, RepoError> {
+        let before = format_ts(before_ns);
+        let kept = kept_for_session(self.dialect);
+        let rows = sqlx::query(&format!(
+            "SELECT id, ts FROM events WHERE ts >= ? AND ts < ? AND id <= ? AND \
+             {kept} ORDER BY ts LIMIT ?"
+        ))
+        .bind(from_ns)
+        .bind(before_ns)
+        .bind(max_id)
+        .bind(before.clone())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut next_ns = from_ns;
+        for row in &rows {
+            let d = Decoder::new(row, "events");
+            ids.push(d.i64("id")?);
+            next_ns = d.i64("ts")?;
+        }
+        if ids.is_empty() {
+            return Ok(Purge {
+                next_ns,
+                ..Purge::default()
+            });
+        }
+        let sql = format!(
+            "DELETE FROM events WHERE id IN ({}) AND ts < ? AND id <= ? AND {kept}",
+            super::bulk::placeholders(ids.len())
+        );
+        let (n, held) = timed_delete(self, &sql, &ids, |q| {
+            q.bind(before_ns).bind(max_id).bind(before.clone())
+        })
+        .await?;
+        Ok(Purge {
+            rows: n,
+            selected: ids.len() as u64,
+            held,
+            next_ns,
+        })
     }
 
     pub async fn count_events(&self) -> Result<u64, RepoError> {

@@ -19,6 +19,18 @@ use super::{
 };
 use crate::{model::FlowRecord, time_fmt::format_ts};
 
+use super::storage::{Purge, timed_delete};
+
+/// Retention keeps a flow that a session or scan episode still reaching into the kept window
+/// may be recomputed from: a session of either end's address, or a scan episode of its source,
+/// that started at or before the flow and ended at or after the cutoff. Three binds: the cutoff.
+const KEPT_FOR_DERIVED: &str = "NOT EXISTS (SELECT 1 FROM sessions s WHERE \
+     s.attacker_ip = flows.src_ip AND s.started_at <= flows.first_seen AND s.ended_at >= ?) \
+     AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.attacker_ip = flows.dst_ip \
+     AND s.started_at <= flows.first_seen AND s.ended_at >= ?) \
+     AND NOT EXISTS (SELECT 1 FROM scans c WHERE c.attacker_ip = flows.src_ip \
+     AND c.started_at <= flows.first_seen AND c.ended_at >= ?)";
+
 /// The stored columns (besides `id`), in insert order.
 const COLUMNS: [&str; 14] = [
     "bridge",
@@ -355,6 +367,79 @@ impl Repository {
                 })
             })
             .collect()
+    }
+
+    /// Retention, one batch: deletes up to `limit` flows that started and were last seen before
+    /// `before_ns`, with ids up to `max_id` (what the correlator has taken in), oldest first
+    /// from `from_ns` on, in one short write transaction. Flows a session or scan episode still
+    /// reaching into the kept window may be recomputed from stay; everything derived (scans,
+    /// session bytes, attackers' flow counts) stays. Candidates are chosen by the start-time
+    /// index before the transaction; the transaction deletes them by id, checking every
+    /// condition again.
+    pub async fn purge_flows(
+        &self,
+        before_ns: i64,
+        max_id: i64,
+        from_ns: i64,
+        limit: u32,
+    ) -> Result<Purge, RepoError> {
+        let (from, before) = (format_ts(from_ns), format_ts(before_ns));
+        let rows = sqlx::query(&format!(
+            "SELECT id, first_seen FROM flows WHERE first_seen >= ? AND first_seen < ? \
+             AND last_seen < ? AND id <= ? AND {KEPT_FOR_DERIVED} ORDER BY first_seen LIMIT ?"
+        ))
+        .bind(from)
+        .bind(before.clone())
+        .bind(before.clone())
+        .bind(max_id)
+        .bind(before.clone())
+        .bind(before.clone())
+        .bind(before.clone())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut next_ns = from_ns;
+        for row in &rows {
+            let d = Decoder::new(row, "flows");
+            ids.push(d.i64("id")?);
+            next_ns = d.ts("first_seen")?;
+        }
+        if ids.is_empty() {
+            return Ok(Purge {
+                next_ns,
+                ..Purge::default()
+            });
+        }
+        let sql = format!(
+            "DELETE FROM flows WHERE id IN ({}) AND first_seen < ? AND last_seen < ? \
+             AND id <= ? AND {KEPT_FOR_DERIVED}",
+            super::bulk::placeholders(ids.len())
+        );
+        let b = before;
+        let (n, held) = timed_delete(self, &sql, &ids, |q| {
+            q.bind(b.clone())
+                .bind(b.clone())
+                .bind(max_id)
+                .bind(b.clone())
+                .bind(b.clone())
+                .bind(b.clone())
+        })
+        .await?;
+        Ok(Purge {
+            rows: n,
+            selected: ids.len() as u64,
+            held,
+            next_ns,
+        })
+    }
+
+    /// The highest flow id (0 when there are none).
+    pub async fn max_flow_id(&self) -> Result<i64, RepoError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM flows")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     pub async fn count_flows(&self) -> Result<u64, RepoError> {

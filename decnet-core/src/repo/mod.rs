@@ -14,9 +14,9 @@
 //!
 //! | table | module | written by | read by |
 //! | --- | --- | --- | --- |
-//! | `events` | `events` | collector | correlator, profiler, API |
+//! | `events` | `events` | collector (retention deletes old rows) | correlator, profiler, API |
 //! | `credentials` | `credentials` | collector (with its events) | correlator, profiler, API |
-//! | `flows` | `flows` | sniffer | correlator, API |
+//! | `flows` | `flows` | sniffer (retention deletes old rows) | correlator, API |
 //! | `attackers` | `attackers` | correlator | profiler, API |
 //! | `attacker_touches` | `touches` | correlator | correlator, profiler, API |
 //! | `sessions` | `sessions` | correlator | correlator, profiler, API |
@@ -32,11 +32,12 @@
 //! | `probe_results` | (none: no producer or reader yet) | | |
 //! | `users` | `users` | API | API |
 //! | `worker_leases` | `leases` | every worker | deploy, API |
-//! | `worker_cursors` | `cursors` | correlator, profiler | correlator, profiler, API |
+//! | `worker_cursors` | `cursors` | correlator, profiler | correlator, profiler, retention, API |
 //! | `worker_counters` | `counters` | every worker, deploy | deploy, API |
 //!
-//! Cross-table: `intel_batch` (the correlator's one write transaction over its tables) and
-//! `stats` (row counts of the main tables).
+//! Cross-table: `intel_batch` (the correlator's one write transaction over its tables),
+//! `stats` (row counts of the main tables) and `storage` (retention's timed deletion batches,
+//! SQLite's incremental vacuum; the deletions themselves live with their tables).
 //!
 //! Idempotency rules (every write path follows them): natural keys are unique; re-inserting a
 //! fact is a no-op; upserts merge — `first_seen` takes the minimum, `last_seen` the maximum,
@@ -86,6 +87,7 @@ mod users;
 // Cross-table concerns, named for what they are.
 mod intel_batch;
 mod stats;
+mod storage;
 
 // Statement building blocks.
 mod bulk;
@@ -121,6 +123,7 @@ pub use self::{
     scans::ScanReplace,
     sessions::{SessionBytes, SessionFilter, SessionReplace, SessionRow},
     stats::Counts,
+    storage::{AutoVacuum, Purge, Space},
 };
 
 /// Entries kept in a stored list (ports, hosts, targets, attackers, hops); the counts stay
@@ -328,8 +331,11 @@ impl Repository {
                         conn.execute(
                             // A 32 MiB page cache and a 40 MB WAL between checkpoints: bulk
                             // inserts spend their time in B-tree pages; both were measured (see
-                            // README, bench repo).
-                            "PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
+                            // README, bench repo). auto_vacuum = INCREMENTAL before anything
+                            // else: it takes effect only on a file that has no table yet (a new
+                            // one: the migrations then create the tables), so retention can give
+                            // freed pages back to the file system (see `storage`).
+                            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA busy_timeout = 30000; PRAGMA synchronous = NORMAL; \
                              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
                              PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 10000",
                         )
