@@ -158,9 +158,9 @@ impl Counters {
     fn merge(&mut self, other: &Counters) {
         for (k, v) in &other.0 {
             if k.ends_with("_max_us") {
-                self.max(*k, *v);
+                self.max(k, *v);
             } else {
-                self.add(*k, *v);
+                self.add(k, *v);
             }
         }
     }
@@ -187,7 +187,7 @@ struct Settings {
 
 impl RetentionArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let keep = |d: f64| (d > 0.0).then(|| (d * NS_PER_DAY) as i64);
+        let keep = |d: f64| (d > 0.0).then_some((d * NS_PER_DAY) as i64);
         let now_ns = match &self.simulated_now {
             Some(s) => Some(
                 parse_ts(s).map_err(|e| anyhow::anyhow!("--simulated-now {s:?}: {}", e.reason))?,

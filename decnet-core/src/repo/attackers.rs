@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows, placeholders},
+    bulk::{AnyQuery, Insert, insert_rows},
     decode::{Decoder, sat},
-    listing::{Arg, Where, like_prefix, page_limit, rows_after},
+    listing::{Arg, Where, each_row_of_ips, like_prefix, page_limit, rows_after},
     sqlite_read::{AnyCells, CellError, Cells},
 };
 use crate::{
@@ -329,16 +329,16 @@ impl Repository {
     /// The attacker rows of `ips` (those that have one; any order): the profiler's batch read.
     pub async fn attackers_of(&self, ips: &[IpAddr]) -> Result<Vec<Attacker>, RepoError> {
         let mut out = Vec::with_capacity(ips.len());
-        for chunk in ips.chunks(500) {
-            let sql = format!("{SELECT} WHERE ip IN ({})", placeholders(chunk.len()));
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                out.push(decode(&row)?);
-            }
-        }
+        each_row_of_ips(
+            self,
+            ips,
+            |list| format!("{SELECT} WHERE ip IN ({list})"),
+            |row| {
+                out.push(decode(row)?);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 

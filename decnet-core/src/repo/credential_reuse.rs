@@ -13,6 +13,7 @@ use super::{
     bulk::{AnyQuery, Insert, insert_rows, json, name, placeholders},
     decode::{Decoder, sat},
     limits,
+    listing::each_row_of_ips,
 };
 use crate::{model::CredentialReuse, time_fmt::format_ts};
 
@@ -160,22 +161,23 @@ impl Repository {
         ips: &[IpAddr],
     ) -> Result<HashMap<IpAddr, u64>, RepoError> {
         let mut out = HashMap::with_capacity(ips.len());
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "SELECT c.attacker_ip, MAX(r.target_count) AS n FROM credentials c \
+        each_row_of_ips(
+            self,
+            ips,
+            |list| {
+                format!(
+                    "SELECT c.attacker_ip, MAX(r.target_count) AS n FROM credentials c \
                  JOIN credential_reuse r ON r.secret_hash = c.secret_hash \
-                 WHERE c.attacker_ip IN ({}) GROUP BY c.attacker_ip",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                let d = Decoder::new(&row, "credential_reuse");
+                 WHERE c.attacker_ip IN ({list}) GROUP BY c.attacker_ip"
+                )
+            },
+            |row| {
+                let d = Decoder::new(row, "credential_reuse");
                 out.insert(d.ip("attacker_ip")?, d.u64("n")?);
-            }
-        }
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 

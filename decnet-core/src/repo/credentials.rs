@@ -22,7 +22,7 @@ use super::{
     decode::{Decoder, sat},
     dialect::Dialect,
     limits,
-    listing::{Where, like_anywhere, newest_first, rows_after},
+    listing::{Where, each_row_of_ips, like_anywhere, newest_first, rows_after},
 };
 use crate::{
     model::{Credential, CredentialAttempt, CredentialReuse, NewEvent},
@@ -345,22 +345,24 @@ impl Repository {
         ips: &[IpAddr],
     ) -> Result<HashMap<IpAddr, u64>, RepoError> {
         let mut out = HashMap::with_capacity(ips.len());
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "SELECT attacker_ip, {} AS n FROM credentials WHERE attacker_ip IN ({}) \
+        each_row_of_ips(
+            self,
+            ips,
+            |list| {
+                format!(
+                    "SELECT attacker_ip, {} AS n FROM credentials WHERE attacker_ip IN ({}) \
                  GROUP BY attacker_ip",
-                self.dialect().sum_int("attempts"),
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                let d = Decoder::new(&row, "credentials");
+                    self.dialect().sum_int("attempts"),
+                    list
+                )
+            },
+            |row| {
+                let d = Decoder::new(row, "credentials");
                 out.insert(d.ip("attacker_ip")?, d.u64("n")?);
-            }
-        }
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 

@@ -20,10 +20,13 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows, insert_sql, name, placeholders},
+    bulk::{AnyQuery, Insert, insert_rows, insert_sql, name},
     decode::Decoder,
     limits,
-    listing::{NameCount, Where, like_anywhere, name_counts, newest_first, page_limit, rows_after},
+    listing::{
+        NameCount, Where, each_row_of_ips, like_anywhere, name_counts, newest_first, page_limit,
+        rows_after,
+    },
     sqlite_read::{CellError, Cells},
 };
 use crate::{
@@ -501,19 +504,16 @@ impl Repository {
     /// of its run — what [`Repository::recent_events`] returns).
     pub async fn events_of(&self, ips: &[IpAddr]) -> Result<Vec<EventFact>, RepoError> {
         let mut out = Vec::new();
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "{FACT} WHERE attacker_ip IN ({}) ORDER BY attacker_ip, ts, id",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                out.push(decode_fact(&row)?);
-            }
-        }
+        each_row_of_ips(
+            self,
+            ips,
+            |list| format!("{FACT} WHERE attacker_ip IN ({list}) ORDER BY attacker_ip, ts, id"),
+            |row| {
+                out.push(decode_fact(row)?);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 

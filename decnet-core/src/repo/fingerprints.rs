@@ -7,7 +7,7 @@
 //! clients) and the API's attacker page.
 use std::net::IpAddr;
 
-use super::{RepoError, Repository, bulk::placeholders, decode::Decoder};
+use super::{RepoError, Repository, decode::Decoder, listing::each_row_of_ips};
 use crate::model::Fingerprint;
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<Fingerprint, RepoError> {
@@ -43,20 +43,17 @@ impl Repository {
     /// The fingerprints of each of `ips` (any order): the profiler's batch read.
     pub async fn fingerprints_of(&self, ips: &[IpAddr]) -> Result<Vec<Fingerprint>, RepoError> {
         let mut out = Vec::new();
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "SELECT id, kind, value, attacker_ip, first_seen, last_seen, count FROM fingerprints \
-                 WHERE attacker_ip IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                out.push(decode(&row)?);
-            }
-        }
+        each_row_of_ips(
+            self,
+            ips,
+            |list| format!("SELECT id, kind, value, attacker_ip, first_seen, last_seen, count FROM fingerprints \
+                 WHERE attacker_ip IN ({list})"),
+            |row| {
+                out.push(decode(row)?);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 }

@@ -121,6 +121,31 @@ pub(crate) async fn rows_after(
     )
 }
 
+/// How many attacker addresses one `IN (…)` list of [`each_row_of_ips`] carries.
+const IPS_PER_STATEMENT: usize = 500;
+
+/// The batch reads by attacker: runs `sql(list)` — a statement whose `IN (list)` takes attacker
+/// addresses — once per [`IPS_PER_STATEMENT`] of `ips` (bound as their canonical text), and
+/// hands every row to `each`.
+pub(crate) async fn each_row_of_ips(
+    repo: &Repository,
+    ips: &[std::net::IpAddr],
+    sql: impl Fn(&str) -> String,
+    mut each: impl FnMut(&AnyRow) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    for chunk in ips.chunks(IPS_PER_STATEMENT) {
+        let sql = sql(&super::bulk::placeholders(chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for ip in chunk {
+            q = q.bind(ip.to_string());
+        }
+        for row in q.fetch_all(repo.pool()).await? {
+            each(&row)?;
+        }
+    }
+    Ok(())
+}
+
 /// `s` as a LIKE pattern matching it anywhere, `!` escaping the wildcards (an escape character
 /// both SQLite and MySQL read the same way).
 pub(crate) fn like_anywhere(s: &str) -> String {

@@ -11,6 +11,7 @@ use super::{
     LIST_MAX, Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, json, name, placeholders, select_sql},
     decode::{Decoder, sat},
+    listing::each_row_of_ips,
 };
 use crate::{model::Scan, time_fmt::format_ts};
 
@@ -151,21 +152,22 @@ impl Repository {
         ips: &[IpAddr],
     ) -> Result<Vec<(IpAddr, String, i64)>, RepoError> {
         let mut out = Vec::new();
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "SELECT attacker_ip, kind, MAX(started_at) AS started_at FROM scans \
-                 WHERE attacker_ip IN ({}) GROUP BY attacker_ip, kind",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                let d = Decoder::new(&row, "scans");
+        each_row_of_ips(
+            self,
+            ips,
+            |list| {
+                format!(
+                    "SELECT attacker_ip, kind, MAX(started_at) AS started_at FROM scans \
+                 WHERE attacker_ip IN ({list}) GROUP BY attacker_ip, kind"
+                )
+            },
+            |row| {
+                let d = Decoder::new(row, "scans");
                 out.push((d.ip("attacker_ip")?, d.text("kind")?, d.ts("started_at")?));
-            }
-        }
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 
@@ -198,21 +200,22 @@ impl Repository {
     /// [`Repository::scan_episodes`] (start, kind): the profiler's batch read.
     pub async fn detected_scans_of(&self, ips: &[IpAddr]) -> Result<Vec<Scan>, RepoError> {
         let mut out = Vec::new();
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "{} WHERE attacker_ip IN ({}) AND detected + 0 = 1 \
+        each_row_of_ips(
+            self,
+            ips,
+            |list| {
+                format!(
+                    "{} WHERE attacker_ip IN ({}) AND detected + 0 = 1 \
                  ORDER BY attacker_ip, started_at, kind",
-                *SELECT,
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                out.push(decode(&row)?);
-            }
-        }
+                    *SELECT, list
+                )
+            },
+            |row| {
+                out.push(decode(row)?);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 }

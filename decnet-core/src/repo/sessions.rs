@@ -16,7 +16,7 @@ use super::{
     bulk::{AnyQuery, Insert, insert_rows, json, name, placeholders, select_sql},
     decode::{Decoder, sat},
     limits,
-    listing::{Arg, Where, newest_first, page_limit},
+    listing::{Arg, Where, each_row_of_ips, newest_first, page_limit},
 };
 use crate::{model::Session, time_fmt::format_ts};
 
@@ -200,22 +200,22 @@ impl Repository {
     /// point for extending them).
     pub async fn latest_sessions(&self, ips: &[IpAddr]) -> Result<Vec<Session>, RepoError> {
         let mut out = Vec::new();
-        for chunk in ips.chunks(500) {
-            let sql = format!(
+        each_row_of_ips(
+            self,
+            ips,
+            |list| format!(
                 "{} WHERE attacker_ip IN ({}) AND started_at = (SELECT MAX(t.started_at) FROM \
                  sessions t WHERE t.attacker_ip = sessions.attacker_ip AND t.decky = sessions.decky \
                  AND t.service = sessions.service)",
                 *SELECT,
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                out.push(decode(&row)?.session);
-            }
-        }
+                list
+            ),
+            |row| {
+                out.push(decode(row)?.session);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 
@@ -263,23 +263,24 @@ impl Repository {
         ips: &[IpAddr],
     ) -> Result<HashMap<IpAddr, u64>, RepoError> {
         let mut out: HashMap<IpAddr, u64> = HashMap::with_capacity(ips.len());
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "SELECT attacker_ip, commands FROM sessions WHERE attacker_ip IN ({}) \
-                 AND commands <> '[]'",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for r in q.fetch_all(self.pool()).await? {
-                let d = Decoder::new(&r, "sessions");
+        each_row_of_ips(
+            self,
+            ips,
+            |list| {
+                format!(
+                    "SELECT attacker_ip, commands FROM sessions WHERE attacker_ip IN ({list}) \
+                 AND commands <> '[]'"
+                )
+            },
+            |r| {
+                let d = Decoder::new(r, "sessions");
                 let c: Vec<String> = d.json("commands")?;
                 let n = out.entry(d.ip("attacker_ip")?).or_default();
                 *n = n.saturating_add(c.len() as u64);
-            }
-        }
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 
 use super::{
     Merge, RepoError, Repository, WriteTx,
-    bulk::{AnyQuery, Insert, insert_rows, name, placeholders},
+    bulk::{AnyQuery, Insert, insert_rows, name},
     decode::Decoder,
+    listing::each_row_of_ips,
 };
 use crate::{model::Touch, time_fmt::format_ts};
 
@@ -77,20 +78,22 @@ impl Repository {
     /// The touches of each of `ips` (any order).
     pub async fn touches_of(&self, ips: &[IpAddr]) -> Result<Vec<Touch>, RepoError> {
         let mut out = Vec::new();
-        for chunk in ips.chunks(500) {
-            let sql = format!(
-                "SELECT {} FROM attacker_touches WHERE attacker_ip IN ({})",
-                COLUMNS.join(", "),
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for ip in chunk {
-                q = q.bind(ip.to_string());
-            }
-            for row in q.fetch_all(self.pool()).await? {
-                out.push(decode(&row)?);
-            }
-        }
+        each_row_of_ips(
+            self,
+            ips,
+            |list| {
+                format!(
+                    "SELECT {} FROM attacker_touches WHERE attacker_ip IN ({})",
+                    COLUMNS.join(", "),
+                    list
+                )
+            },
+            |row| {
+                out.push(decode(row)?);
+                Ok(())
+            },
+        )
+        .await?;
         Ok(out)
     }
 }
