@@ -35,7 +35,7 @@ use crate::{
     time_fmt::format_ts,
 };
 
-use super::storage::{Purge, timed_delete};
+use super::storage::{Purge, delete_candidates};
 
 /// The stored columns (besides `id`), in insert order.
 const COLUMNS: [&str; 9] = [
@@ -581,26 +581,16 @@ impl Repository {
             ids.push(d.i64("id")?);
             next_ns = d.i64("ts")?;
         }
-        if ids.is_empty() {
-            return Ok(Purge {
-                next_ns,
-                ..Purge::default()
-            });
-        }
-        let sql = format!(
-            "DELETE FROM events WHERE id IN ({}) AND ts < ? AND id <= ? AND {kept}",
-            super::bulk::placeholders(ids.len())
-        );
-        let (n, held) = timed_delete(self, &sql, &ids, |q| {
-            q.bind(before_ns).bind(max_id).bind(before.clone())
-        })
-        .await?;
-        Ok(Purge {
-            rows: n,
-            selected: ids.len() as u64,
-            held,
+        delete_candidates(
+            self,
+            &ids,
             next_ns,
-        })
+            |list| {
+                format!("DELETE FROM events WHERE id IN ({list}) AND ts < ? AND id <= ? AND {kept}")
+            },
+            move |q| q.bind(before_ns).bind(max_id).bind(before.clone()),
+        )
+        .await
     }
 
     pub async fn count_events(&self) -> Result<u64, RepoError> {

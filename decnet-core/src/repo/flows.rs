@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{model::FlowRecord, time_fmt::format_ts};
 
-use super::storage::{Purge, timed_delete};
+use super::storage::{Purge, delete_candidates};
 
 /// Retention keeps a flow that a session or scan episode still reaching into the kept window
 /// may be recomputed from: a session of either end's address, or a scan episode of its source,
@@ -405,33 +405,26 @@ impl Repository {
             ids.push(d.i64("id")?);
             next_ns = d.ts("first_seen")?;
         }
-        if ids.is_empty() {
-            return Ok(Purge {
-                next_ns,
-                ..Purge::default()
-            });
-        }
-        let sql = format!(
-            "DELETE FROM flows WHERE id IN ({}) AND first_seen < ? AND last_seen < ? \
-             AND id <= ? AND {KEPT_FOR_DERIVED}",
-            super::bulk::placeholders(ids.len())
-        );
-        let b = before;
-        let (n, held) = timed_delete(self, &sql, &ids, |q| {
-            q.bind(b.clone())
-                .bind(b.clone())
-                .bind(max_id)
-                .bind(b.clone())
-                .bind(b.clone())
-                .bind(b.clone())
-        })
-        .await?;
-        Ok(Purge {
-            rows: n,
-            selected: ids.len() as u64,
-            held,
+        delete_candidates(
+            self,
+            &ids,
             next_ns,
-        })
+            |list| {
+                format!(
+                    "DELETE FROM flows WHERE id IN ({list}) AND first_seen < ? AND last_seen < ? \
+                     AND id <= ? AND {KEPT_FOR_DERIVED}"
+                )
+            },
+            move |q| {
+                q.bind(before.clone())
+                    .bind(before.clone())
+                    .bind(max_id)
+                    .bind(before.clone())
+                    .bind(before.clone())
+                    .bind(before.clone())
+            },
+        )
+        .await
     }
 
     /// The highest flow id (0 when there are none).

@@ -4,8 +4,9 @@
 //!
 //! - [`Purge`]: the outcome of one deletion batch — rows deleted, how long the batch held the
 //!   write lock, where the next batch continues.
-//! - [`timed_delete`]: one batch as its own short write transaction, timed from the moment the
-//!   write lock is held (SQLite: `BEGIN IMMEDIATE` returned) to the commit.
+//! - [`delete_candidates`]: one batch's chosen rows deleted in its own short write transaction,
+//!   timed from the moment the write lock is held (SQLite: `BEGIN IMMEDIATE` returned) to the
+//!   commit.
 //! - SQLite space: new databases are created with `auto_vacuum = INCREMENTAL` (set on every
 //!   connection before the migrations create the first table, see [`super::Repository::open`]),
 //!   so pages freed by deletion can be given back to the file system in small steps
@@ -51,7 +52,33 @@ pub struct Space {
 /// Runs `sql` (a `DELETE … WHERE id IN (ids) AND …`) with `ids` bound first and `extra` binding
 /// the rest, as one write transaction; returns the rows deleted and how long the write lock was
 /// held.
-pub(crate) async fn timed_delete<'q>(
+/// The rest of a retention batch once its candidates are chosen: `ids` (oldest first) are
+/// deleted by `delete(placeholders)` — their ids bound first, then what `extra` binds — in one
+/// timed transaction; `next_ns` (the last candidate's time) is where the next batch starts.
+pub(crate) async fn delete_candidates(
+    repo: &Repository,
+    ids: &[i64],
+    next_ns: i64,
+    delete: impl FnOnce(&str) -> String,
+    extra: impl for<'q> Fn(AnyQuery<'q>) -> AnyQuery<'q>,
+) -> Result<Purge, RepoError> {
+    if ids.is_empty() {
+        return Ok(Purge {
+            next_ns,
+            ..Purge::default()
+        });
+    }
+    let sql = delete(&super::bulk::placeholders(ids.len()));
+    let (rows, held) = timed_delete(repo, &sql, ids, extra).await?;
+    Ok(Purge {
+        rows,
+        selected: ids.len() as u64,
+        held,
+        next_ns,
+    })
+}
+
+async fn timed_delete<'q>(
     repo: &Repository,
     sql: &'q str,
     ids: &[i64],
