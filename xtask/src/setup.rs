@@ -74,6 +74,22 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
         "`chromedriver`: WebDriver for the browser tests",
     ),
     ("wrk", "HTTP load generator for `bench api`"),
+    (
+        "tshark",
+        "computes JA3/JA3S and the SSH KEXINIT fields independently in the fingerprint tests",
+    ),
+    (
+        "p0f",
+        "p0f and its database /etc/p0f/p0f.fp: TCP SYN/SYN-ACK signatures and OS labels (sensor, prober)",
+    ),
+    (
+        "openssh-server",
+        "a real `sshd` on attacker hosts (namespaces) for the prober's HASSH-server tests",
+    ),
+    (
+        "ssh-audit",
+        "an independent SSH auditor against the deckies (realism checks)",
+    ),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
