@@ -17,10 +17,31 @@ pub const TC_EMPTY_PROGRAM: &str = "decnet_tc_empty";
 pub const FLOWS_MAP: &str = "FLOWS";
 pub const EVENTS_MAP: &str = "EVENTS";
 pub const COUNTERS_MAP: &str = "COUNTERS";
+/// The fingerprint ring buffer: the bytes fingerprints are computed from (see [`FpHeader`]).
+/// Its own ring, so a burst of captured handshakes can never crowd out flow events.
+pub const FP_EVENTS_MAP: &str = "FP_EVENTS";
+/// Globals (`.rodata`, set by userspace at load time) that configure the capture.
+/// Bytes kept from each data-bearing segment (≤ [`FP_CHUNK`]; 0 turns fingerprint capture off).
+pub const FP_SNAPLEN_GLOBAL: &str = "FP_SNAPLEN";
+/// Only the first this-many packets of each direction of a TCP flow are looked at.
+pub const FP_PACKETS_GLOBAL: &str = "FP_PACKETS";
 
 /// Default sizes; userspace may override them at load time.
 pub const DEFAULT_FLOW_ENTRIES: u32 = 131_072;
 pub const DEFAULT_RING_BYTES: u32 = 1 << 20;
+/// Default size of the fingerprint ring.
+pub const DEFAULT_FP_RING_BYTES: u32 = 1 << 22;
+
+/// Largest payload one fingerprint segment event carries (the ring slot size).
+pub const FP_CHUNK: usize = 4096;
+/// Largest IP + TCP header block a header event carries (IPv4 60 + TCP 60; IPv6 40 + TCP 60).
+pub const FP_HDR_MAX: usize = 120;
+/// Default bytes kept per data-bearing segment (and per direction, by userspace).
+pub const DEFAULT_FP_SNAPLEN: u32 = 2048;
+/// Default number of leading packets per direction examined.
+pub const DEFAULT_FP_PACKETS: u32 = 8;
+/// Upper bound for `FP_PACKETS`.
+pub const MAX_FP_PACKETS: u32 = 64;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -116,6 +137,54 @@ pub const EVENT_START: u32 = 1;
 /// snapshot is final for that flow.
 pub const EVENT_END: u32 = 2;
 
+/// Fingerprint ring events (in `FP_EVENTS`; the `kind` is the first `u32` of every record).
+/// A client SYN or server SYN-ACK: [`FpHeaderEvent`] with the raw IP + TCP headers.
+pub const FP_EVENT_HEADER: u32 = 3;
+/// A data-bearing segment among the first `FP_PACKETS` of its direction: [`FpDataEvent`].
+pub const FP_EVENT_DATA: u32 = 4;
+
+/// What every fingerprint event starts with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FpHeader {
+    /// [`FP_EVENT_HEADER`] or [`FP_EVENT_DATA`].
+    pub kind: u32,
+    /// Bytes captured in `bytes`.
+    pub len: u32,
+    /// Header event: the length of the IP + TCP headers on the wire (captured in full when ≤
+    /// [`FP_HDR_MAX`]). Data event: the segment's payload length on the wire (for a GSO packet,
+    /// all its segments' payload); more than `len` means the segment was cut.
+    pub wire_len: u32,
+    /// TCP sequence number of the segment (host order).
+    pub seq: u32,
+    /// `bpf_ktime_get_ns()` of the packet.
+    pub ts_ns: u64,
+    /// ifindex of the bridge port the packet entered on.
+    pub ifindex: u32,
+    /// 0: the packet went `key.a → key.b`; 1: `b → a`.
+    pub dir: u8,
+    /// The packet's TCP flags.
+    pub tcp_flags: u8,
+    pub _pad: [u8; 2],
+    pub key: FlowKey,
+}
+
+/// A client SYN or server SYN-ACK: the IP header and TCP header with options, as on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FpHeaderEvent {
+    pub h: FpHeader,
+    pub bytes: [u8; FP_HDR_MAX],
+}
+
+/// The leading payload bytes of one data-bearing segment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FpDataEvent {
+    pub h: FpHeader,
+    pub bytes: [u8; FP_CHUNK],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEvent {
@@ -153,7 +222,15 @@ pub const C_MAP_FULL: u32 = 11;
 /// Ring-buffer reservation failed: a start/end event was lost (the flow itself is still in the
 /// table and will be exported by the sweep).
 pub const C_EVENTS_LOST: u32 = 12;
-pub const COUNTER_COUNT: u32 = 13;
+/// Fingerprint header events (SYN, SYN-ACK) sent.
+pub const C_FP_HEADERS: u32 = 13;
+/// Fingerprint data-segment events sent.
+pub const C_FP_SEGMENTS: u32 = 14;
+/// Data segments cut at the snap length (the event carries the first `FP_SNAPLEN` bytes).
+pub const C_FP_TRUNCATED: u32 = 15;
+/// Fingerprint events lost: the fingerprint ring was full, or the bytes could not be read.
+pub const C_FP_LOST: u32 = 16;
+pub const COUNTER_COUNT: u32 = 17;
 
 /// Human names of the counters, indexed like the constants above.
 pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] = [
@@ -170,6 +247,10 @@ pub const COUNTER_NAMES: [&str; COUNTER_COUNT as usize] = [
     "drop_unsupported",
     "drop_map_full",
     "events_lost",
+    "fp_headers",
+    "fp_segments",
+    "fp_truncated",
+    "fp_lost",
 ];
 
 /// The counters that account a packet which is not in a flow.
@@ -182,6 +263,7 @@ mod pod {
     unsafe impl aya::Pod for super::DirStats {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::FlowEvent {}
+    unsafe impl aya::Pod for super::FpHeader {}
 }
 
 #[cfg(test)]
@@ -199,6 +281,15 @@ mod tests {
             size_of::<FlowEvent>(),
             8 + size_of::<FlowKey>() + size_of::<FlowValue>()
         );
+    }
+
+    #[test]
+    fn fingerprint_layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<FpHeader>(), 4 * 4 + 8 + 4 + 4 + size_of::<FlowKey>());
+        assert_eq!(size_of::<FpHeader>() % 8, 0);
+        assert_eq!(size_of::<FpHeaderEvent>(), size_of::<FpHeader>() + FP_HDR_MAX);
+        assert_eq!(size_of::<FpDataEvent>(), size_of::<FpHeader>() + FP_CHUNK);
+        assert!(DEFAULT_FP_SNAPLEN as usize <= FP_CHUNK);
     }
 
     #[test]

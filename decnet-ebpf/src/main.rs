@@ -9,6 +9,12 @@
 //! packet (ring-buffer START event) and reported once more when it ends (END event: RST, or FIN
 //! seen both ways). Userspace exports idle entries by sweeping the map. A failed ring-buffer
 //! reservation is counted in `C_EVENTS_LOST`; the flow itself stays in the map for the sweep.
+//!
+//! Fingerprints (issue 14): among the first `FP_PACKETS` packets of each direction of a TCP
+//! flow, a SYN or SYN-ACK ships its raw IP + TCP headers and every data-bearing segment ships its
+//! first `FP_SNAPLEN` payload bytes to the separate `FP_EVENTS` ring. Nothing else is sent per
+//! packet; later packets of a flow cost one comparison. Cut segments are counted
+//! (`C_FP_TRUNCATED`), lost events too (`C_FP_LOST`).
 #![no_std]
 #![no_main]
 // The only unstable bit: `atomic_xadd`, which LLVM lowers to BPF's atomic add. The bpf target has
@@ -19,8 +25,12 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    bindings::{BPF_ANY, BPF_NOEXIST, TC_ACT_OK, xdp_action, xdp_md},
+    cty::c_void,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    },
     macros::{classifier, map, xdp},
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
@@ -41,6 +51,19 @@ struct Scratch {
     value: FlowValue,
 }
 
+/// Fingerprint capture: its own ring, so handshakes never crowd out flow events.
+#[map]
+static FP_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_FP_RING_BYTES, 0);
+
+/// Bytes kept per data-bearing segment (0: capture off). Set at load time by userspace
+/// (`decnet sniffer --fp-snaplen`); read-only to the program, so the verifier sees a constant.
+#[unsafe(no_mangle)]
+static FP_SNAPLEN: u32 = DEFAULT_FP_SNAPLEN;
+
+/// Leading packets per direction examined for fingerprints (`--fp-packets`).
+#[unsafe(no_mangle)]
+static FP_PACKETS: u32 = DEFAULT_FP_PACKETS;
+
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
@@ -59,6 +82,9 @@ const TC_PULL: u32 = 14 + 8 + 60 + 60;
 
 /// What the kernel tells us about the frame, independent of the hook.
 struct Frame {
+    /// The program's context (`xdp_md` or `__sk_buff`), for the load-bytes helpers.
+    ctx: *mut c_void,
+    xdp: bool,
     data: usize,
     end: usize,
     /// Bytes this frame stands for (for a GSO skb: all its segments' payload plus one header).
@@ -79,12 +105,20 @@ struct Parsed {
     tcp_flags: u8,
     /// Length of all headers up to and including L4: repeated once per extra GSO segment.
     hdr_len: u64,
+    /// Offset of the IP header in the frame.
+    l3_off: u32,
+    /// Transport payload length per the IP header (TCP only; 0 otherwise).
+    payload_len: u32,
+    /// TCP sequence number (host order; TCP only).
+    seq: u32,
 }
 
 #[xdp]
 pub fn decnet_xdp(ctx: XdpContext) -> u32 {
     let (data, end) = (ctx.data(), ctx.data_end());
     let frame = Frame {
+        ctx: ctx.ctx as *mut c_void,
+        xdp: true,
         data,
         end,
         len: (end - data) as u64,
@@ -120,6 +154,8 @@ pub fn decnet_tc(ctx: TcContext) -> i32 {
         None
     };
     let frame = Frame {
+        ctx: ctx.skb.skb as *mut c_void,
+        xdp: false,
         data: ctx.data(),
         end: ctx.data_end(),
         len: len as u64 + if outer_vlan.is_some() { 4 } else { 0 },
@@ -267,7 +303,7 @@ fn parse_ipv4(f: &Frame, off: usize, key: &mut FlowKey) -> Result<Parsed, u32> {
         core::ptr::copy_nonoverlapping((h as *const u8).add(12), key.addr_a.as_mut_ptr(), 4);
         core::ptr::copy_nonoverlapping((h as *const u8).add(16), key.addr_b.as_mut_ptr(), 4);
     }
-    parse_l4(f, off + ihl, total as usize - ihl, key)
+    parse_l4(f, off, off + ihl, total as usize - ihl, key)
 }
 
 #[inline(always)]
@@ -295,13 +331,20 @@ fn parse_ipv6(f: &Frame, off: usize, key: &mut FlowKey) -> Result<Parsed, u32> {
         core::ptr::copy_nonoverlapping((h as *const u8).add(8), key.addr_a.as_mut_ptr(), 16);
         core::ptr::copy_nonoverlapping((h as *const u8).add(24), key.addr_b.as_mut_ptr(), 16);
     }
-    parse_l4(f, off + 40, payload as usize, key)
+    parse_l4(f, off, off + 40, payload as usize, key)
 }
 
 /// Parses the transport header at `off` and puts `key` (holding src in `a`, dst in `b`) into
 /// canonical order.
 #[inline(always)]
-fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Result<Parsed, u32> {
+fn parse_l4(
+    f: &Frame,
+    l3_off: usize,
+    off: usize,
+    ip_payload: usize,
+    key: &mut FlowKey,
+) -> Result<Parsed, u32> {
+    let mut seq = 0u32;
     let (sport, dport, flags, l4_len) = match key.proto {
         IPPROTO_TCP => {
             if ip_payload < 20 {
@@ -310,6 +353,7 @@ fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Resu
             let h = ptr_at::<[u8; 20]>(f, off).ok_or(C_TRUNCATED)?;
             // SAFETY: 20 bytes at `h` are inside the packet.
             let (sport, dport, doff, flags) = unsafe {
+                seq = u32::from_be_bytes([(*h)[4], (*h)[5], (*h)[6], (*h)[7]]);
                 (
                     u16::from_be_bytes([(*h)[0], (*h)[1]]),
                     u16::from_be_bytes([(*h)[2], (*h)[3]]),
@@ -361,11 +405,19 @@ fn parse_l4(f: &Frame, off: usize, ip_payload: usize, key: &mut FlowKey) -> Resu
         key.port_b = sport;
         1
     };
+    let payload_len = if key.proto == IPPROTO_TCP && ip_payload > l4_len {
+        (ip_payload - l4_len) as u32
+    } else {
+        0
+    };
     Ok(Parsed {
         dir,
         proto: key.proto,
         tcp_flags: flags,
         hdr_len: (off + l4_len) as u64,
+        l3_off: l3_off as u32,
+        payload_len,
+        seq,
     })
 }
 
@@ -440,6 +492,9 @@ fn account(p: &Parsed, key: &FlowKey, nv: &mut FlowValue, f: &Frame, bytes: u64)
     if let Some(v) = FLOWS.get_ptr_mut(key) {
         update(v, p, key, nv, f, bytes, now);
         return;
+    }
+    if p.proto == IPPROTO_TCP {
+        fingerprint(f, p, key, 0, now);
     }
     fresh(nv, p, f, bytes, now);
     // The START event's slot is reserved before the entry is stored, so the stored value can
@@ -517,6 +572,7 @@ fn update(
             // A new connection on the 5-tuple of an ended one: report the old flow's final
             // counts, then start over in the same entry.
             emit(EVENT_END, key, v);
+            fingerprint(f, p, key, 0, now);
             fresh(nv, p, f, bytes, now);
             let slot = EVENTS.reserve::<FlowEvent>(0);
             if slot.is_some() {
@@ -546,7 +602,13 @@ fn update(
             d.first_ns = now;
             d.ifindex = f.ifindex;
         }
+        // A plain read: BPF's generic CPU cannot use the atomic add's return value, and a race
+        // here only shifts which packets count as "leading" by one.
+        let before = d.packets;
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut d.packets, f.segs);
+        if p.proto == IPPROTO_TCP {
+            fingerprint(f, p, key, before, now);
+        }
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&mut d.bytes, bytes);
         d.last_ns = now;
         if p.tcp_flags & !d.tcp_flags != 0 {
@@ -595,6 +657,126 @@ fn fill(
         core::ptr::copy_nonoverlapping(value, &mut (*e).value, 1);
     }
     entry.submit(0);
+}
+
+/// Reads a load-time constant (the verifier knows its value: `.rodata` is frozen).
+#[inline(always)]
+fn global(v: &u32) -> u32 {
+    // SAFETY: a valid static; volatile so the compiler does not fold the default value in.
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// Fingerprint capture for a TCP packet that was the `before`-th (0-based) of its direction.
+#[inline(always)]
+fn fingerprint(f: &Frame, p: &Parsed, key: &FlowKey, before: u64, now: u64) {
+    let snaplen = global(&FP_SNAPLEN);
+    if snaplen == 0 || before >= global(&FP_PACKETS) as u64 {
+        return;
+    }
+    if p.tcp_flags & (TCP_SYN | TCP_RST) == TCP_SYN {
+        fp_header(f, p, key, now);
+    }
+    if p.payload_len > 0 {
+        fp_data(f, p, key, now, snaplen);
+    }
+}
+
+#[inline(always)]
+fn fp_fill_header(h: &mut FpHeader, kind: u32, f: &Frame, p: &Parsed, key: &FlowKey, now: u64) {
+    h.kind = kind;
+    h.seq = p.seq;
+    h.ts_ns = now;
+    h.ifindex = f.ifindex;
+    h.dir = p.dir as u8;
+    h.tcp_flags = p.tcp_flags;
+    h._pad = [0; 2];
+    h.key = *key;
+}
+
+/// Copies `len` bytes at frame offset `off` to `dst` with the hook's load-bytes helper (which
+/// also reads paged skb data). Returns false if the helper failed.
+#[inline(always)]
+fn load(f: &Frame, off: u32, dst: *mut u8, len: u32) -> bool {
+    // SAFETY: `dst` has room for `len` bytes (the caller bounds it); the context is the program's.
+    let r = unsafe {
+        if f.xdp {
+            bpf_xdp_load_bytes(f.ctx as *mut xdp_md, off, dst as *mut c_void, len)
+        } else {
+            bpf_skb_load_bytes(f.ctx as *const c_void, off, dst as *mut c_void, len)
+        }
+    };
+    r == 0
+}
+
+/// A SYN or SYN-ACK: its IP + TCP headers.
+#[inline(always)]
+fn fp_header(f: &Frame, p: &Parsed, key: &FlowKey, now: u64) {
+    let wire = (p.hdr_len as u32).wrapping_sub(p.l3_off);
+    let mut n = wire;
+    if n > FP_HDR_MAX as u32 {
+        n = FP_HDR_MAX as u32;
+    }
+    if n == 0 {
+        return;
+    }
+    let Some(mut entry) = FP_EVENTS.reserve::<FpHeaderEvent>(0) else {
+        count(C_FP_LOST, 1);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` is reserved ring memory of the right size; `n` ≤ FP_HDR_MAX.
+    let ok = unsafe {
+        fp_fill_header(&mut (*e).h, FP_EVENT_HEADER, f, p, key, now);
+        (*e).h.len = n;
+        (*e).h.wire_len = wire;
+        load(f, p.l3_off, (*e).bytes.as_mut_ptr(), n)
+    };
+    if ok {
+        entry.submit(0);
+        count(C_FP_HEADERS, 1);
+    } else {
+        entry.discard(0);
+        count(C_FP_LOST, 1);
+    }
+}
+
+/// A data-bearing segment: its first `snaplen` payload bytes.
+#[inline(always)]
+fn fp_data(f: &Frame, p: &Parsed, key: &FlowKey, now: u64, snaplen: u32) {
+    let off = p.hdr_len as u32;
+    let wire = p.payload_len;
+    let mut n = wire;
+    if n > snaplen {
+        n = snaplen;
+    }
+    if n > FP_CHUNK as u32 {
+        n = FP_CHUNK as u32;
+    }
+    if n == 0 {
+        return;
+    }
+    let Some(mut entry) = FP_EVENTS.reserve::<FpDataEvent>(0) else {
+        count(C_FP_LOST, 1);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    // SAFETY: `e` is reserved ring memory of the right size; 0 < `n` ≤ FP_CHUNK.
+    let ok = unsafe {
+        fp_fill_header(&mut (*e).h, FP_EVENT_DATA, f, p, key, now);
+        (*e).h.len = n;
+        (*e).h.wire_len = wire;
+        load(f, off, (*e).bytes.as_mut_ptr(), n)
+    };
+    if ok {
+        entry.submit(0);
+        count(C_FP_SEGMENTS, 1);
+        if wire > n {
+            count(C_FP_TRUNCATED, 1);
+        }
+    } else {
+        entry.discard(0);
+        count(C_FP_LOST, 1);
+    }
 }
 
 #[cfg(not(test))]

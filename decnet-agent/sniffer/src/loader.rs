@@ -16,9 +16,57 @@ use aya::{
     },
 };
 use decnet_common::{
-    COUNTERS_MAP, EVENTS_MAP, FLOWS_MAP, TC_EMPTY_PROGRAM, TC_PROGRAM, XDP_EMPTY_PROGRAM,
-    XDP_PROGRAM,
+    COUNTERS_MAP, DEFAULT_FP_PACKETS, DEFAULT_FP_RING_BYTES, DEFAULT_FP_SNAPLEN, EVENTS_MAP,
+    FLOWS_MAP, FP_CHUNK, FP_EVENTS_MAP, FP_PACKETS_GLOBAL, FP_SNAPLEN_GLOBAL, MAX_FP_PACKETS,
+    TC_EMPTY_PROGRAM, TC_PROGRAM, XDP_EMPTY_PROGRAM, XDP_PROGRAM,
 };
+
+/// What the kernel captures for fingerprints (see `decnet-ebpf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FpConfig {
+    /// Bytes kept per data-bearing segment, ≤ `FP_CHUNK`; 0 turns capture off.
+    pub snaplen: u32,
+    /// Leading packets per direction examined, ≤ `MAX_FP_PACKETS`.
+    pub packets: u32,
+    /// Size of the fingerprint ring (a power of two multiple of the page size).
+    pub ring_bytes: u32,
+}
+
+impl Default for FpConfig {
+    fn default() -> Self {
+        Self {
+            snaplen: DEFAULT_FP_SNAPLEN,
+            packets: DEFAULT_FP_PACKETS,
+            ring_bytes: DEFAULT_FP_RING_BYTES,
+        }
+    }
+}
+
+impl FpConfig {
+    /// Capture off: the program ships no fingerprint events.
+    pub fn off() -> Self {
+        Self {
+            snaplen: 0,
+            ..Self::default()
+        }
+    }
+
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.snaplen as usize > FP_CHUNK {
+            bail!("the fingerprint snap length must be at most {FP_CHUNK} bytes (got {})", self.snaplen);
+        }
+        if self.packets > MAX_FP_PACKETS {
+            bail!(
+                "the fingerprint packet count must be at most {MAX_FP_PACKETS} (got {})",
+                self.packets
+            );
+        }
+        if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
+            bail!("the fingerprint ring size must be a power of two ≥ 4096 (got {})", self.ring_bytes);
+        }
+        Ok(())
+    }
+}
 
 /// Where the program hooks each bridge port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,14 +129,27 @@ pub struct SensorMaps {
     pub flows: Map,
     pub events: Map,
     pub counters: Map,
+    /// The fingerprint ring (`FP_EVENTS`).
+    pub fp_events: Map,
 }
 
 impl Sensor {
+    /// Loads with the default fingerprint capture.
     pub fn load(
         mode: Mode,
         flow_entries: u32,
         ring_bytes: u32,
     ) -> anyhow::Result<(Self, SensorMaps)> {
+        Self::load_with(mode, flow_entries, ring_bytes, FpConfig::default())
+    }
+
+    pub fn load_with(
+        mode: Mode,
+        flow_entries: u32,
+        ring_bytes: u32,
+        fp: FpConfig,
+    ) -> anyhow::Result<(Self, SensorMaps)> {
+        fp.check()?;
         const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/decnet-ebpf"));
         if OBJECT.is_empty() {
             anyhow::bail!(
@@ -100,6 +161,9 @@ impl Sensor {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(FLOWS_MAP, flow_entries)
             .map_max_entries(EVENTS_MAP, ring_bytes)
+            .map_max_entries(FP_EVENTS_MAP, fp.ring_bytes)
+            .override_global(FP_SNAPLEN_GLOBAL, &fp.snaplen, true)
+            .override_global(FP_PACKETS_GLOBAL, &fp.packets, true)
             .load(OBJECT)
             .context(
                 "loading the eBPF object failed (decnet sniffer needs root, or CAP_BPF + \
@@ -121,6 +185,7 @@ impl Sensor {
             flows: take(FLOWS_MAP)?,
             events: take(EVENTS_MAP)?,
             counters: take(COUNTERS_MAP)?,
+            fp_events: take(FP_EVENTS_MAP)?,
         };
         Ok((
             Self {

@@ -39,6 +39,7 @@ impl Harness {
                 flows,
                 events,
                 counters,
+                ..
             },
         ) = Sensor::load(mode, 1024, 1 << 16).expect("load the eBPF object");
         Self {
@@ -524,6 +525,7 @@ fn full_table_and_full_ring_are_counted() {
             flows,
             events: _events,
             counters,
+            ..
         },
     ) = Sensor::load(Mode::Xdp, 4, 4096).expect("load");
     let counters = PerCpuArray::<MapData, u64>::try_from(counters).unwrap();
@@ -556,6 +558,7 @@ fn full_table_and_full_ring_are_counted() {
             flows,
             events: _events,
             counters,
+            ..
         },
     ) = Sensor::load(Mode::Xdp, 1024, 4096).expect("load");
     let counters = PerCpuArray::<MapData, u64>::try_from(counters).unwrap();
