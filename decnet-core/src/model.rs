@@ -212,7 +212,8 @@ pub struct Touch {
     pub last_seen_ns: i64,
 }
 
-/// A fingerprint seen from an attacker (kind: tcp_syn, ja3, ja4, hassh, http_ua, …).
+/// A fingerprint seen from an attacker (kind: tcp_syn, ja3, ja4, hassh, http_user_agent, …; see
+/// `decnet_fingerprint::Kind`). One row per (kind, value, attacker, decky, port).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fingerprint {
     pub kind: String,
@@ -221,6 +222,32 @@ pub struct Fingerprint {
     pub first_seen_ns: i64,
     pub last_seen_ns: i64,
     /// Sightings, derived from the facts by the producer (merged as a maximum).
+    pub count: u64,
+    /// The string the method hashes (JA3's decimal string, HASSH's lists, …), where it has one.
+    pub raw: Option<String>,
+    /// An OS / tool label (p0f's database), where the method has one.
+    pub label: Option<String>,
+    /// The input was cut short: the value is known to be incomplete.
+    pub partial: bool,
+    /// The decky and its (server) port where it was seen; "" / 0 when unknown.
+    pub decky: String,
+    pub port: u16,
+}
+
+/// A decky's own fingerprint (its SYN-ACK, TLS/SSH server hello): what the prober compares with
+/// the persona. Stored apart from attackers' fingerprints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeckyFingerprint {
+    pub decky: String,
+    pub port: u16,
+    pub kind: String,
+    pub value: String,
+    pub raw: Option<String>,
+    pub label: Option<String>,
+    pub partial: bool,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    /// Sightings (merged as a maximum, like [`Fingerprint::count`]).
     pub count: u64,
 }
 

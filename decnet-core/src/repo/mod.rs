@@ -26,7 +26,7 @@
 //! | `pivots` | `pivots` | correlator | tests |
 //! | `attacker_evidence` | `evidence` | correlator | profiler |
 //! | `attacker_profiles` | `profiles` | profiler | API |
-//! | `fingerprints` | `fingerprints` | (none yet) | profiler, API |
+//! | `fingerprints` | `fingerprints`, `decky_fingerprints` | sniffer | profiler, API, prober |
 //! | `deckies`, `decky_services` | `deckies` | `decnet deploy` | correlator, API |
 //! | `mutations` | `mutations` | API | tests |
 //! | `probe_results` | (none: no producer or reader yet) | | |
