@@ -103,6 +103,8 @@ pub struct Summary {
     pub swept: u64,
     pub db_errors: u64,
     pub balanced: bool,
+    /// The agent's fingerprint counters (see `fp::FpCounters`).
+    pub fingerprints: BTreeMap<&'static str, u64>,
 }
 
 impl Summary {
@@ -115,7 +117,7 @@ impl Summary {
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         format!(
-            "decnet sniffer summary: bridge={} mode={} ports={} ran={:.1}s\n  packets={} bytes={} in_flows={} flows_started={} flows_ended={}\n  events_read={} events_lost={} flows_written={} batches={} db_errors={}\n  drops: {}\n  every packet accounted: {}",
+            "decnet sniffer summary: bridge={} mode={} ports={} ran={:.1}s\n  packets={} bytes={} in_flows={} flows_started={} flows_ended={}\n  events_read={} events_lost={} flows_written={} batches={} db_errors={}\n  drops: {}\n  every packet accounted: {}\n  fingerprints: kernel headers={} segments={} truncated={} lost={}; {}",
             self.bridge,
             self.mode,
             self.ports.len(),
@@ -136,6 +138,15 @@ impl Summary {
                 drops.join(" ")
             },
             if self.balanced { "yes" } else { "NO" },
+            c("fp_headers"),
+            c("fp_segments"),
+            c("fp_truncated"),
+            c("fp_lost"),
+            self.fingerprints
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         )
     }
 }

@@ -119,7 +119,7 @@ impl Converter {
     }
 }
 
-fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+pub fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
     if family == FAMILY_V4 {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
     } else {

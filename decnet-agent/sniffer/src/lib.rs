@@ -16,6 +16,7 @@
 pub mod counters;
 pub mod events;
 pub mod flows;
+pub mod fp;
 pub mod loader;
 pub mod ports;
 pub mod sweep;
@@ -25,7 +26,10 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use decnet_common::{DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES};
+use decnet_common::{
+    DEFAULT_FLOW_ENTRIES, DEFAULT_FP_PACKETS, DEFAULT_FP_RING_BYTES, DEFAULT_FP_SNAPLEN,
+    DEFAULT_RING_BYTES, FP_CHUNK, MAX_FP_PACKETS,
+};
 use decnet_core::model::FlowRecord;
 use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec, positive_secs};
 use tokio::sync::{mpsc, watch};
@@ -33,7 +37,8 @@ use tokio::sync::{mpsc, watch};
 use self::{
     counters::{AgentCounters, KernelCounters, Summary},
     flows::{Clock, Converter, PortNames},
-    loader::{Mode, Sensor},
+    fp::{FpCounters, FpSettings},
+    loader::{FpConfig, Mode, Sensor},
     ports::PortEvent,
     sweep::{SweepConfig, Sweeper},
     writer::WriterConfig,
@@ -90,6 +95,42 @@ pub struct SnifferArgs {
     /// Size of the kernel → agent ring buffer in bytes (a power of two, multiple of the page size).
     #[arg(long, default_value_t = DEFAULT_RING_BYTES, value_parser = ring_size)]
     pub ring_bytes: u32,
+
+    /// Fingerprints (issue 14): payload bytes kept per direction of a TCP flow, from its first
+    /// data-bearing segments (at most 4096 per segment). 0 turns fingerprinting off. The default
+    /// holds every handshake measured (README, "Fingerprints").
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_FP_SNAPLEN,
+          value_parser = clap::value_parser!(u32).range(0..=FP_CHUNK as i64))]
+    pub fp_snaplen: u32,
+
+    /// Fingerprints: only the first this-many packets of each direction are looked at.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_FP_PACKETS,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_FP_PACKETS as i64))]
+    pub fp_packets: u32,
+
+    /// Size of the kernel → agent fingerprint ring in bytes (a power of two ≥ 4096).
+    #[arg(long, default_value_t = DEFAULT_FP_RING_BYTES, value_parser = ring_size)]
+    pub fp_ring_bytes: u32,
+
+    /// A flow's fingerprints are computed this long after its last captured packet.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = positive_secs)]
+    pub fp_settle: f64,
+
+    /// Flows assembled at once (the oldest is fingerprinted early when full; counted).
+    #[arg(long, default_value_t = 16_384)]
+    pub fp_flows: usize,
+
+    /// Client addresses whose flows are never attacker fingerprints (besides this host's own
+    /// addresses and the deckies'), e.g. a prober on another host. Repeatable.
+    #[arg(long, value_name = "IP")]
+    pub fp_exclude: Vec<std::net::IpAddr>,
+
+    /// Also compute JA4S and JA4H. These two methods are under the FoxIO License 1.1 (patent
+    /// pending; free for internal and academic use, NOT for resale or inclusion in a commercial
+    /// product without FoxIO's licence). Takes effect only in a build with the cargo feature
+    /// `decnet-fingerprint/ja4-plus`; otherwise ignored with a warning.
+    #[arg(long, env = "DECNET_FP_JA4_PLUS")]
+    pub fp_ja4_plus: bool,
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -125,7 +166,13 @@ pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {
     let args = &args;
     let repo = ctx.repo()?;
     let mut shutdown = ctx.shutdown.clone();
-    let (mut sensor, maps) = Sensor::load(args.mode, args.flow_entries, args.ring_bytes)?;
+    let fp_config = FpConfig {
+        snaplen: args.fp_snaplen,
+        packets: args.fp_packets,
+        ring_bytes: args.fp_ring_bytes,
+    };
+    let (mut sensor, maps) =
+        Sensor::load_with(args.mode, args.flow_entries, args.ring_bytes, fp_config)?;
     let (_bridge_idx, mut port_events) = ports::watch(&args.bridge).await?;
 
     let port_names = PortNames::default();
@@ -168,6 +215,48 @@ pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {
         agent.clone(),
         stop_rx.clone(),
     ));
+    let fp_counters = Arc::new(FpCounters::default());
+    let fp_task = if args.fp_snaplen > 0 {
+        if args.fp_ja4_plus && !decnet_fingerprint::JA4_PLUS_BUILT {
+            tracing::warn!(
+                "--fp-ja4-plus ignored: this build has no JA4S/JA4H (cargo feature \
+                 decnet-fingerprint/ja4-plus, FoxIO License 1.1)"
+            );
+        }
+        let p0f = match decnet_fingerprint::p0f::Database::load_system() {
+            Ok(db) => db.map(Arc::new),
+            Err(e) => {
+                tracing::warn!("p0f's database could not be read ({e}); SYN signatures only");
+                None
+            }
+        };
+        let mut own = fp::local_addresses();
+        own.extend(args.fp_exclude.iter().copied());
+        let settings = FpSettings {
+            snaplen: args.fp_snaplen as usize,
+            settle: secs(args.fp_settle),
+            max_flows: args.fp_flows,
+            max_keys: 65_536,
+            flush_every: Duration::from_secs(1),
+            config: decnet_fingerprint::Config {
+                p0f,
+                ja4_plus: args.fp_ja4_plus,
+            },
+            own,
+        };
+        let fp_ring: RingBuf<MapData> =
+            RingBuf::try_from(maps.fp_events).context("FP_EVENTS is not a ring buffer")?;
+        Some(tokio::spawn(fp::run(
+            fp_ring,
+            repo.clone(),
+            settings,
+            conv.clock,
+            fp_counters.clone(),
+            stop_rx.clone(),
+        )))
+    } else {
+        None
+    };
     let stats = tokio::spawn(stats_loop(
         kernel_counters.clone(),
         agent.clone(),
@@ -210,6 +299,9 @@ pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {
     let mut ring = reader.await.context("ring-buffer reader panicked")??;
     let mut sweeper = sweeper.await.context("sweeper panicked")?;
     let _ = stats.await;
+    if let Some(t) = fp_task {
+        t.await.context("fingerprint task panicked")??;
+    }
     let mut last = Vec::new();
     let n = events::drain(&mut ring, &conv, &mut last);
     AgentCounters::add(&agent.events, n);
@@ -234,6 +326,7 @@ pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {
         swept: AgentCounters::load(&agent.swept),
         db_errors: AgentCounters::load(&agent.db_errors),
         balanced: kernel.balanced(),
+        fingerprints: fp_counters.named(),
     };
     log_counters(&kernel, &agent, "final");
     Ok(Report::new(summary.human(), &summary))
