@@ -220,6 +220,15 @@ pub struct FingerprintView {
     pub first_seen: String,
     pub last_seen: String,
     pub count: u64,
+    /// The string the method hashes (JA3's decimal string, HASSH's lists, …), if any.
+    pub raw: Option<String>,
+    /// p0f's OS label of a `tcp_syn`, if any.
+    pub label: Option<String>,
+    /// The capture was cut short: the value is known to be incomplete.
+    pub partial: bool,
+    /// Where it was seen.
+    pub decky: String,
+    pub port: u16,
 }
 
 impl From<&Fingerprint> for FingerprintView {
@@ -230,6 +239,11 @@ impl From<&Fingerprint> for FingerprintView {
             first_seen: ts(f.first_seen_ns),
             last_seen: ts(f.last_seen_ns),
             count: f.count,
+            raw: f.raw.clone(),
+            label: f.label.clone(),
+            partial: f.partial,
+            decky: f.decky.clone(),
+            port: f.port,
         }
     }
 }

@@ -285,9 +285,15 @@ mod tests {
 
     #[test]
     fn fingerprint_layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<FpHeader>(), 4 * 4 + 8 + 4 + 4 + size_of::<FlowKey>());
+        assert_eq!(
+            size_of::<FpHeader>(),
+            4 * 4 + 8 + 4 + 4 + size_of::<FlowKey>()
+        );
         assert_eq!(size_of::<FpHeader>() % 8, 0);
-        assert_eq!(size_of::<FpHeaderEvent>(), size_of::<FpHeader>() + FP_HDR_MAX);
+        assert_eq!(
+            size_of::<FpHeaderEvent>(),
+            size_of::<FpHeader>() + FP_HDR_MAX
+        );
         assert_eq!(size_of::<FpDataEvent>(), size_of::<FpHeader>() + FP_CHUNK);
         assert!(DEFAULT_FP_SNAPLEN as usize <= FP_CHUNK);
     }

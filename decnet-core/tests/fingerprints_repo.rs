@@ -35,7 +35,13 @@ async fn fingerprints_upsert_is_idempotent_and_merges(b: Backend) {
     let repo = db.open().await;
     let first = vec![
         fp("ja3", "e7d705a3286e19ea42f587b344ee6865", T0, 1, true),
-        fp("tcp_syn", "4:64+0:0:1460:mss*44,7:mss,sok,ts,nop,ws:df,id+:0", T0, 1, false),
+        fp(
+            "tcp_syn",
+            "4:64+0:0:1460:mss*44,7:mss,sok,ts,nop,ws:df,id+:0",
+            T0,
+            1,
+            false,
+        ),
     ];
     repo.record_fingerprints(&first, &[]).await.unwrap();
     // The very same write again: nothing changes.
@@ -48,7 +54,13 @@ async fn fingerprints_upsert_is_idempotent_and_merges(b: Backend) {
 
     // Later sightings: count is the producer's running total (max), times widen, a complete
     // sighting clears `partial`, raw takes the newest; an older replay moves nothing back.
-    let later = fp("ja3", "e7d705a3286e19ea42f587b344ee6865", T0 + 5 * SEC, 3, false);
+    let later = fp(
+        "ja3",
+        "e7d705a3286e19ea42f587b344ee6865",
+        T0 + 5 * SEC,
+        3,
+        false,
+    );
     let older = fp("ja3", "e7d705a3286e19ea42f587b344ee6865", T0 - SEC, 2, true);
     repo.record_fingerprints(&[later.clone(), older], &[])
         .await
@@ -71,7 +83,10 @@ async fn fingerprints_upsert_is_idempotent_and_merges(b: Backend) {
     other_port.port = 8443;
     repo.record_fingerprints(&[other_port], &[]).await.unwrap();
     assert_eq!(repo.fingerprints(ip(7), 100).await.unwrap().len(), 3);
-    assert_eq!(repo.fingerprints_of(&[ip(7), ip(8)]).await.unwrap().len(), 3);
+    assert_eq!(
+        repo.fingerprints_of(&[ip(7), ip(8)]).await.unwrap().len(),
+        3
+    );
 
     // Hostile sizes are bounded, not refused.
     let mut huge = fp("ssh_client_banner", &"A".repeat(70_000), T0, 1, true);

@@ -26,8 +26,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use decnet_common::{
-    FP_EVENT_DATA, FP_EVENT_HEADER, FlowKey, FpDataEvent, FpHeader, FpHeaderEvent, TCP_ACK,
-    TCP_SYN,
+    FP_EVENT_DATA, FP_EVENT_HEADER, FlowKey, FpDataEvent, FpHeader, FpHeaderEvent, TCP_ACK, TCP_SYN,
 };
 use decnet_core::{
     model::{DeckyFingerprint, Fingerprint},
@@ -146,6 +145,30 @@ pub struct FpSettings {
     pub config: Config,
     /// Client addresses that are never attackers (this host's own; `--fp-exclude`).
     pub own: HashSet<IpAddr>,
+    /// `--fp-dump`: every assembled sample as a JSON line (tests, debugging).
+    pub dump: Option<std::path::PathBuf>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// One JSON line describing a sample, byte for byte (hex).
+pub fn dump_line(o: &Oriented) -> String {
+    let s = &o.sample;
+    let opt = |b: &Option<Vec<u8>>| b.as_deref().map(hex);
+    let pay = |p: &Option<Payload>| p.as_ref().map(|p| (hex(&p.bytes), p.truncated));
+    serde_json::json!({
+        "client": o.client.to_string(),
+        "server": o.server.to_string(),
+        "server_port": o.server_port,
+        "client_port": o.client_port,
+        "client_syn": opt(&s.client_syn),
+        "server_synack": opt(&s.server_synack),
+        "client_payload": pay(&s.client_payload),
+        "server_payload": pay(&s.server_payload),
+    })
+    .to_string()
 }
 
 /// One data chunk of a direction.
@@ -180,6 +203,7 @@ pub struct Oriented {
     pub client: IpAddr,
     pub server: IpAddr,
     pub server_port: u16,
+    pub client_port: u16,
     pub first_ns: u64,
     pub last_ns: u64,
 }
@@ -294,10 +318,10 @@ impl Assembler {
         };
         let server = 1 - client;
         let (a, b) = (addr(key.family, &key.addr_a), addr(key.family, &key.addr_b));
-        let (client_ip, server_ip, server_port) = if client == 0 {
-            (a, b, key.port_b)
+        let (client_ip, server_ip, client_port, server_port) = if client == 0 {
+            (a, b, key.port_a, key.port_b)
         } else {
-            (b, a, key.port_a)
+            (b, a, key.port_b, key.port_a)
         };
         let header = |d: &Dir, want: u8| match &d.header {
             Some((f, _, bytes)) if f & (TCP_SYN | TCP_ACK) == want => Some(bytes.clone()),
@@ -316,6 +340,7 @@ impl Assembler {
             client: client_ip,
             server: server_ip,
             server_port,
+            client_port,
             first_ns: p.first_ns,
             last_ns: p.last_ns,
         })
@@ -441,7 +466,25 @@ pub struct Aggregate {
 
 impl Aggregate {
     /// Adds the fingerprints of one oriented sample.
-    pub fn add(&mut self, o: &Oriented, s: &FpSettings, deckies: &Deckies, clock: Clock, c: &FpCounters) {
+    pub fn add(
+        &mut self,
+        o: &Oriented,
+        s: &FpSettings,
+        deckies: &Deckies,
+        clock: Clock,
+        c: &FpCounters,
+    ) {
+        if let Some(path) = &s.dump {
+            use std::io::Write as _;
+            let res = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| writeln!(f, "{}", dump_line(o)));
+            if let Err(e) = res {
+                tracing::warn!(path = %path.display(), "--fp-dump: {e}");
+            }
+        }
         let out = fingerprints_of(&o.sample, &s.config);
         FpCounters::add(&c.samples, 1);
         FpCounters::add(&c.malformed, out.counters.malformed());
@@ -671,7 +714,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 ticks += 1;
-                if ticks % 16 == 0 {
+                if ticks % 5 == 0 {
                     refresh_deckies(&repo, &deckies).await;
                 }
                 for o in asm.settle(Instant::now(), settings.settle, &counters) {

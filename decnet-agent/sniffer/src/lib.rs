@@ -131,6 +131,10 @@ pub struct SnifferArgs {
     /// `decnet-fingerprint/ja4-plus`; otherwise ignored with a warning.
     #[arg(long, env = "DECNET_FP_JA4_PLUS")]
     pub fp_ja4_plus: bool,
+
+    /// Appends every assembled flow sample (the captured bytes, hex) as a JSON line to this file.
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub fp_dump: Option<std::path::PathBuf>,
 }
 
 fn ring_size(s: &str) -> Result<u32, String> {
@@ -243,6 +247,7 @@ pub async fn run(ctx: Context, args: SnifferArgs) -> anyhow::Result<Report> {
                 ja4_plus: args.fp_ja4_plus,
             },
             own,
+            dump: args.fp_dump.clone(),
         };
         let fp_ring: RingBuf<MapData> =
             RingBuf::try_from(maps.fp_events).context("FP_EVENTS is not a ring buffer")?;

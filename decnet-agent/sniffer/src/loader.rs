@@ -53,7 +53,10 @@ impl FpConfig {
 
     pub fn check(&self) -> anyhow::Result<()> {
         if self.snaplen as usize > FP_CHUNK {
-            bail!("the fingerprint snap length must be at most {FP_CHUNK} bytes (got {})", self.snaplen);
+            bail!(
+                "the fingerprint snap length must be at most {FP_CHUNK} bytes (got {})",
+                self.snaplen
+            );
         }
         if self.packets > MAX_FP_PACKETS {
             bail!(
@@ -62,7 +65,10 @@ impl FpConfig {
             );
         }
         if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
-            bail!("the fingerprint ring size must be a power of two ≥ 4096 (got {})", self.ring_bytes);
+            bail!(
+                "the fingerprint ring size must be a power of two ≥ 4096 (got {})",
+                self.ring_bytes
+            );
         }
         Ok(())
     }
