@@ -108,6 +108,11 @@ impl Harness {
         Ok(())
     }
 
+    /// With the fingerprint ring of the same load.
+    fn with_fp(self, fp: RingBuf<MapData>) -> (Self, RingBuf<MapData>) {
+        (self, fp)
+    }
+
     fn counters(&self) -> KernelCounters {
         KernelCounters::read(&self.counters).unwrap()
     }
@@ -669,4 +674,117 @@ fn empty_programs_pass_and_touch_nothing() {
         assert!(h.flows().is_empty(), "{mode}: stored flows");
         assert!(h.events().is_empty(), "{mode}: sent events");
     }
+}
+
+/// Fingerprint capture (issue 14): the SYN's and SYN-ACK's IP + TCP headers and the leading
+/// payload of the first packets of each direction reach the fingerprint ring byte for byte; a
+/// segment longer than the snap length is cut and counted; packets past `FP_PACKETS` ship nothing;
+/// snap length 0 turns capture off. The packets themselves pass unchanged (checked by `run`).
+fn fingerprint_capture(mode: Mode) {
+    use decnet_sniffer::{
+        fp::decode as fp_decode,
+        loader::FpConfig,
+    };
+    let load = |fp: FpConfig| {
+        require_root();
+        let (sensor, maps) = Sensor::load_with(mode, 1024, 1 << 16, fp).expect("load");
+        Harness {
+            sensor,
+            mode,
+            flows: BpfHashMap::try_from(maps.flows).unwrap(),
+            ring: RingBuf::try_from(maps.events).unwrap(),
+            counters: PerCpuArray::try_from(maps.counters).unwrap(),
+        }
+        .with_fp(RingBuf::try_from(maps.fp_events).unwrap())
+    };
+    // A SYN with options (MSS, SACK-permitted, timestamps, NOP, window scale): 40-byte header.
+    let mut syn = tcp(40000, 443, TCP_SYN, 10);
+    syn.extend_from_slice(&[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]);
+    let syn_frame = eth(0x0800, &ipv4(6, B, A, &syn));
+    let synack_frame = eth(0x0800, &ipv4(6, A, B, &tcp(443, 40000, TCP_SYN | TCP_ACK, 5)));
+    let data = |from_client: bool, payload: &[u8]| {
+        let mut l4 = if from_client {
+            tcp(40000, 443, TCP_ACK | TCP_PSH, 5)
+        } else {
+            tcp(443, 40000, TCP_ACK | TCP_PSH, 5)
+        };
+        l4.extend_from_slice(payload);
+        if from_client {
+            eth(0x0800, &ipv4(6, B, A, &l4))
+        } else {
+            eth(0x0800, &ipv4(6, A, B, &l4))
+        }
+    };
+    let hello: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+    let big: Vec<u8> = (0..1400u32).map(|i| (i % 253) as u8).collect();
+
+    let (mut h, mut fp) = load(FpConfig {
+        snaplen: 1000,
+        packets: 4,
+        ..FpConfig::default()
+    });
+    h.run(&syn_frame);
+    h.run(&synack_frame);
+    h.run(&data(true, &hello));
+    h.run(&data(false, &big)); // server packet 2: cut at 1000
+    for _ in 0..3 {
+        h.run(&data(true, b"late")); // client packets 3, 4 ship; 5 does not
+    }
+    let mut recs = Vec::new();
+    while let Some(item) = fp.next() {
+        recs.push(fp_decode(&item).expect("a well-formed fingerprint record"));
+    }
+    let kinds: Vec<(u32, u8, usize)> = recs
+        .iter()
+        .map(|r| (r.h.kind, r.h.dir, r.bytes.len()))
+        .collect();
+    // B (10.1.0.2) is endpoint b: the client's packets are dir 1.
+    assert_eq!(
+        kinds,
+        vec![
+            (FP_EVENT_HEADER, 1, 40 + 20),
+            (FP_EVENT_HEADER, 0, 20 + 20),
+            (FP_EVENT_DATA, 1, 300),
+            (FP_EVENT_DATA, 0, 1000),
+            (FP_EVENT_DATA, 1, 4),
+            (FP_EVENT_DATA, 1, 4),
+        ],
+        "{mode}"
+    );
+    assert_eq!(recs[0].bytes, syn_frame[14..]);
+    assert_eq!(recs[1].bytes, synack_frame[14..]);
+    assert_eq!(recs[2].bytes, hello);
+    assert_eq!(recs[3].bytes, big[..1000]);
+    assert_eq!((recs[3].h.wire_len, recs[3].h.len), (1400, 1000));
+    assert_eq!(recs[0].h.tcp_flags, TCP_SYN);
+    let c = h.counters();
+    assert_eq!(
+        (
+            c.get(C_FP_HEADERS),
+            c.get(C_FP_SEGMENTS),
+            c.get(C_FP_TRUNCATED),
+            c.get(C_FP_LOST)
+        ),
+        (2, 4, 1, 0),
+        "{mode}"
+    );
+    assert!(c.balanced());
+
+    // Off: nothing shipped, the flow is still counted.
+    let (mut h, mut fp) = load(FpConfig::off());
+    h.run(&syn_frame);
+    h.run(&data(true, &hello));
+    assert!(fp.next().is_none(), "{mode}: capture off shipped a record");
+    assert_eq!(h.counters().get(C_FP_HEADERS), 0);
+    assert_eq!(h.flows().len(), 1);
+}
+
+#[test]
+fn fingerprint_capture_tc() {
+    fingerprint_capture(Mode::Tc);
+}
+
+#[test]
+fn fingerprint_capture_xdp() {
+    fingerprint_capture(Mode::Xdp);
 }
