@@ -681,10 +681,7 @@ fn empty_programs_pass_and_touch_nothing() {
 /// segment longer than the snap length is cut and counted; packets past `FP_PACKETS` ship nothing;
 /// snap length 0 turns capture off. The packets themselves pass unchanged (checked by `run`).
 fn fingerprint_capture(mode: Mode) {
-    use decnet_sniffer::{
-        fp::decode as fp_decode,
-        loader::FpConfig,
-    };
+    use decnet_sniffer::{fp::decode as fp_decode, loader::FpConfig};
     let load = |fp: FpConfig| {
         require_root();
         let (sensor, maps) = Sensor::load_with(mode, 1024, 1 << 16, fp).expect("load");
@@ -699,9 +696,14 @@ fn fingerprint_capture(mode: Mode) {
     };
     // A SYN with options (MSS, SACK-permitted, timestamps, NOP, window scale): 40-byte header.
     let mut syn = tcp(40000, 443, TCP_SYN, 10);
-    syn.extend_from_slice(&[2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]);
+    syn.extend_from_slice(&[
+        2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+    ]);
     let syn_frame = eth(0x0800, &ipv4(6, B, A, &syn));
-    let synack_frame = eth(0x0800, &ipv4(6, A, B, &tcp(443, 40000, TCP_SYN | TCP_ACK, 5)));
+    let synack_frame = eth(
+        0x0800,
+        &ipv4(6, A, B, &tcp(443, 40000, TCP_SYN | TCP_ACK, 5)),
+    );
     let data = |from_client: bool, payload: &[u8]| {
         let mut l4 = if from_client {
             tcp(40000, 443, TCP_ACK | TCP_PSH, 5)

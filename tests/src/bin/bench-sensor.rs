@@ -17,6 +17,12 @@
 //! timeout and a 1 s sweep. Every 5-tuple must end as exactly one flow row or under
 //! `drop_map_full`; it prints rows, drops, the time the sniffer needed to write everything after
 //! the flood and the resulting flow rows per second.
+//!
+//! **Fingerprints (issue 14).** Then (unless `--no-fingerprints`) the same UDP flood with TLS
+//! handshakes in the mix (a Python client in a third host, `--tls-rate` handshakes per second
+//! against `openssl s_server` in the sink): no sensor vs the TC sensor with fingerprint capture on
+//! (the default), interleaved. It prints delivered pps of each and their ratio (goal ≥ 0.97), the
+//! fingerprint events the kernel shipped, lost events (flow and fingerprint) and flow rows.
 use std::{
     collections::HashSet,
     net::Ipv4Addr,
@@ -137,6 +143,8 @@ struct Args {
     flood_rate: f64,
     flood_seconds: f64,
     flood_entries: u32,
+    fingerprints: bool,
+    tls_rate: f64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -149,6 +157,8 @@ fn parse_args() -> Result<Args> {
         flood_rate: 100_000.0,
         flood_seconds: 10.0,
         flood_entries: 262_144,
+        fingerprints: true,
+        tls_rate: 100.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -158,7 +168,20 @@ fn parse_args() -> Result<Args> {
             "--rounds" => a.rounds = val("--rounds")?.parse().context("--rounds: a number")?,
             "--payload" => a.payload = val("--payload")?.parse().context("--payload: bytes")?,
             "--no-flood" => a.flood = false,
-            "--only-flood" => a.datapath = false,
+            "--only-flood" => {
+                a.datapath = false;
+                a.fingerprints = false;
+            }
+            "--no-fingerprints" => a.fingerprints = false,
+            "--only-fingerprints" => {
+                a.datapath = false;
+                a.flood = false;
+            }
+            "--tls-rate" => {
+                a.tls_rate = val("--tls-rate")?
+                    .parse()
+                    .context("--tls-rate: handshakes per second")?
+            }
             "--flood-rate" => {
                 a.flood_rate = val("--flood-rate")?
                     .parse()
@@ -178,7 +201,8 @@ fn parse_args() -> Result<Args> {
                 println!(
                     "bench-sensor [--seconds S (5)] [--rounds N (2)] [--payload BYTES (18)] \
                      [--no-flood | --only-flood] [--flood-rate PER_S (100000)] \
-                     [--flood-seconds S (10)] [--flood-entries N (262144)]\n\
+                     [--flood-seconds S (10)] [--flood-entries N (262144)] \
+                     [--no-fingerprints | --only-fingerprints] [--tls-rate PER_S (100)]\n\
                      Floods a lab bridge port with small UDP frames over {FLOWS} flows and compares \
                      no sensor / empty TC / TC / empty XDP / XDP, interleaved; then floods new flows \
                      (a scan) through the TC sensor and checks every 5-tuple is a row or a \
@@ -268,6 +292,9 @@ struct PhaseResult {
     busy_core_s: f64,
     /// With program stats on: (runs, ns per run) of the attached program.
     prog: Option<(u64, f64)>,
+    /// Fingerprint events shipped (headers + segments) and lost, from the kernel counters.
+    fp_events: Option<u64>,
+    fp_lost: u64,
 }
 
 impl PhaseResult {
@@ -375,6 +402,9 @@ fn phase(
         if matches!(mode, Some(Mode::Tc | Mode::Xdp)) {
             r.sensor_packets = Some(out.summary.counter("packets"));
             r.events_lost = out.summary.counter("events_lost");
+            r.fp_events =
+                Some(out.summary.counter("fp_headers") + out.summary.counter("fp_segments"));
+            r.fp_lost = out.summary.counter("fp_lost");
             r.flows = Some(
                 out.flows
                     .iter()
@@ -570,6 +600,164 @@ fn datapath(lab: &Lab, args: &Args) -> Result<bool> {
     Ok(all_ok)
 }
 
+const TLS_CLIENT: &str = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+host, rate = sys.argv[1], float(sys.argv[2])
+n, t0 = 0, time.monotonic()
+while True:
+    try:
+        with socket.create_connection((host, 443), timeout=2) as s:
+            with ctx.wrap_socket(s, server_hostname="decky.example"):
+                n += 1
+    except Exception:
+        pass
+    print(n, flush=True)
+    wait = t0 + n / rate - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+"#;
+
+/// Kills a child on drop.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The UDP flood with TLS handshakes in the mix: no sensor vs TC with fingerprint capture,
+/// interleaved. Returns whether nothing was lost.
+fn fingerprint_phases(lab: &Lab, args: &Args) -> Result<bool> {
+    use std::process::{Command, Stdio};
+    let (sink, tls) = (lab.host("sink"), lab.host("tls"));
+    let dir = std::env::temp_dir().join(format!("bench-sensor-fp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .args(["/CN=decky", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("openssl (install the Debian package openssl)")?;
+    ensure!(ok.success(), "openssl req failed");
+    let mut srv = Command::new("ip");
+    srv.args([
+        "netns", "exec", &sink.ns, "openssl", "s_server", "-quiet", "-accept",
+    ])
+    .arg(format!("{}:443", sink.ipv4))
+    .arg("-cert")
+    .arg(&cert)
+    .arg("-key")
+    .arg(&key)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _srv = Child(srv.spawn().context("openssl s_server")?);
+    std::thread::sleep(Duration::from_millis(500));
+    let frames = Arc::new(build_frames(lab.host("gen"), sink, args.payload));
+    println!();
+    println!(
+        "fingerprints: the UDP flood ({FLOWS} flows) with {:.0} TLS handshakes/s in the mix \
+         (Python ssl → openssl s_server), {:.0} s per phase, {} round(s), interleaved",
+        args.tls_rate, args.seconds, args.rounds
+    );
+    let modes = [None, Some(Mode::Tc)];
+    let mut results: Vec<(PhaseResult, u64)> = Vec::new();
+    for round in 0..args.rounds {
+        for k in 0..modes.len() {
+            let mode = modes[(round + k) % modes.len()];
+            let log = dir.join(format!("tls-{round}-{k}.log"));
+            let mut cl = Command::new("ip");
+            cl.args([
+                "netns",
+                "exec",
+                &tls.ns,
+                "/usr/bin/python3",
+                "-c",
+                TLS_CLIENT,
+            ])
+            .arg(sink.ipv4.to_string())
+            .arg(args.tls_rate.to_string())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(Stdio::null());
+            let client = Child(cl.spawn().context("python3 TLS client")?);
+            let r = phase(lab, &frames, mode, args.seconds, false)?;
+            drop(client);
+            let handshakes = std::fs::read_to_string(&log)?
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
+            eprintln!(
+                "  round {} {:>9}+tls: delivered {:.0} pps, {handshakes} handshakes",
+                round + 1,
+                r.name,
+                r.pps()
+            );
+            results.push((r, handshakes));
+        }
+    }
+    let base = mean(
+        results
+            .iter()
+            .filter(|(r, _)| r.name == "none")
+            .map(|(r, _)| r.pps()),
+    );
+    println!(
+        "{:<9} {:>11} {:>7} {:>11} {:>9} {:>7} {:>9} {:>8}",
+        "phase",
+        "delivered/s",
+        "ratio",
+        "handshakes",
+        "fp_events",
+        "fp_lost",
+        "ev_lost",
+        "flow_rows"
+    );
+    let dash = || "-".to_string();
+    let mut all_ok = true;
+    for (r, hs) in &results {
+        if r.events_lost > 0 || r.fp_lost > 0 || r.flows.is_some_and(|f| f != FLOWS as u64) {
+            all_ok = false;
+        }
+        println!(
+            "{:<9} {:>11.0} {:>7.3} {:>11} {:>9} {:>7} {:>9} {:>8}",
+            format!("{}+tls", r.name),
+            r.pps(),
+            r.pps() / base,
+            hs,
+            r.fp_events.map(|e| e.to_string()).unwrap_or_else(dash),
+            r.fp_lost,
+            r.events_lost,
+            r.flows.map(|f| f.to_string()).unwrap_or_else(dash),
+        );
+    }
+    let tc = mean(
+        results
+            .iter()
+            .filter(|(r, _)| r.name == "tc")
+            .map(|(r, _)| r.pps()),
+    );
+    println!(
+        "  tc with fingerprints delivered {:.3}× no sensor (same run, TLS in both); goal (issue 14) \
+         ≥ 0.97: {}; lost flow records / fingerprint events: {}",
+        tc / base,
+        if tc / base >= 0.97 { "met" } else { "NOT met" },
+        if all_ok { "none" } else { "SOME (see above)" },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(all_ok)
+}
+
 /// The scan-style flood of new flows through the TC sensor. Returns whether every 5-tuple was
 /// accounted for exactly once.
 fn flood_of_new_flows(lab: &Lab, args: &Args) -> Result<bool> {
@@ -692,7 +880,7 @@ fn flood_of_new_flows(lab: &Lab, args: &Args) -> Result<bool> {
 fn main() -> Result<()> {
     let args = parse_args()?;
     decnet_e2e::prereq()?;
-    let lab = Lab::new(&["gen", "sink"], LabOptions::default())?;
+    let lab = Lab::new(&["gen", "sink", "tls"], LabOptions::default())?;
     // Receive-side socket so the sink does not answer with ICMP port unreachable.
     let sink = lab.host("sink").clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -711,6 +899,9 @@ fn main() -> Result<()> {
     }
     if args.flood {
         ok &= flood_of_new_flows(&lab, &args)?;
+    }
+    if args.fingerprints {
+        ok &= fingerprint_phases(&lab, &args)?;
     }
     stop.store(true, Ordering::Relaxed);
     let _ = sink_thread.join();
