@@ -690,6 +690,9 @@ fn fingerprint_phases(lab: &Lab, args: &Args) -> Result<bool> {
             .stdout(std::fs::File::create(&log)?)
             .stderr(Stdio::null());
             let client = Child(cl.spawn().context("python3 TLS client")?);
+            // The same warm-up in both phases: the client is past its start-up when the flood
+            // begins (the sensor phase also waits for the sniffer to be ready).
+            std::thread::sleep(Duration::from_secs(1));
             let r = phase(lab, &frames, mode, args.seconds, false)?;
             drop(client);
             let handshakes = std::fs::read_to_string(&log)?
