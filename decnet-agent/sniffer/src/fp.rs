@@ -714,7 +714,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 ticks += 1;
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     refresh_deckies(&repo, &deckies).await;
                 }
                 for o in asm.settle(Instant::now(), settings.settle, &counters) {
