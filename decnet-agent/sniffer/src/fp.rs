@@ -784,6 +784,75 @@ mod tests {
         assert_eq!(reassemble(&dir(Some(0), &[]), 4), None);
     }
 
+    fn rec(port: u16, kind: u32, dir: u8, flags: u8, seq: u32, bytes: &[u8]) -> FpRecord {
+        let mut key = FlowKey {
+            proto: 6,
+            family: decnet_common::FAMILY_V4,
+            port_a: 443,
+            port_b: port,
+            ..Default::default()
+        };
+        key.addr_a[..4].copy_from_slice(&[10, 0, 0, 1]);
+        key.addr_b[..4].copy_from_slice(&[10, 0, 0, 2]);
+        FpRecord {
+            h: FpHeader {
+                kind,
+                len: bytes.len() as u32,
+                wire_len: bytes.len() as u32,
+                seq,
+                dir,
+                tcp_flags: flags,
+                key,
+                ..Default::default()
+            },
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn assembler_orients_bounds_and_counts() {
+        let c = FpCounters::default();
+        let mut asm = Assembler::new(64, 2);
+        let t = Instant::now();
+        // Flow 1: the client (b, dir 1) sends the SYN; the server answers and sends data.
+        assert!(
+            asm.add(rec(5000, FP_EVENT_HEADER, 1, TCP_SYN, 99, &[0x45]), t, &c)
+                .is_empty()
+        );
+        asm.add(
+            rec(5000, FP_EVENT_HEADER, 0, TCP_SYN | TCP_ACK, 9, &[0x45, 1]),
+            t,
+            &c,
+        );
+        asm.add(rec(5000, FP_EVENT_DATA, 1, TCP_ACK, 100, b"hello"), t, &c);
+        // Flow 2: no SYN, no SYN-ACK seen: cannot be oriented.
+        asm.add(
+            rec(5001, FP_EVENT_DATA, 1, TCP_ACK, 7, b"x"),
+            t + Duration::from_micros(500),
+            &c,
+        );
+        // Flow 3 does not fit: the least recently touched (flow 1) is finished early.
+        let early = asm.add(
+            rec(5002, FP_EVENT_DATA, 1, TCP_ACK, 7, b"y"),
+            t + Duration::from_millis(1),
+            &c,
+        );
+        assert_eq!(asm.len(), 2);
+        assert_eq!(c.evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(early.len(), 1);
+        let o = &early[0];
+        assert_eq!(o.client.to_string(), "10.0.0.2");
+        assert_eq!((o.client_port, o.server_port), (5000, 443));
+        assert_eq!(o.sample.client_syn.as_deref(), Some(&[0x45][..]));
+        assert_eq!(o.sample.server_synack.as_deref(), Some(&[0x45, 1][..]));
+        assert_eq!(o.sample.client_payload.as_ref().unwrap().bytes, b"hello");
+        assert_eq!(o.sample.server_payload, None);
+        // Settling finishes the rest; neither can be oriented.
+        let rest = asm.settle(t + Duration::from_secs(10), Duration::from_secs(1), &c);
+        assert!(rest.is_empty() && asm.is_empty());
+        assert_eq!(c.unoriented.load(Ordering::Relaxed), 2);
+    }
+
     #[test]
     fn decode_refuses_wrong_shapes() {
         let mut ev = FpHeaderEvent {
