@@ -152,7 +152,10 @@ pub struct Counters {
     pub ssh_malformed: u64,
     /// HTTP request heads that break the grammar.
     pub http_malformed: u64,
-    /// Fingerprints emitted with `partial: true` because the capture limit cut their input.
+    /// Input the capture limit cut inside a structure: one per fingerprint emitted with
+    /// `partial: true` (a cut TLS hello gives JA3 and JA4, so two), plus one per structure cut so
+    /// early that nothing could be emitted (a banner or KEXINIT cut short, a hello without its
+    /// fixed fields).
     pub partial: u64,
     /// Structures that started but ended early without the capture limit being the cause (the
     /// peer stopped sending): no fingerprint emitted for them.
