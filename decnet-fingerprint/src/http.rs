@@ -137,7 +137,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ParseError> {
 impl Request {
     /// FoxIO JA4H (`ge11cn05enus_<headers>_<cookie names>_<cookie pairs>`) and its raw form.
     /// **FoxIO License 1.1**: only compiled with the `ja4-plus` feature.
-    #[cfg(feature = "ja4-plus")]
+    #[cfg(any(test, feature = "ja4-plus"))]
     pub fn ja4h(&self) -> (String, String) {
         use crate::util::sha256_12;
         let method: String = self.method.to_ascii_lowercase().chars().take(2).collect();

@@ -533,4 +533,47 @@ mod tests {
         );
         assert_eq!(on.get(Kind::Ja4s).is_some(), JA4_PLUS_BUILT);
     }
+
+    /// FoxIO's own JA4S and JA4H test data (tests/data/foxio-ja4-vectors.txt, see
+    /// tests/foxio_vectors.rs): every expected value equal.
+    #[test]
+    fn foxio_ja4s_and_ja4h_vectors() {
+        let text = include_str!("../tests/data/foxio-ja4-vectors.txt");
+        let (mut s, mut h) = (0, 0);
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let f: Vec<&str> = line.split('|').collect();
+            let (source, stream, kind, want, want_raw, hex) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
+            match kind {
+                "ja4s" => {
+                    let sh = tls::parse_server_hello(&bytes, false)
+                        .unwrap_or_else(|e| panic!("{source} stream {stream}: {e}"));
+                    let (value, raw) = sh.ja4s(false);
+                    assert_eq!(value, want, "{source} stream {stream}");
+                    assert_eq!(raw, want_raw, "{source} stream {stream} (raw)");
+                    s += 1;
+                }
+                "ja4h" => {
+                    let req = http::parse_request(&bytes)
+                        .unwrap_or_else(|e| panic!("{source} stream {stream}: {e}"));
+                    assert!(req.complete);
+                    let (value, raw) = req.ja4h();
+                    assert_eq!(value, want, "{source} stream {stream}");
+                    // FoxIO's JA4H_ro keeps cookies in original order, ours (JA4H_r) sorts them:
+                    // compared where no cookie is involved.
+                    if !want_raw.contains("cookie") {
+                        assert_eq!(raw, want_raw, "{source} stream {stream} (raw)");
+                    }
+                    h += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((s, h), (14, 11));
+    }
 }

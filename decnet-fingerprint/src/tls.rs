@@ -565,7 +565,7 @@ impl ServerHello {
 
     /// FoxIO JA4S and its raw form. **FoxIO License 1.1** (patent pending; not for resale): only
     /// compiled with the `ja4-plus` feature.
-    #[cfg(feature = "ja4-plus")]
+    #[cfg(any(test, feature = "ja4-plus"))]
     pub fn ja4s(&self, quic: bool) -> (String, String) {
         let alpn = ja4_alpn(self.alpn.as_deref());
         let mut a = String::with_capacity(16);
@@ -833,7 +833,6 @@ pub(crate) mod tests {
         );
     }
 
-    #[cfg(feature = "ja4-plus")]
     #[test]
     fn ja4s_of_the_specification_example() {
         // FoxIO's JA4S worked example: TLS 1.2, cipher c030, extensions 0005,0017,ff01,0000, no
