@@ -91,6 +91,27 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 12] = [
+        Kind::TcpSyn,
+        Kind::TcpSynAck,
+        Kind::Ja3,
+        Kind::Ja3s,
+        Kind::Ja4,
+        Kind::Ja4s,
+        Kind::Ja4h,
+        Kind::Hassh,
+        Kind::HasshServer,
+        Kind::SshClientBanner,
+        Kind::SshServerBanner,
+        Kind::HttpUserAgent,
+    ];
+
+    /// The kind stored under `name` ([`Kind::as_str`]'s inverse).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name stored in the repository's `fingerprints.kind` column.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -389,6 +410,17 @@ mod tests {
 
     fn payload(bytes: Vec<u8>, truncated: bool) -> Option<Payload> {
         Some(Payload { bytes, truncated })
+    }
+
+    #[test]
+    fn kind_names_round_trip_and_are_distinct() {
+        let names: std::collections::BTreeSet<&str> =
+            Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), Kind::ALL.len());
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(Kind::from_name("ja5"), None);
     }
 
     #[test]
