@@ -326,7 +326,8 @@ fn client_payload(out: &mut Outcome, p: &Payload, cfg: &Config) {
                 if !req.complete && !p.truncated {
                     out.counters.incomplete += 1;
                 }
-                if let Some(ua) = &req.user_agent {
+                // An empty User-Agent header gives no fingerprint (values are never empty).
+                if let Some(ua) = req.user_agent.as_ref().filter(|ua| !ua.is_empty()) {
                     out.push(
                         Kind::HttpUserAgent,
                         ua.clone(),
@@ -410,6 +411,21 @@ mod tests {
 
     fn payload(bytes: Vec<u8>, truncated: bool) -> Option<Payload> {
         Some(Payload { bytes, truncated })
+    }
+
+    #[test]
+    fn empty_user_agent_gives_no_fingerprint() {
+        let s = FlowSample {
+            proto: 6,
+            client_payload: payload(
+                b"GET / HTTP/1.1\r\nUser-Agent:\r\nHost: x\r\n\r\n".to_vec(),
+                false,
+            ),
+            ..FlowSample::default()
+        };
+        let out = fingerprints_of(&s, &Config::default());
+        assert!(out.fingerprints.is_empty(), "{out:?}");
+        assert_eq!(out.counters, Counters::default());
     }
 
     #[test]
