@@ -338,8 +338,14 @@ fn client_payload(out: &mut Outcome, p: &Payload, cfg: &Config) {
                 }
                 #[cfg(feature = "ja4-plus")]
                 if cfg.ja4_plus && (req.complete || cut) {
-                    let (v, raw) = req.ja4h();
-                    out.push(Kind::Ja4h, v, Some(raw), None, cut);
+                    if req.ja4h_exact {
+                        let (v, raw) = req.ja4h();
+                        out.push(Kind::Ja4h, v, Some(raw), None, cut);
+                    } else {
+                        // Bytes JA4H hashes could not be kept exactly: no value rather than a
+                        // wrong one.
+                        out.counters.http_malformed += 1;
+                    }
                 }
                 let _ = (cut, cfg);
             }
