@@ -161,8 +161,9 @@ pub struct Config {
 /// True when this build contains JA4S/JA4H (cargo feature `ja4-plus`, FoxIO License 1.1).
 pub const JA4_PLUS_BUILT: bool = cfg!(feature = "ja4-plus");
 
-/// What went wrong in one sample, as counters the sensor adds up. A flow contributes at most one
-/// to each field per direction; nothing here is an error of decnet, all of it is what peers sent.
+/// What went wrong in one sample, as counters the sensor adds up. Each header or direction adds at
+/// most one to a `*_malformed` or `incomplete` field (`partial`: see there); nothing here is an
+/// error of decnet, all of it is what peers sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// SYN / SYN-ACK headers p0f's parser would reject.
