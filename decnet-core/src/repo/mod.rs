@@ -29,7 +29,7 @@
 //! | `fingerprints` | `fingerprints` | (none yet) | profiler, API |
 //! | `deckies`, `decky_services` | `deckies` | `decnet deploy` | correlator, API |
 //! | `mutations` | `mutations` | API | tests |
-//! | `probe_results` | (none: no producer or reader yet) | | |
+//! | `probe_results`, `probe_vantages` | `probe_results` | prober | API; correlator (vantages) |
 //! | `users` | `users` | API | API |
 //! | `worker_leases` | `leases` | every worker | deploy, API |
 //! | `worker_cursors` | `cursors` | correlator, profiler | correlator, profiler, retention, API |
@@ -77,6 +77,7 @@ mod flows;
 mod leases;
 mod mutations;
 mod pivots;
+mod probe_results;
 mod profiles;
 mod scans;
 mod sessions;
@@ -118,6 +119,7 @@ pub use self::{
     events::{Bucket, DeckyActivity, EventFact, EventFilter, EventRef, TopColumn, dedup_key},
     flows::{FlowFilter, FlowRow, ScanRow},
     intel_batch::IntelBatch,
+    probe_results::{ProbeFilter, ProbeTally},
     leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},
     listing::{MAX_NEEDLE, MAX_PAGE, NameCount},
     scans::ScanReplace,
