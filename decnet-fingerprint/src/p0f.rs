@@ -168,6 +168,24 @@ impl Database {
         db
     }
 
+    /// Every SYN (`to_server`) or SYN-ACK signature of the database as (label, TTL, option
+    /// layout in p0f's names): what a persona's OS family answers with, to compare a stack
+    /// with when no signature matches exactly (the prober's realism check).
+    pub fn layouts(&self, to_server: bool) -> impl Iterator<Item = (&str, u16, String)> {
+        let sigs = if to_server {
+            &self.request
+        } else {
+            &self.response
+        };
+        sigs.iter().map(|r| {
+            (
+                r.label.as_str(),
+                r.sig.ttl,
+                crate::tcp::layout_string(&r.sig.layout, r.sig.eol_pad),
+            )
+        })
+    }
+
     /// Matches a SYN (`to_server`) or SYN-ACK signature as p0f's `tcp_find_match` does.
     /// `syn_mss` is the SYN's MSS when matching a SYN-ACK (0 otherwise).
     pub fn find(&self, ts: &TcpSig, to_server: bool, syn_mss: u16) -> Option<Match> {
