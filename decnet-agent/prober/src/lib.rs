@@ -309,6 +309,36 @@ async fn sweep(
     Ok(c)
 }
 
+/// Waits (at most `timeout`) until every service of the fleet accepts a connection from the
+/// vantage: the deckies start with or after the prober, and a sweep of a decky still starting
+/// would report its services as missing.
+async fn wait_for_fleet(p: &Prober, fleet: &Fleet, timeout: Duration, shutdown: &mut decnet_runtime::Shutdown) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pending: Vec<SocketAddr> = fleet
+        .deckies
+        .iter()
+        .flat_map(|d| d.services.iter().map(|s| SocketAddr::new(IpAddr::V4(d.ip), s.port)))
+        .collect();
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline && !shutdown.is_stopping() {
+        let mut still = Vec::new();
+        for a in pending {
+            if p.vantage.connect(a, Duration::from_millis(500)).await.is_err() {
+                still.push(a);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = shutdown.wait() => break,
+            }
+        }
+    }
+    if !pending.is_empty() {
+        tracing::info!("{} services not answering yet: sweeping anyway", pending.len());
+    }
+}
+
 /// What a change of the fleet looks like: the fleet file's bytes and the recorded deckies.
 async fn fleet_state(repo: &Repository, path: &std::path::Path) -> String {
     let file = std::fs::read(path).unwrap_or_default();
@@ -357,6 +387,7 @@ pub async fn run(ctx: Context, args: ProberArgs) -> anyhow::Result<Report> {
     ctx.ready(&[ctx.name.to_owned()])?;
     let mut totals = Counters::default();
     let mut shutdown = ctx.shutdown.clone();
+    wait_for_fleet(&prober, &fleet, Duration::from_secs(30), &mut shutdown).await;
     loop {
         let state = fleet_state(repo, &args.fleet).await;
         let c = tokio::select! {
