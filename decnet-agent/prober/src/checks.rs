@@ -14,7 +14,7 @@
 //! | `mac_vendor` | `mac` | the MAC's vendor prefix does not fit the persona (locally administered, or a vendor of another kind of device) | medium |
 //! | `fleet_ssh_host_key` | `fleet` | another decky serves the same SSH host key | high |
 //! | `fleet_tls_certificate` | `fleet` | another decky serves the same TLS certificate | high |
-//! | `fleet_http_page` | `fleet` | another decky of a different persona serves the same page body or ETag | medium |
+//! | `fleet_http_page` | `fleet` | a decky with another `Server` header serves the same page body or ETag | medium |
 use std::collections::BTreeMap;
 
 use decnet_core::model::{ProbeOutcome, Severity};
@@ -452,11 +452,8 @@ fn fleet_checks(all: &[DeckySeen], out: &mut Vec<ProbeOutcome>) {
                 _ => {}
             }
             if let Ok(Observation::Http(h) | Observation::Https(_, h)) = &s.result {
-                let tag = format!(
-                    "{}/{}",
-                    d.spec.os.name(),
-                    h.header("server").unwrap_or("")
-                );
+                // The same server software shows the same default page on every host.
+                let tag = h.header("server").unwrap_or("(no Server header)").to_owned();
                 if h.body_len > 0 {
                     pages
                         .entry(format!("body {}", h.body_sha256))
@@ -528,6 +525,8 @@ fn fleet_checks(all: &[DeckySeen], out: &mut Vec<ProbeOutcome>) {
                     .iter()
                     .filter(|(o, t)| *o != name && !mine.contains(&t))
                     .map(|(o, t)| format!("{o} ({t})"))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
                     .collect();
                 (!mine.is_empty() && !others.is_empty()).then(|| (v.clone(), others))
             });
@@ -536,7 +535,7 @@ fn fleet_checks(all: &[DeckySeen], out: &mut Vec<ProbeOutcome>) {
                 "fleet_http_page",
                 "fleet",
                 verdict(clash.is_none(), Severity::Medium),
-                "no page body or ETag shared with a decky of another persona",
+                "no page body or ETag shared with a decky whose Server header differs",
                 match clash {
                     Some((v, others)) => format!("{v}, also served by {}", others.join(", ")),
                     None => "pages of its own".to_owned(),
