@@ -53,7 +53,9 @@ async fn list_probes(
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,
         Some(_) => {
             s.bad_requests.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::bad_request(format!("limit must be 1..={MAX_PAGE}")));
+            return Err(ApiError::bad_request(format!(
+                "limit must be 1..={MAX_PAGE}"
+            )));
         }
     };
     let rows = s

@@ -563,7 +563,12 @@ fn fingerprints_agree_with_tshark_md5sum_and_p0f_on_real_handshakes() {
         let out = fingerprints_of(&sample_of(*server_port, flow, usize::MAX), &cfg);
         assert_eq!(out.counters, Default::default(), "flow {port}: {out:?}");
         for f in &out.fingerprints {
-            eprintln!("{port}->{server_port} {:<17} {} {:?}", f.kind.as_str(), f.value, f.label);
+            eprintln!(
+                "{port}->{server_port} {:<17} {} {:?}",
+                f.kind.as_str(),
+                f.value,
+                f.label
+            );
         }
         let fp = |k: Kind| {
             out.get(k)

@@ -21,14 +21,12 @@ fn results(d: &Deployment) -> Result<Results> {
     if !d.db.exists() {
         return Ok(Results::new());
     }
-    let conn = rusqlite::Connection::open_with_flags(
-        &d.db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let conn =
+        rusqlite::Connection::open_with_flags(&d.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(10))?;
-    let mut st = match conn.prepare(
-        "SELECT decky, check_name, subject, severity, expected, seen FROM probe_results",
-    ) {
+    let mut st = match conn
+        .prepare("SELECT decky, check_name, subject, severity, expected, seen FROM probe_results")
+    {
         Ok(st) => st,
         Err(_) => return Ok(Results::new()), // not migrated yet
     };
@@ -139,16 +137,29 @@ services = [{{ kind = "ssh", banner = "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2" }}
     // Shared host key: both twins, high, each naming the other.
     for (me, other) in [("prr-twin-a", "prr-twin-b"), ("prr-twin-b", "prr-twin-a")] {
         let (s, _, seen) = get(me, "fleet_ssh_host_key")?;
-        ensure!(s == "high" && seen.contains(other), "{me}: {s} {seen}\n  {}", show(&r));
+        ensure!(
+            s == "high" && seen.contains(other),
+            "{me}: {s} {seen}\n  {}",
+            show(&r)
+        );
     }
     // A Windows persona on Linux's stack: the SYN-ACK's options are Linux's.
     let (s, exp, seen) = get("prr-win", "tcp_stack")?;
-    ensure!(s == "high", "prr-win tcp_stack: {s} (expected {exp}; seen {seen})");
+    ensure!(
+        s == "high",
+        "prr-win tcp_stack: {s} (expected {exp}; seen {seen})"
+    );
     ensure!(seen.contains("Linux"), "names Linux: {seen}");
-    ensure!(sev("prr-win", "tcp_ttl")? == "pass", "its TTL (128) is the persona's");
+    ensure!(
+        sev("prr-win", "tcp_ttl")? == "pass",
+        "its TTL (128) is the persona's"
+    );
     // Cowrie's default banner.
     let (s, _, seen) = get("prr-cowrie", "honeypot_default")?;
-    ensure!(s == "critical" && seen.contains("Cowrie"), "prr-cowrie: {s} {seen}");
+    ensure!(
+        s == "critical" && seen.contains("Cowrie"),
+        "prr-cowrie: {s} {seen}"
+    );
     // The flaws are found only where they are.
     ensure!(sev("prr-cowrie", "fleet_ssh_host_key")? == "pass");
     ensure!(sev("prr-twin-a", "honeypot_default")? == "pass");
@@ -161,7 +172,11 @@ services = [{{ kind = "ssh", banner = "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2" }}
         .filter(|(_, (s, _, _))| s != "pass")
         .map(|((_, c, s), (sev, e, seen))| format!("{c} {s}: {sev} (expected {e}; seen {seen})"))
         .collect();
-    ensure!(bad.is_empty(), "prr-clean has findings:\n  {}", bad.join("\n  "));
+    ensure!(
+        bad.is_empty(),
+        "prr-clean has findings:\n  {}",
+        bad.join("\n  ")
+    );
     let checks: std::collections::BTreeSet<&str> =
         clean.iter().map(|((_, c, _), _)| c.as_str()).collect();
     for c in [
@@ -177,7 +192,10 @@ services = [{{ kind = "ssh", banner = "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2" }}
         "fleet_tls_certificate",
         "fleet_http_page",
     ] {
-        ensure!(checks.contains(c), "prr-clean has no {c} result: {checks:?}");
+        ensure!(
+            checks.contains(c),
+            "prr-clean has no {c} result: {checks:?}"
+        );
     }
     // ssh, http, https: four per-service checks each.
     ensure!(
@@ -189,10 +207,14 @@ services = [{{ kind = "ssh", banner = "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2" }}
     // The vantage is never an attacker: its probes reached the deckies' logs, and the
     // correlator took them in without making an attacker of it.
     let vantage_ip = format!("10.{NET}.0.254");
-    d.wait_events("the probes' connect events", Duration::from_secs(20), |ev| {
-        ev.iter()
-            .any(|e| e.attacker_ip.as_deref() == Some(vantage_ip.as_str()))
-    })?;
+    d.wait_events(
+        "the probes' connect events",
+        Duration::from_secs(20),
+        |ev| {
+            ev.iter()
+                .any(|e| e.attacker_ip.as_deref() == Some(vantage_ip.as_str()))
+        },
+    )?;
     let out = d.decnet(&["correlator"])?;
     ensure!(
         out.status.success(),
@@ -206,7 +228,10 @@ services = [{{ kind = "ssh", banner = "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2" }}
         [&vantage_ip],
         |r| r.get(0),
     )?;
-    ensure!(attackers == 0, "the vantage {vantage_ip} became an attacker");
+    ensure!(
+        attackers == 0,
+        "the vantage {vantage_ip} became an attacker"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
         stdout.contains("events_of_prober"),

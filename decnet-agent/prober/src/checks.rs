@@ -71,13 +71,25 @@ pub struct DeckySeen {
 /// The documented defaults of other honeypots: (what, exact banner).
 pub const HONEYPOT_BANNERS: [(&str, &str); 5] = [
     // cowrie.cfg.dist, [ssh] version
-    ("Cowrie's default SSH version", "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2"),
+    (
+        "Cowrie's default SSH version",
+        "SSH-2.0-OpenSSH_6.0p1 Debian-4+deb7u2",
+    ),
     // kippo.cfg.dist, ssh_version_string
-    ("Kippo's default SSH version", "SSH-2.0-OpenSSH_5.1p1 Debian-5"),
+    (
+        "Kippo's default SSH version",
+        "SSH-2.0-OpenSSH_5.1p1 Debian-5",
+    ),
     // OpenCanary's documented configuration: ssh.version, ftp.banner, http.banner
-    ("OpenCanary's default SSH version", "SSH-2.0-OpenSSH_5.1p1 Debian-4"),
+    (
+        "OpenCanary's default SSH version",
+        "SSH-2.0-OpenSSH_5.1p1 Debian-4",
+    ),
     ("OpenCanary's default FTP banner", "220 FTP server ready"),
-    ("OpenCanary's default HTTP Server header", "Apache/2.2.22 (Ubuntu)"),
+    (
+        "OpenCanary's default HTTP Server header",
+        "Apache/2.2.22 (Ubuntu)",
+    ),
 ];
 
 fn outcome(
@@ -129,9 +141,11 @@ fn os_hint(text: &str) -> Option<&'static str> {
         Some("bsd")
     } else if t.contains("cisco") {
         Some("cisco")
-    } else if ["ubuntu", "debian", "linux", "red hat", "centos", "raspbian", "fedora"]
-        .iter()
-        .any(|w| t.contains(w))
+    } else if [
+        "ubuntu", "debian", "linux", "red hat", "centos", "raspbian", "fedora",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
     {
         Some("linux")
     } else {
@@ -170,9 +184,10 @@ fn shown_banner(o: &Observation) -> String {
     match o {
         Observation::Greeting(g) => g.clone(),
         Observation::Ssh { banner, .. } => banner.clone(),
-        Observation::Http(h) | Observation::Https(_, h) => {
-            h.header("server").unwrap_or("(no Server header)").to_owned()
-        }
+        Observation::Http(h) | Observation::Https(_, h) => h
+            .header("server")
+            .unwrap_or("(no Server header)")
+            .to_owned(),
     }
 }
 
@@ -238,10 +253,7 @@ fn service_checks(d: &DeckySeen, out: &mut Vec<ProbeOutcome>) {
             spec,
             "os_consistency",
             &subject,
-            verdict(
-                hint.is_none_or(|h| allowed.contains(&h)),
-                Severity::High,
-            ),
+            verdict(hint.is_none_or(|h| allowed.contains(&h)), Severity::High),
             format!("a banner of the {fam} persona ({})", spec.os.name()),
             match hint {
                 Some(h) => format!("{} (names {h})", cut(&shown, 200)),
@@ -287,7 +299,10 @@ fn stack_checks(d: &DeckySeen, db: Option<&Database>, out: &mut Vec<ProbeOutcome
             "tcp_rst_ttl",
             "stack",
             verdict(init == want_ttl, Severity::High),
-            format!("a RST with initial TTL {want_ttl} from closed port {}", st.rst_port),
+            format!(
+                "a RST with initial TTL {want_ttl} from closed port {}",
+                st.rst_port
+            ),
             format!(
                 "a RST with initial TTL {init} (TTL {ttl}{}) from closed port {}",
                 if df { ", DF" } else { "" },
@@ -453,7 +468,10 @@ fn fleet_checks(all: &[DeckySeen], out: &mut Vec<ProbeOutcome>) {
             }
             if let Ok(Observation::Http(h) | Observation::Https(_, h)) = &s.result {
                 // The same server software shows the same default page on every host.
-                let tag = h.header("server").unwrap_or("(no Server header)").to_owned();
+                let tag = h
+                    .header("server")
+                    .unwrap_or("(no Server header)")
+                    .to_owned();
                 if h.body_len > 0 {
                     pages
                         .entry(format!("body {}", h.body_sha256))
@@ -506,7 +524,10 @@ fn fleet_checks(all: &[DeckySeen], out: &mut Vec<ProbeOutcome>) {
                 "a TLS certificate no other decky serves",
                 match s {
                     Some((c, others)) => {
-                        format!("certificate SHA-256 {c}, also served by {}", others.join(", "))
+                        format!(
+                            "certificate SHA-256 {c}, also served by {}",
+                            others.join(", ")
+                        )
                     }
                     None => "a certificate of its own".to_owned(),
                 },
@@ -600,20 +621,32 @@ mod tests {
         };
         let win = DeckySeen {
             spec: f.deckies[1].clone(),
-            services: vec![ssh("SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6", "SHA256:same")],
+            services: vec![ssh(
+                "SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6",
+                "SHA256:same",
+            )],
             stack: None,
             mac: Some("02:00:00:00:00:01".into()),
         };
         let o = evaluate(&[lin, win], None);
-        assert_eq!(find(&o, "lin", "honeypot_default").severity, Severity::Critical);
+        assert_eq!(
+            find(&o, "lin", "honeypot_default").severity,
+            Severity::Critical
+        );
         assert_eq!(find(&o, "win", "honeypot_default").severity, Severity::Pass);
         assert_eq!(find(&o, "win", "os_consistency").severity, Severity::High);
         assert_eq!(find(&o, "lin", "os_consistency").severity, Severity::Pass);
-        assert_eq!(find(&o, "win", "fleet_ssh_host_key").severity, Severity::High);
+        assert_eq!(
+            find(&o, "win", "fleet_ssh_host_key").severity,
+            Severity::High
+        );
         assert!(find(&o, "win", "fleet_ssh_host_key").seen.contains("lin"));
         assert_eq!(find(&o, "win", "mac_vendor").severity, Severity::Medium);
         assert_eq!(find(&o, "lin", "mac_vendor").severity, Severity::Pass);
-        assert_eq!(find(&o, "win", "banner_matches_persona").severity, Severity::Medium);
+        assert_eq!(
+            find(&o, "win", "banner_matches_persona").severity,
+            Severity::Medium
+        );
     }
 
     #[test]

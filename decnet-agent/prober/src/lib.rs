@@ -205,7 +205,11 @@ async fn probe_service(p: &Prober, ip: IpAddr, kind: ServiceKind, port: u16) -> 
 }
 
 /// Everything one sweep sees of one decky.
-async fn probe_decky(p: &Prober, d: &DeckySpec, raw_ok: &std::sync::atomic::AtomicBool) -> DeckySeen {
+async fn probe_decky(
+    p: &Prober,
+    d: &DeckySpec,
+    raw_ok: &std::sync::atomic::AtomicBool,
+) -> DeckySeen {
     let ip = IpAddr::V4(d.ip);
     let mut services = Vec::new();
     for s in &d.services {
@@ -227,11 +231,11 @@ async fn probe_decky(p: &Prober, d: &DeckySpec, raw_ok: &std::sync::atomic::Atom
             }
         }
     }
-    let mac = p.vantage.arp_table().ok().and_then(|t| {
-        t.into_iter()
-            .find(|(a, _)| *a == d.ip)
-            .map(|(_, m)| m)
-    });
+    let mac = p
+        .vantage
+        .arp_table()
+        .ok()
+        .and_then(|t| t.into_iter().find(|(a, _)| *a == d.ip).map(|(_, m)| m));
     DeckySeen {
         spec: d.clone(),
         services,
@@ -301,10 +305,22 @@ async fn sweep(
     c.add("deckies", fleet.deckies.len() as u64);
     let t = &prober.traffic;
     c.add("probes", t.probes.load(Ordering::Relaxed) - before.0);
-    c.add("bytes_sent", t.bytes_sent.load(Ordering::Relaxed) - before.1);
-    c.add("bytes_received", t.bytes_received.load(Ordering::Relaxed) - before.2);
-    c.add("probe_failures", t.failures.load(Ordering::Relaxed) - before.3);
-    c.add("probe_timeouts", t.timeouts.load(Ordering::Relaxed) - before.4);
+    c.add(
+        "bytes_sent",
+        t.bytes_sent.load(Ordering::Relaxed) - before.1,
+    );
+    c.add(
+        "bytes_received",
+        t.bytes_received.load(Ordering::Relaxed) - before.2,
+    );
+    c.add(
+        "probe_failures",
+        t.failures.load(Ordering::Relaxed) - before.3,
+    );
+    c.add(
+        "probe_timeouts",
+        t.timeouts.load(Ordering::Relaxed) - before.4,
+    );
     c.add("sweep_ms", started.elapsed().as_millis() as u64);
     Ok(c)
 }
@@ -312,17 +328,30 @@ async fn sweep(
 /// Waits (at most `timeout`) until every service of the fleet accepts a connection from the
 /// vantage: the deckies start with or after the prober, and a sweep of a decky still starting
 /// would report its services as missing.
-async fn wait_for_fleet(p: &Prober, fleet: &Fleet, timeout: Duration, shutdown: &mut decnet_runtime::Shutdown) {
+async fn wait_for_fleet(
+    p: &Prober,
+    fleet: &Fleet,
+    timeout: Duration,
+    shutdown: &mut decnet_runtime::Shutdown,
+) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pending: Vec<SocketAddr> = fleet
         .deckies
         .iter()
-        .flat_map(|d| d.services.iter().map(|s| SocketAddr::new(IpAddr::V4(d.ip), s.port)))
+        .flat_map(|d| {
+            d.services
+                .iter()
+                .map(|s| SocketAddr::new(IpAddr::V4(d.ip), s.port))
+        })
         .collect();
     while !pending.is_empty() && tokio::time::Instant::now() < deadline && !shutdown.is_stopping() {
         let mut still = Vec::new();
         for a in pending {
-            if p.vantage.connect(a, Duration::from_millis(500)).await.is_err() {
+            if p.vantage
+                .connect(a, Duration::from_millis(500))
+                .await
+                .is_err()
+            {
                 still.push(a);
             }
         }
@@ -335,7 +364,10 @@ async fn wait_for_fleet(p: &Prober, fleet: &Fleet, timeout: Duration, shutdown: 
         }
     }
     if !pending.is_empty() {
-        tracing::info!("{} services not answering yet: sweeping anyway", pending.len());
+        tracing::info!(
+            "{} services not answering yet: sweeping anyway",
+            pending.len()
+        );
     }
 }
 
@@ -442,9 +474,10 @@ pub async fn run(ctx: Context, args: ProberArgs) -> anyhow::Result<Report> {
         // Until the interval is over, or the fleet changed (then after --settle).
         let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.interval);
         loop {
-            let tick = tokio::time::sleep(Duration::from_secs(5).min(
-                deadline.saturating_duration_since(tokio::time::Instant::now()),
-            ));
+            let tick = tokio::time::sleep(
+                Duration::from_secs(5)
+                    .min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            );
             tokio::select! {
                 _ = tick => {}
                 _ = shutdown.wait() => break,
@@ -467,7 +500,9 @@ pub async fn run(ctx: Context, args: ProberArgs) -> anyhow::Result<Report> {
         }
         match Fleet::load(&args.fleet) {
             Ok(f) => fleet = f,
-            Err(e) => tracing::error!("the fleet file is unusable, probing the last good one: {e:#}"),
+            Err(e) => {
+                tracing::error!("the fleet file is unusable, probing the last good one: {e:#}")
+            }
         }
     }
     Ok(Report::new(

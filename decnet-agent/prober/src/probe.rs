@@ -472,8 +472,14 @@ mod tests {
 
     #[test]
     fn greeting_lines_are_printable_and_bounded() {
-        assert_eq!(first_line(b"SSH-2.0-OpenSSH_8.9\r\nrest"), "SSH-2.0-OpenSSH_8.9");
-        assert_eq!(first_line(b"\xff\xfb\x01login: "), "\u{fffd}\u{fffd}\\u{1}login: ");
+        assert_eq!(
+            first_line(b"SSH-2.0-OpenSSH_8.9\r\nrest"),
+            "SSH-2.0-OpenSSH_8.9"
+        );
+        assert_eq!(
+            first_line(b"\xff\xfb\x01login: "),
+            "\u{fffd}\u{fffd}\\u{1}login: "
+        );
         assert_eq!(first_line(&[b'a'; 1000]).len(), 200);
     }
 }

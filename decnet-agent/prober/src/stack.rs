@@ -43,10 +43,7 @@ pub async fn probe(
     open: u16,
     closed: u16,
 ) -> Result<StackSeen, StackError> {
-    let raw = prober
-        .vantage
-        .raw_tcp()
-        .map_err(StackError::NoRawSocket)?;
+    let raw = prober.vantage.raw_tcp().map_err(StackError::NoRawSocket)?;
     let mut seen = StackSeen {
         rst_port: closed,
         ..Default::default()
@@ -79,11 +76,10 @@ pub async fn probe(
             .get_or_insert_with(|| format!("port {closed} was expected closed but accepted"));
     }
     let wait = prober.limits.read.min(Duration::from_secs(1));
-    let (syn_ack, rst) = tokio::task::spawn_blocking(move || {
-        capture(&raw, ip, open, local_port, closed, wait)
-    })
-    .await
-    .unwrap_or((None, None));
+    let (syn_ack, rst) =
+        tokio::task::spawn_blocking(move || capture(&raw, ip, open, local_port, closed, wait))
+            .await
+            .unwrap_or((None, None));
     match syn_ack {
         Some(bytes) => match parse_syn(&bytes) {
             Ok(sig) => seen.syn_ack = Some(sig),

@@ -34,7 +34,10 @@ pub fn address(fleet: &Fleet) -> anyhow::Result<Ipv4Addr> {
     let lan = &fleet.lan;
     let network = u32::from(lan.network);
     let size = if lan.prefix >= 31 {
-        bail!("the decoy subnet /{} has no room for the prober", lan.prefix)
+        bail!(
+            "the decoy subnet /{} has no room for the prober",
+            lan.prefix
+        )
     } else {
         1u32 << (32 - u32::from(lan.prefix))
     };
@@ -158,7 +161,10 @@ mod tests {
             "test",
         )
         .expect("fleet");
-        assert_eq!(address(&fleet).expect("address"), Ipv4Addr::new(10, 9, 0, 253));
+        assert_eq!(
+            address(&fleet).expect("address"),
+            Ipv4Addr::new(10, 9, 0, 253)
+        );
         assert_eq!(netns_name("b0"), "decnet-prober.b0");
     }
 }

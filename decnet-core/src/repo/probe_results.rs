@@ -213,7 +213,10 @@ impl WriteTx {
 impl Repository {
     /// Probe results, worst first (then decky, check, subject), at most `filter.limit` (≥ 1).
     pub async fn probe_results(&self, filter: &ProbeFilter) -> Result<Vec<ProbeResult>, RepoError> {
-        let mut sql = format!("SELECT id, {} FROM probe_results WHERE 1 = 1", COLUMNS.join(", "));
+        let mut sql = format!(
+            "SELECT id, {} FROM probe_results WHERE 1 = 1",
+            COLUMNS.join(", ")
+        );
         if filter.decky.is_some() {
             sql.push_str(" AND decky = ?");
         }
