@@ -87,6 +87,11 @@ pub struct ProberArgs {
     #[arg(long, value_name = "SECS", env = "DECNET_PROBER_SETTLE", default_value = "3", value_parser = positive_secs)]
     pub settle: f64,
 
+    /// With --daemon or --duration: before the first sweep, wait at most this long for every
+    /// service of the fleet to accept a connection (the deckies start with the prober).
+    #[arg(long, value_name = "SECS", env = "DECNET_PROBER_STARTUP_WAIT", default_value = "30", value_parser = decnet_runtime::non_negative_secs)]
+    pub startup_wait: f64,
+
     /// Connections per second at most, over all deckies.
     #[arg(long, value_name = "N", env = "DECNET_PROBER_RATE", default_value = "20", value_parser = positive_secs)]
     pub rate: f64,
@@ -419,7 +424,16 @@ pub async fn run(ctx: Context, args: ProberArgs) -> anyhow::Result<Report> {
     ctx.ready(&[ctx.name.to_owned()])?;
     let mut totals = Counters::default();
     let mut shutdown = ctx.shutdown.clone();
-    wait_for_fleet(&prober, &fleet, Duration::from_secs(30), &mut shutdown).await;
+    if !ctx.once() {
+        // Started with (or before) the deckies: give their services a moment to listen.
+        wait_for_fleet(
+            &prober,
+            &fleet,
+            Duration::from_secs_f64(args.startup_wait),
+            &mut shutdown,
+        )
+        .await;
+    }
     loop {
         let state = fleet_state(repo, &args.fleet).await;
         let c = tokio::select! {
