@@ -33,6 +33,20 @@ pub struct Request {
     pub has_referer: bool,
     /// The head ended (blank line) within the bytes; false when the capture cut it.
     pub complete: bool,
+    /// Everything JA4H hashes was kept byte for byte: false when a cookie or Accept-Language held
+    /// bytes that had to be escaped (outside printable ASCII, or `\`) or exceeded the bounds —
+    /// JA4H of such a head would not be FoxIO's, so it is not computed.
+    pub ja4h_exact: bool,
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Bytes `printable` keeps as they are.
+fn exact_text(b: &[u8]) -> bool {
+    b.iter().all(|&c| (0x20..0x7f).contains(&c) && c != b'\\')
 }
 
 /// True when `bytes` starts with a known HTTP method and a space.
@@ -89,9 +103,13 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ParseError> {
         b"HTTP/0.9" => "09",
         _ => return Err(ParseError::Malformed("unknown HTTP version")),
     };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(ParseError::Malformed("HTTP method is not a token"));
+    }
     let mut req = Request {
         method: String::from_utf8_lossy(method).into_owned(),
         version: version.to_owned(),
+        ja4h_exact: true,
         ..Request::default()
     };
     while let Some(line) = next_line(&mut consumed) {
@@ -108,8 +126,9 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ParseError> {
             .position(|&b| b == b':')
             .ok_or(ParseError::Malformed("HTTP header line without a colon"))?;
         let name = &line[..colon];
-        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace() || *b == 0) {
-            return Err(ParseError::Malformed("bad HTTP header name"));
+        // RFC 9110 §5.1: a field name is a token.
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(ParseError::Malformed("HTTP header name is not a token"));
         }
         let value = line[colon + 1..].trim_ascii();
         let name_s = printable(name, 256).0;
@@ -118,15 +137,24 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ParseError> {
             req.user_agent = Some(ua);
             req.user_agent_cut = cut;
         } else if name.eq_ignore_ascii_case(b"accept-language") && req.accept_language.is_none() {
-            req.accept_language = Some(printable(value, 256).0);
+            let (lang, cut) = printable(value, 256);
+            req.ja4h_exact &= !cut && exact_text(value);
+            req.accept_language = Some(lang);
         } else if name.eq_ignore_ascii_case(b"referer") {
             req.has_referer = true;
         } else if name.eq_ignore_ascii_case(b"cookie") {
             for c in value.split(|&b| b == b';') {
                 let c = c.trim_ascii();
-                if !c.is_empty() && req.cookies.len() < MAX_HEADERS {
-                    req.cookies.push(printable(c, 1024).0);
+                if c.is_empty() {
+                    continue;
                 }
+                if req.cookies.len() >= MAX_HEADERS {
+                    req.ja4h_exact = false;
+                    break;
+                }
+                let (cookie, cut) = printable(c, 1024);
+                req.ja4h_exact &= !cut && exact_text(c);
+                req.cookies.push(cookie);
             }
         }
         req.header_names.push(name_s);
@@ -137,7 +165,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, ParseError> {
 impl Request {
     /// FoxIO JA4H (`ge11cn05enus_<headers>_<cookie names>_<cookie pairs>`) and its raw form.
     /// **FoxIO License 1.1**: only compiled with the `ja4-plus` feature.
-    #[cfg(feature = "ja4-plus")]
+    #[cfg(any(test, feature = "ja4-plus"))]
     pub fn ja4h(&self) -> (String, String) {
         use crate::util::sha256_12;
         let method: String = self.method.to_ascii_lowercase().chars().take(2).collect();

@@ -91,6 +91,27 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 12] = [
+        Kind::TcpSyn,
+        Kind::TcpSynAck,
+        Kind::Ja3,
+        Kind::Ja3s,
+        Kind::Ja4,
+        Kind::Ja4s,
+        Kind::Ja4h,
+        Kind::Hassh,
+        Kind::HasshServer,
+        Kind::SshClientBanner,
+        Kind::SshServerBanner,
+        Kind::HttpUserAgent,
+    ];
+
+    /// The kind stored under `name` ([`Kind::as_str`]'s inverse).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name stored in the repository's `fingerprints.kind` column.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -140,8 +161,9 @@ pub struct Config {
 /// True when this build contains JA4S/JA4H (cargo feature `ja4-plus`, FoxIO License 1.1).
 pub const JA4_PLUS_BUILT: bool = cfg!(feature = "ja4-plus");
 
-/// What went wrong in one sample, as counters the sensor adds up. A flow contributes at most one
-/// to each field per direction; nothing here is an error of decnet, all of it is what peers sent.
+/// What went wrong in one sample, as counters the sensor adds up. Each header or direction adds at
+/// most one to a `*_malformed` or `incomplete` field (`partial`: see there); nothing here is an
+/// error of decnet, all of it is what peers sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// SYN / SYN-ACK headers p0f's parser would reject.
@@ -152,7 +174,10 @@ pub struct Counters {
     pub ssh_malformed: u64,
     /// HTTP request heads that break the grammar.
     pub http_malformed: u64,
-    /// Fingerprints emitted with `partial: true` because the capture limit cut their input.
+    /// Input the capture limit cut inside a structure: one per fingerprint emitted with
+    /// `partial: true` (a cut TLS hello gives JA3 and JA4, so two), plus one per structure cut so
+    /// early that nothing could be emitted (a banner or KEXINIT cut short, a hello without its
+    /// fixed fields).
     pub partial: u64,
     /// Structures that started but ended early without the capture limit being the cause (the
     /// peer stopped sending): no fingerprint emitted for them.
@@ -302,7 +327,8 @@ fn client_payload(out: &mut Outcome, p: &Payload, cfg: &Config) {
                 if !req.complete && !p.truncated {
                     out.counters.incomplete += 1;
                 }
-                if let Some(ua) = &req.user_agent {
+                // An empty User-Agent header gives no fingerprint (values are never empty).
+                if let Some(ua) = req.user_agent.as_ref().filter(|ua| !ua.is_empty()) {
                     out.push(
                         Kind::HttpUserAgent,
                         ua.clone(),
@@ -313,8 +339,14 @@ fn client_payload(out: &mut Outcome, p: &Payload, cfg: &Config) {
                 }
                 #[cfg(feature = "ja4-plus")]
                 if cfg.ja4_plus && (req.complete || cut) {
-                    let (v, raw) = req.ja4h();
-                    out.push(Kind::Ja4h, v, Some(raw), None, cut);
+                    if req.ja4h_exact {
+                        let (v, raw) = req.ja4h();
+                        out.push(Kind::Ja4h, v, Some(raw), None, cut);
+                    } else {
+                        // Bytes JA4H hashes could not be kept exactly: no value rather than a
+                        // wrong one.
+                        out.counters.http_malformed += 1;
+                    }
                 }
                 let _ = (cut, cfg);
             }
@@ -386,6 +418,32 @@ mod tests {
 
     fn payload(bytes: Vec<u8>, truncated: bool) -> Option<Payload> {
         Some(Payload { bytes, truncated })
+    }
+
+    #[test]
+    fn empty_user_agent_gives_no_fingerprint() {
+        let s = FlowSample {
+            proto: 6,
+            client_payload: payload(
+                b"GET / HTTP/1.1\r\nUser-Agent:\r\nHost: x\r\n\r\n".to_vec(),
+                false,
+            ),
+            ..FlowSample::default()
+        };
+        let out = fingerprints_of(&s, &Config::default());
+        assert!(out.fingerprints.is_empty(), "{out:?}");
+        assert_eq!(out.counters, Counters::default());
+    }
+
+    #[test]
+    fn kind_names_round_trip_and_are_distinct() {
+        let names: std::collections::BTreeSet<&str> =
+            Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), Kind::ALL.len());
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(Kind::from_name("ja5"), None);
     }
 
     #[test]
@@ -529,5 +587,48 @@ mod tests {
             },
         );
         assert_eq!(on.get(Kind::Ja4s).is_some(), JA4_PLUS_BUILT);
+    }
+
+    /// FoxIO's own JA4S and JA4H test data (tests/data/foxio-ja4-vectors.txt, see
+    /// tests/foxio_vectors.rs): every expected value equal.
+    #[test]
+    fn foxio_ja4s_and_ja4h_vectors() {
+        let text = include_str!("../tests/data/foxio-ja4-vectors.txt");
+        let (mut s, mut h) = (0, 0);
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let f: Vec<&str> = line.split('|').collect();
+            let (source, stream, kind, want, want_raw, hex) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
+            match kind {
+                "ja4s" => {
+                    let sh = tls::parse_server_hello(&bytes, false)
+                        .unwrap_or_else(|e| panic!("{source} stream {stream}: {e}"));
+                    let (value, raw) = sh.ja4s(false);
+                    assert_eq!(value, want, "{source} stream {stream}");
+                    assert_eq!(raw, want_raw, "{source} stream {stream} (raw)");
+                    s += 1;
+                }
+                "ja4h" => {
+                    let req = http::parse_request(&bytes)
+                        .unwrap_or_else(|e| panic!("{source} stream {stream}: {e}"));
+                    assert!(req.complete);
+                    let (value, raw) = req.ja4h();
+                    assert_eq!(value, want, "{source} stream {stream}");
+                    // FoxIO's JA4H_ro keeps cookies in original order, ours (JA4H_r) sorts them:
+                    // compared where no cookie is involved.
+                    if !want_raw.contains("cookie") {
+                        assert_eq!(raw, want_raw, "{source} stream {stream} (raw)");
+                    }
+                    h += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((s, h), (14, 11));
     }
 }

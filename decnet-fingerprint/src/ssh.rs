@@ -126,10 +126,14 @@ pub fn parse_kexinit(bytes: &[u8]) -> Result<KexInit, ParseError> {
     for l in &mut lists {
         let n = p.u32().ok_or(bad)? as usize;
         let s = p.take(n).ok_or(bad)?;
-        if s.contains(&0) {
-            return Err(ParseError::Malformed("NUL in a KEXINIT name-list"));
+        // RFC 4251 §5: names are US-ASCII. Anything else (NUL, controls, 8-bit) is refused
+        // rather than escaped, so the lists — and HASSH, their MD5 — are exactly the wire bytes.
+        if s.iter().any(|&b| !(0x20..0x7f).contains(&b)) {
+            return Err(ParseError::Malformed(
+                "non-printable byte in a KEXINIT name-list",
+            ));
         }
-        *l = printable(s, MAX_KEXINIT).0;
+        *l = s.iter().map(|&b| b as char).collect();
     }
     let follows = p.u8().ok_or(bad)? != 0;
     p.u32().ok_or(bad)?;
@@ -290,6 +294,15 @@ pub(crate) mod tests {
         huge[0] = 0x7f;
         assert!(matches!(
             parse_kexinit(&huge),
+            Err(ParseError::Malformed(_))
+        ));
+        let mut nul = good.clone();
+        nul[4 + 1 + 1 + 16 + 4] = 0; // first byte of the first name-list
+        assert!(matches!(parse_kexinit(&nul), Err(ParseError::Malformed(_))));
+        let mut high = good.clone();
+        high[4 + 1 + 1 + 16 + 4] = 0xc3;
+        assert!(matches!(
+            parse_kexinit(&high),
             Err(ParseError::Malformed(_))
         ));
         let mut pad = good;

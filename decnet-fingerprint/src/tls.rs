@@ -565,7 +565,7 @@ impl ServerHello {
 
     /// FoxIO JA4S and its raw form. **FoxIO License 1.1** (patent pending; not for resale): only
     /// compiled with the `ja4-plus` feature.
-    #[cfg(feature = "ja4-plus")]
+    #[cfg(any(test, feature = "ja4-plus"))]
     pub fn ja4s(&self, quic: bool) -> (String, String) {
         let alpn = ja4_alpn(self.alpn.as_deref());
         let mut a = String::with_capacity(16);
@@ -804,6 +804,44 @@ pub(crate) mod tests {
         }
     }
 
+    /// Re-frames the handshake message of a one-record stream into records of `size` bytes.
+    fn reframe(one: &[u8], size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in one[5..].chunks(size) {
+            out.extend_from_slice(&[22, 3, 3]);
+            out.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn large_hellos_reassemble_and_oversized_ones_are_malformed() {
+        // A 40 KB padding extension (0x0015): three full records, still one hello.
+        let big = client_hello_bytes(0x0303, &[0x1301], &[(0x0015, vec![0; 40_000])]);
+        // client_hello_bytes wrote the record length mod 2^16; re-frame properly.
+        let big = reframe(&big, 16_384);
+        let ch = parse_client_hello(&big, false).expect("40 KB hello");
+        assert_eq!(ch.extensions, vec![0x0015]);
+        assert!(!ch.partial);
+        // Over 64 KiB: refused, not reassembled.
+        let huge = reframe(
+            &client_hello_bytes(0x0303, &[0x1301], &[(0x0015, vec![0; 65_500])]),
+            16_384,
+        );
+        assert!(matches!(
+            parse_client_hello(&huge, false),
+            Err(ParseError::Malformed(_))
+        ));
+        // A record claiming more than 2^14 + 2048 bytes.
+        let mut rec = spec_example();
+        rec[3] = 0x50;
+        assert!(matches!(
+            parse_client_hello(&rec, false),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
     #[test]
     fn lying_lengths_are_malformed_not_panics() {
         let mut b = spec_example();
@@ -833,7 +871,6 @@ pub(crate) mod tests {
         );
     }
 
-    #[cfg(feature = "ja4-plus")]
     #[test]
     fn ja4s_of_the_specification_example() {
         // FoxIO's JA4S worked example: TLS 1.2, cipher c030, extensions 0005,0017,ff01,0000, no

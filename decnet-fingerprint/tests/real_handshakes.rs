@@ -2,7 +2,9 @@
 //! `openssl s_server`, `sshd` and `python3 -m http.server` inside a network namespace of our own
 //! (`fpc<pid>`); `dumpcap` records the namespace's loopback to a pcap. This test reads the pcap
 //! itself (its own pcap/Ethernet/IP/TCP walk), builds each flow's `FlowSample` like the sensor
-//! does (SYN and SYN-ACK headers, each direction's first payload bytes concatenated) and asserts
+//! does (SYN and SYN-ACK headers, each direction's first payload bytes concatenated; a second
+//! round with the namespace's loopback MTU at 300 splits every hello over several segments) and
+//! asserts
 //! that decnet-fingerprint agrees with programs that share no code with it, on the same pcap:
 //! - JA3 / ja3_full / JA3S / ja3s_full: tshark's `tls.handshake.ja3*` fields;
 //! - HASSH / HASSH-server: `md5sum` of the KEXINIT name-lists tshark prints (`ssh.*_algorithms*`);
@@ -145,6 +147,8 @@ struct Flow {
     synack: Option<Vec<u8>>,
     client: Vec<u8>,
     server: Vec<u8>,
+    /// Sizes of the client's data segments (in order, without retransmissions).
+    client_segments: Vec<usize>,
     next_client: Option<u32>,
     next_server: Option<u32>,
 }
@@ -212,14 +216,21 @@ fn flows_of(pcap: &[u8]) -> BTreeMap<u16, (u16, Flow)> {
         } else {
             continue;
         };
-        let (buf, next) = if to_server {
-            (&mut flow.client, &mut flow.next_client)
+        let next = if to_server {
+            flow.next_client
         } else {
-            (&mut flow.server, &mut flow.next_server)
+            flow.next_server
         };
-        if *next == Some(seq) {
-            buf.extend_from_slice(payload);
-            *next = Some(seq.wrapping_add(payload.len() as u32));
+        if next == Some(seq) {
+            let next = Some(seq.wrapping_add(payload.len() as u32));
+            if to_server {
+                flow.client_segments.push(payload.len());
+                flow.client.extend_from_slice(payload);
+                flow.next_client = next;
+            } else {
+                flow.server.extend_from_slice(payload);
+                flow.next_server = next;
+            }
         }
     }
     flows
@@ -444,62 +455,78 @@ fn fingerprints_agree_with_tshark_md5sum_and_p0f_on_real_handshakes() {
             .stderr(Stdio::null())
             .status();
     };
-    let mut c = ns.cmd("openssl");
-    c.args([
-        "s_client",
-        "-connect",
-        &tls_target,
-        "-servername",
-        "fpc.test",
-    ]);
-    quiet(c);
-    let mut c = ns.cmd("openssl");
-    c.args([
-        "s_client",
-        "-tls1_2",
-        "-connect",
-        &tls_target,
-        "-alpn",
-        "h2,http/1.1",
-    ]);
-    quiet(c);
-    let mut c = ns.cmd("curl");
-    c.args([
-        "-sk",
-        &format!("https://fpc.test:{TLS_PORT}/"),
-        "--resolve",
-        &format!("fpc.test:{TLS_PORT}:127.0.0.1"),
-    ]);
-    quiet(c);
-    let mut c = ns.cmd("python3");
-    c.args([
-        "-c",
-        "import ssl,socket\nc=ssl.create_default_context()\nc.check_hostname=False\n\
-         c.verify_mode=ssl.CERT_NONE\ns=c.wrap_socket(socket.create_connection(('127.0.0.1',4433)),\
-         server_hostname='fpc.test')\ns.close()",
-    ]);
-    quiet(c);
-    let mut c = ns.cmd("ssh");
-    c.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-    ])
-    .args(["-p", &SSH_PORT.to_string(), "nobody@127.0.0.1", "true"]);
-    quiet(c);
-    let mut c = ns.cmd("curl");
-    c.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-A",
-        "fpc-test/1.0 (\"quoted\"; x)",
-        &format!("http://127.0.0.1:{HTTP_PORT}/"),
-    ]);
-    quiet(c);
+    // Two rounds: loopback's own MTU (every hello in one segment), then MTU 300 (MSS 260), where
+    // every ClientHello and ServerHello spans several segments the sample must concatenate.
+    for mtu in ["65536", "300"] {
+        // gso_max_size too: otherwise TCP hands loopback (and the capture) one GSO packet larger
+        // than the MSS.
+        run(ns
+            .cmd("ip")
+            .args(["link", "set", "lo", "mtu", mtu, "gso_max_size", mtu]));
+        let mut c = ns.cmd("openssl");
+        c.args([
+            "s_client",
+            "-connect",
+            &tls_target,
+            "-servername",
+            "fpc.test",
+        ]);
+        quiet(c);
+        let mut c = ns.cmd("openssl");
+        c.args([
+            "s_client",
+            "-tls1_2",
+            "-connect",
+            &tls_target,
+            "-alpn",
+            "h2,http/1.1",
+        ]);
+        quiet(c);
+        let mut c = ns.cmd("curl");
+        c.args([
+            "-sk",
+            &format!("https://fpc.test:{TLS_PORT}/"),
+            "--resolve",
+            &format!("fpc.test:{TLS_PORT}:127.0.0.1"),
+        ]);
+        quiet(c);
+        let mut c = ns.cmd("python3");
+        c.args([
+            "-c",
+            "import ssl,socket\nc=ssl.create_default_context()\nc.check_hostname=False\n\
+             c.verify_mode=ssl.CERT_NONE\ns=c.wrap_socket(socket.create_connection(('127.0.0.1',4433)),\
+             server_hostname='fpc.test')\ns.close()",
+        ]);
+        quiet(c);
+        let mut c = ns.cmd("ssh");
+        c.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-p", &SSH_PORT.to_string(), "nobody@127.0.0.1", "true"]);
+        quiet(c);
+        let mut c = ns.cmd("curl");
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-A",
+            "fpc-test/1.0 (\"quoted\"; x)",
+            &format!("http://127.0.0.1:{HTTP_PORT}/"),
+        ]);
+        quiet(c);
+        let mut c = ns.cmd("python3");
+        c.args([
+            "-c",
+            "import ssl,urllib.request\nc=ssl.create_default_context()\nc.check_hostname=False\n\
+             c.verify_mode=ssl.CERT_NONE\nurllib.request.urlopen('https://127.0.0.1:4433/',context=c).read()",
+        ]);
+        quiet(c);
+    }
     std::thread::sleep(Duration::from_millis(500));
     dumpcap.stop();
     drop((s_server, sshd, http));
@@ -559,6 +586,7 @@ fn fingerprints_agree_with_tshark_md5sum_and_p0f_on_real_handshakes() {
     let p0f = p0f_rows(&pcap, &dir);
 
     let (mut tls_flows, mut ssh_flows, mut http_flows, mut p0f_checked) = (0, 0, 0, 0);
+    let mut split_hellos = 0;
     for (port, (server_port, flow)) in &flows {
         let out = fingerprints_of(&sample_of(*server_port, flow, usize::MAX), &cfg);
         assert_eq!(out.counters, Default::default(), "flow {port}: {out:?}");
@@ -593,6 +621,30 @@ fn fingerprints_agree_with_tshark_md5sum_and_p0f_on_real_handshakes() {
         match *server_port {
             TLS_PORT => {
                 tls_flows += 1;
+                let hello_len =
+                    5 + usize::from(u16::from_be_bytes([flow.client[3], flow.client[4]]));
+                // Segments the ClientHello record took.
+                let mut covered = 0;
+                let taken = flow
+                    .client_segments
+                    .iter()
+                    .take_while(|&&n| {
+                        let before = covered;
+                        covered += n;
+                        before < hello_len
+                    })
+                    .count();
+                // p0f's view of the SYN says which round this flow was in (MSS 260: round two).
+                let small_mss = p0f
+                    .get(&("syn".to_owned(), *port))
+                    .is_some_and(|(_, sig)| sig.split(':').nth(3) == Some("260"));
+                if small_mss && hello_len > 260 {
+                    assert!(
+                        taken > 1,
+                        "flow {port}: {hello_len}-byte hello in {taken} segment"
+                    );
+                    split_hellos += 1;
+                }
                 let t = &hellos[port];
                 assert_eq!(fp(Kind::Ja3).value, t[0], "flow {port} JA3");
                 assert_eq!(
@@ -613,8 +665,6 @@ fn fingerprints_agree_with_tshark_md5sum_and_p0f_on_real_handshakes() {
                     fp(Kind::Ja4)
                 );
                 // The same flow with a capture limit inside the ClientHello: partial, flagged.
-                let hello_len =
-                    5 + usize::from(u16::from_be_bytes([flow.client[3], flow.client[4]]));
                 let cut = fingerprints_of(&sample_of(*server_port, flow, hello_len - 10), &cfg);
                 let ja3 = cut.get(Kind::Ja3).expect("partial JA3");
                 assert!(ja3.partial, "flow {port}: cut hello not partial");
@@ -666,10 +716,16 @@ fn fingerprints_agree_with_tshark_md5sum_and_p0f_on_real_handshakes() {
     }
     assert_eq!(
         (tls_flows, ssh_flows, http_flows),
-        (4, 1, 1),
+        (10, 2, 2),
         "flows seen: {:?}",
         flows.keys()
     );
-    assert_eq!(p0f_checked, 12);
+    assert_eq!(p0f_checked, 28);
+    // Round two: the ClientHellos longer than MSS 260 (all but OpenSSL's TLS 1.2 one without SNI)
+    // came in several segments.
+    assert!(
+        split_hellos >= 4,
+        "only {split_hellos} ClientHellos split over segments"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

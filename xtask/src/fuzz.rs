@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz`: runs the RFC 5424 parser's cargo-fuzz target (fuzz/) for a bounded time,
-//! on the stable toolchain; and setup's "cargo-fuzz" step, which installs cargo-fuzz.
+//! `cargo xtask fuzz`: runs the cargo-fuzz targets (fuzz/: the RFC 5424 parser, the fingerprint
+//! parsers) one after the other, each for a bounded time, on the stable toolchain; and setup's
+//! "cargo-fuzz" step, which installs cargo-fuzz.
 //!
 //! cargo-fuzz with `--sanitizer none` passes rustc only stable `-C` flags (the sanitizer-coverage
 //! pass and its LLVM options, `--cfg fuzzing`), so no nightly toolchain and no RUSTC_BOOTSTRAP
@@ -16,35 +17,40 @@ use crate::{cmd, setup};
 
 /// The cargo-fuzz release `setup` installs (`cargo install --locked`).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
-/// The one fuzz target (fuzz/fuzz_targets/rfc5424_parse.rs).
-pub const TARGET: &str = "rfc5424_parse";
-/// `cargo xtask fuzz` without `--seconds`.
+/// The fuzz targets (fuzz/fuzz_targets/<name>.rs), run in this order, each for `--seconds`.
+pub const TARGETS: [&str; 2] = ["rfc5424_parse", "fingerprint"];
+/// `cargo xtask fuzz` without `--seconds` (per target).
 pub const DEFAULT_SECONDS: u64 = 30;
-/// The fuzz stage of `cargo xtask test`.
+/// The fuzz stage of `cargo xtask test` (per target).
 pub const TEST_SECONDS: u64 = 20;
 
 /// `--help` of `cargo xtask fuzz`.
 pub const LONG_HELP: &str = "\
-Run the fuzz target of the RFC 5424 parser (decnet_core::rfc5424::parse) with cargo-fuzz and \
-libFuzzer for a bounded time, on the stable toolchain.
+Run the fuzz targets with cargo-fuzz and libFuzzer, one after the other, each for a bounded time \
+(--seconds, per target), on the stable toolchain:
+  rfc5424_parse  the RFC 5424 parser (decnet_core::rfc5424::parse)
+  fingerprint    decnet-fingerprint: every parser (TLS hellos, SSH banner/KEXINIT, SYN headers, \
+HTTP heads, p0f.fp text) and fingerprints_of
 
   1. installs cargo-fuzz if it is missing: `cargo install --locked cargo-fuzz@0.13.2` (≈1 min, \
 into ~/.cargo/bin; no root needed)
-  2. `cargo fuzz build --sanitizer none rfc5424_parse` (the crate in fuzz/, its own workspace; \
-≈1 min the first time)
-  3. `cargo fuzz run --sanitizer none rfc5424_parse fuzz/corpus/rfc5424_parse \
-fuzz/seeds/rfc5424_parse -- -max_total_time=SECONDS -timeout=10 -print_final_stats=1`
+  2. `cargo fuzz build --sanitizer none TARGET` (the crate in fuzz/, its own workspace; ≈2 min the \
+first time)
+  3. `cargo fuzz run --sanitizer none TARGET fuzz/corpus/TARGET fuzz/seeds/TARGET -- \
+-max_total_time=SECONDS -timeout=10 -print_final_stats=1`
 
-The target parses every input and, when one is accepted, checks the message's invariants (every \
-borrowed &str inside the input, facility < 24, severity < 8, field lengths and alphabets) and that \
-rendering it back and parsing again gives the same message. New inputs go to \
-fuzz/corpus/rfc5424_parse (git-ignored; seeded from fuzz/seeds/rfc5424_parse, which is \
-committed). Prints runs, exec/s and new corpus units at the end; libFuzzer's full output is kept \
-in fuzz/artifacts/rfc5424_parse/last-run.log. A crash or a failed invariant fails the command and \
-leaves the input in fuzz/artifacts/rfc5424_parse/ (reproduce with `cargo fuzz run --sanitizer \
-none rfc5424_parse FILE`).
+rfc5424_parse parses every input and, when one is accepted, checks the message's invariants \
+(every borrowed &str inside the input, facility < 24, severity < 8, field lengths and alphabets) \
+and that rendering it back and parsing again gives the same message. fingerprint checks that no \
+input panics, results are deterministic, every fingerprint is printable and bounded, partial ones \
+are counted, and a hello parsed complete is never partial. New inputs go to fuzz/corpus/TARGET \
+(git-ignored; seeded from fuzz/seeds/TARGET, which is committed). Prints runs, exec/s and new \
+corpus units at the end of each; libFuzzer's full output is kept in \
+fuzz/artifacts/TARGET/last-run.log. A crash or a failed invariant fails the command and leaves \
+the input in fuzz/artifacts/TARGET/ (reproduce with `cargo fuzz run --sanitizer none TARGET FILE`).
 
-`cargo xtask test` runs this for 20 s as its last stage; `cargo xtask setup` installs cargo-fuzz.";
+`cargo xtask test` runs this for 20 s per target as its last stage; `cargo xtask setup` installs \
+cargo-fuzz.";
 
 /// setup's `--help`, with the cargo-fuzz step after setup's own.
 pub fn setup_long_help() -> String {
@@ -124,27 +130,34 @@ pub fn test_stage() -> Result<Command> {
     Ok(command)
 }
 
-/// `cargo xtask fuzz --seconds N`.
+/// `cargo xtask fuzz --seconds N`: every target of [`TARGETS`], N seconds each.
 pub fn run(seconds: u64) -> Result<ExitCode> {
     if seconds == 0 {
         bail!("--seconds must be at least 1");
     }
-    let root = cmd::workspace_root();
     ensure_cargo_fuzz(setup::Mode::Install, &mut Vec::new())?;
+    for target in TARGETS {
+        run_target(target, seconds)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Builds and runs one fuzz target for `seconds`.
+fn run_target(target: &str, seconds: u64) -> Result<()> {
+    let root = cmd::workspace_root();
     let mut build = cmd::cargo();
-    build.args(["fuzz", "build", "--sanitizer", "none", TARGET]);
+    build.args(["fuzz", "build", "--sanitizer", "none", target]);
     println!("[fuzz] {}", cmd::show(&build));
     cmd::run_inherit(&mut build).context("building the fuzz target failed")?;
 
-    let corpus = root.join("fuzz/corpus").join(TARGET);
-    let seeds = root.join("fuzz/seeds").join(TARGET);
-    let artifacts = root.join("fuzz/artifacts").join(TARGET);
+    let corpus = root.join("fuzz/corpus").join(target);
+    let seeds = root.join("fuzz/seeds").join(target);
+    let artifacts = root.join("fuzz/artifacts").join(target);
     for dir in [&corpus, &artifacts] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut fuzz = cmd::cargo();
-    fuzz.args(["fuzz", "run", "--sanitizer", "none", TARGET])
+    fuzz.args(["fuzz", "run", "--sanitizer", "none", target])
         .arg(&corpus)
         .arg(&seeds)
         .arg("--")
@@ -152,7 +165,7 @@ pub fn run(seconds: u64) -> Result<ExitCode> {
         .args(["-timeout=10", "-print_final_stats=1"])
         .stdin(Stdio::null());
     println!("[fuzz] {}", cmd::show(&fuzz));
-    println!("[fuzz] fuzzing {TARGET} for {seconds} s ...");
+    println!("[fuzz] fuzzing {target} for {seconds} s ...");
     let started = Instant::now();
     let out = fuzz
         .output()
@@ -177,7 +190,7 @@ pub fn run(seconds: u64) -> Result<ExitCode> {
             println!("[fuzz]   | {line}");
         }
         bail!(
-            "the fuzz target {TARGET} failed ({}) after {elapsed} s: a crash or a failed \
+            "the fuzz target {target} failed ({}) after {elapsed} s: a crash or a failed \
              invariant; the input is in {} (full output: {})",
             out.status,
             cmd::pretty(&artifacts),
@@ -187,7 +200,7 @@ pub fn run(seconds: u64) -> Result<ExitCode> {
     match stats {
         Some(s) if s.runs > 0 => {
             println!(
-                "[fuzz] {TARGET}: no crash in {} runs over {} s ({} exec/s), {} new corpus units \
+                "[fuzz] {target}: no crash in {} runs over {} s ({} exec/s), {} new corpus units \
                  (corpus {}), peak RSS {} MB; log {}",
                 s.runs,
                 s.seconds,
@@ -197,7 +210,7 @@ pub fn run(seconds: u64) -> Result<ExitCode> {
                 s.peak_rss_mb,
                 cmd::pretty(&log_path)
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
         _ => bail!(
             "`{}` exited 0 but reported no executed inputs; see {}",

@@ -79,8 +79,9 @@ Stages, in order:
                then `cargo clippy --release -p decnet-decoys` with no bpf-linker on PATH and a target
                directory of its own (only decnet-sniffer's build script needs the eBPF toolchain)
   5. rustfmt   `cargo fmt --all -- --check`
-  6. fuzz      `cargo xtask fuzz --seconds 20`: the RFC 5424 parser's fuzz target (cargo-fuzz,
-               libFuzzer) for 20 s; setup installs cargo-fuzz (see `cargo xtask fuzz --help`)
+  6. fuzz      `cargo xtask fuzz --seconds 20`: the fuzz targets (RFC 5424 parser, fingerprint
+               parsers; cargo-fuzz, libFuzzer) for 20 s each; setup installs cargo-fuzz (see
+               `cargo xtask fuzz --help`)
 
 Lint and fuzz run last, and run even when tests fail, so one run reports everything; a summary follows. \
 If setup or build fails, the rest is skipped. The exit code is non-zero if any stage fails. \
@@ -140,10 +141,11 @@ ARGS after `--` go to the benchmark, e.g. `cargo xtask bench repo -- --help`.")]
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
-    /// Fuzz the RFC 5424 parser for a bounded time (cargo-fuzz, stable toolchain).
+    /// Fuzz the RFC 5424 parser and the fingerprint parsers, each for a bounded time (cargo-fuzz,
+    /// stable toolchain).
     #[command(long_about = fuzz::LONG_HELP)]
     Fuzz {
-        /// How long to fuzz, in seconds.
+        /// How long to fuzz each target, in seconds.
         #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
         seconds: u64,
     },
