@@ -48,6 +48,10 @@ pub enum Command {
     /// Retention: old events and flows deleted in small batches (what the correlator derived
     /// stays); SQLite's file given back its free pages.
     Retention(decnet_retention::RetentionArgs),
+    /// Prober: realism checks of every decky from a vantage namespace on the decoy bridge
+    /// (services, TLS certificates, SSH host keys, the TCP/IP stack against p0f, the fleet
+    /// against itself) → probe results.
+    Prober(decnet_prober::ProberArgs),
     /// REST API and dashboard (optionally with embedded workers).
     Web(web::WebArgs),
     /// Bring up the decoy fleet and the worker constellation, and supervise them.
@@ -69,6 +73,7 @@ impl Command {
             Command::Correlator(_) => correlator::WORKER,
             Command::Profiler(_) => profiler::WORKER,
             Command::Retention(_) => decnet_retention::WORKER,
+            Command::Prober(_) => decnet_prober::WORKER,
             Command::Web(_) => web::WORKER,
             Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => deploy::WORKER,
             Command::Decky(_) => decky::WORKER,
@@ -105,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Correlator(args) => start(args, process).await,
             Command::Profiler(args) => start(args, process).await,
             Command::Retention(args) => start(args, process).await,
+            Command::Prober(args) => start(args, process).await,
             Command::Web(args) => start(args, process).await,
             Command::Deploy(args) => start(args, process).await,
             Command::Decky(args) => start(args, process).await,

@@ -4,7 +4,7 @@
 //! - `--help` of each lists `--daemon`, `--duration`, `--ready-file`, `--summary-json` (and the
 //!   repository flags where the worker has a repository);
 //! - `--daemon --duration` is refused, and so is a bad `--duration`;
-//! - once (neither): the correlator, profiler and retention do the pending work and exit 0 with their ready
+//! - once (neither): the correlator, profiler, retention and prober do the pending work and exit 0 with their ready
 //!   file and summary written; every other worker refuses with the same message and exit code;
 //! - `--duration` ends a run by itself, cleanly (exit 0, summary written);
 //! - SIGTERM, SIGINT and SIGHUP each stop a `--daemon` run within a few seconds, cleanly.
@@ -89,6 +89,21 @@ const WORKERS: &[W] = &[
         runnable: Some(&["--interval", "0.2"]),
     },
     W {
+        name: "prober",
+        repo: true,
+        once: true,
+        runnable: Some(&[
+            "--fleet",
+            "{dir}/fleet.toml",
+            "--vantage-netns",
+            "none",
+            "--interval",
+            "0.2",
+            "--connect-timeout",
+            "0.2",
+        ]),
+    },
+    W {
         name: "web",
         repo: true,
         once: false,
@@ -129,6 +144,15 @@ fn args_for(w: &W, dir: &Dir) -> Vec<String> {
         .collect();
     if w.repo {
         v.extend(["--db-url".into(), dir.db()]);
+    }
+    if w.name == "prober" {
+        // One decky on loopback where nothing listens: every probe is refused at once.
+        std::fs::write(
+            dir.path("fleet.toml"),
+            "[lan]\nbridge = \"flags0\"\nsubnet = \"127.0.0.0/8\"\nhost_ip = \"127.0.0.1\"\n\n\
+             [[decky]]\nname = \"flags-01\"\nip = \"127.0.0.77\"\nos = \"linux\"\nservices = [\"ssh\"]\n",
+        )
+        .expect("fleet");
     }
     if w.name == "decky" {
         let spec = serde_json::json!({

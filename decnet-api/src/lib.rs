@@ -20,6 +20,7 @@ pub mod auth;
 pub mod encode;
 pub mod error;
 pub mod metrics;
+pub mod probes;
 pub mod routes;
 pub mod stream;
 pub mod views;

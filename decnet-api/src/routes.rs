@@ -89,6 +89,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(reset_password))
         .routes(routes!(get_config, put_config))
         .routes(routes!(metrics))
+        .merge(crate::probes::router())
 }
 
 /// `GET /api/v1/openapi.json` (viewer).

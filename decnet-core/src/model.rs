@@ -340,14 +340,70 @@ pub struct Decky {
     pub services: Vec<DeckyService>,
 }
 
+/// How bad a realism finding is; `Pass` for a check that passed (stored too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Pass,
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 6] = [
+        Severity::Pass,
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Pass => "pass",
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One check of the prober as it is now: what it expected of the decky, what it saw, and
+/// since when (the outcome's first and last sweep; when a finding turned into a pass).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProbeResult {
-    pub ts_ns: i64,
     pub decky: String,
-    pub service: String,
+    /// The check's name (`ssh_banner`, `tcp_stack`, `fleet_ssh_host_key` …).
     pub check: String,
-    pub ok: bool,
-    pub detail: String,
+    /// What was probed: `ssh/22`, `stack`, `fleet`.
+    pub subject: String,
+    pub severity: Severity,
+    pub expected: String,
+    pub seen: String,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub resolved_at_ns: Option<i64>,
+}
+
+/// One outcome of a sweep, before it is stored (see `WriteTx::record_probe_results`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeOutcome {
+    pub decky: String,
+    pub check: String,
+    pub subject: String,
+    pub severity: Severity,
+    pub expected: String,
+    pub seen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -63,6 +63,9 @@ pub enum Worker {
     Retention,
     /// `decnet web`: the REST API and dashboard (on --web-listen).
     Web,
+    /// `decnet prober`: realism checks of every decky from a vantage namespace on the bridge
+    /// (`decnet-prober.<bridge>`, created with the deckies' namespaces).
+    Prober,
     /// No workers: only the deckies (when systemd runs the workers; see deploy/systemd).
     None,
 }
@@ -92,7 +95,7 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "collector,sniffer,correlator,profiler,retention,web"
+        default_value = "collector,sniffer,correlator,profiler,retention,web,prober"
     )]
     pub workers: Vec<Worker>,
 
@@ -278,7 +281,9 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     };
     st.save(&args.run_dir)?;
     let st = Arc::new(Mutex::new(st));
-    let built = build_network(&fleet, &st, &args.run_dir, !args.no_fence).await;
+    // The prober's vantage: with the prober among the workers, or when systemd runs them.
+    let vantage = args.workers.contains(&Worker::Prober) || args.workers.contains(&Worker::None);
+    let built = build_network(&fleet, &st, &args.run_dir, !args.no_fence, vantage).await;
     if let Err(e) = built {
         let snapshot = lock(&st).clone();
         if let Err(e2) = remove_deployment(&snapshot, &args.run_dir).await {
@@ -293,6 +298,10 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     );
 
     record_deckies(&repo, &fleet, "up").await;
+    if vantage {
+        // Before any worker starts: the correlator must never take the prober for an attacker.
+        record_vantage(&repo, &fleet).await;
+    }
 
     let units = match units(&fleet, &fleet_file, &args) {
         Ok(u) => u,
@@ -475,6 +484,7 @@ async fn build_network(
     st: &Arc<Mutex<DeployState>>,
     run_dir: &Path,
     fenced: bool,
+    vantage: bool,
 ) -> anyhow::Result<()> {
     let lan = &fleet.lan;
     let h = netns::netlink()?;
@@ -521,10 +531,47 @@ async fn build_network(
     for r in results {
         deckies.push(r?);
     }
+    if vantage {
+        build_vantage(&h, fleet, bridge_idx, st, run_dir).await?;
+    }
     deckies.sort_by(|a, b| a.name.cmp(&b.name));
     let mut s = lock(st);
     s.deckies = deckies;
     s.save(run_dir)
+}
+
+/// The prober's vantage: a namespace of its own on the bridge (`decnet-prober.<bridge>`) with
+/// the highest free address of the subnet, a locally administered MAC, and none of the
+/// personas' sysctls. Recorded like a decky's namespace, removed with them.
+async fn build_vantage(
+    h: &rtnetlink::Handle,
+    fleet: &Fleet,
+    bridge_idx: u32,
+    st: &Arc<Mutex<DeployState>>,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    let lan = &fleet.lan;
+    let ns = decnet_prober::vantage::netns_name(&lan.bridge);
+    let veth = veth_name(&lan.bridge, decnet_prober::vantage::VETH_KEY);
+    let ip = decnet_prober::vantage::address(fleet)?;
+    {
+        let mut s = lock(st);
+        s.namespaces.push(ns.clone());
+        s.veths.push(veth.clone());
+        s.save(run_dir)?;
+    }
+    netns::create_netns(&ns)?;
+    let fd = netns::open_netns(&ns)?;
+    let h32 = persona::fnv1a(&ns).to_be_bytes();
+    let mac = [0x02, 0x00, h32[0], h32[1], h32[2], h32[3]];
+    netns::create_veth(h, &veth, bridge_idx, &fd, mac).await?;
+    let (prefix, gw) = (lan.prefix, lan.host_ip);
+    tokio::task::spawn_blocking(move || netns::configure_inside(&fd, ip, prefix, gw, &[]))
+        .await
+        .context("namespace setup task failed")?
+        .with_context(|| format!("the prober's vantage {ns}"))?;
+    tracing::info!("prober vantage {ns} at {ip}");
+    Ok(())
 }
 
 async fn build_decky(
@@ -591,6 +638,9 @@ fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<
                 Worker::Correlator => Child::Correlator,
                 Worker::Profiler => Child::Profiler,
                 Worker::Retention => Child::Retention,
+                Worker::Prober => Child::Prober {
+                    fleet: fleet_file.to_path_buf(),
+                },
                 Worker::Web => {
                     // Its JWT secret stays across restarts, next to the deckies' keys.
                     let dir = args.state_dir.join("web");
@@ -689,6 +739,22 @@ async fn record_deckies(repo: &Repository, fleet: &Fleet, status: &str) {
     .await;
     if let Err(e) = r {
         tracing::warn!("cannot record the deckies as {status} in the repository: {e:#}");
+    }
+}
+
+async fn record_vantage(repo: &Repository, fleet: &Fleet) {
+    let r = async {
+        let ip = decnet_prober::vantage::address(fleet)?;
+        let name = decnet_prober::vantage::netns_name(&fleet.lan.bridge);
+        let mut tx = repo.begin().await?;
+        tx.record_probe_vantage(std::net::IpAddr::V4(ip), &name, now_ns())
+            .await?;
+        tx.commit().await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::warn!("cannot record the prober's vantage in the repository: {e:#}");
     }
 }
 

@@ -26,6 +26,10 @@ pub enum Child {
     Profiler,
     /// Its settings come from the environment it inherits (`DECNET_RETENTION_*`).
     Retention,
+    /// Probes from the vantage namespace of the fleet's bridge (`DECNET_PROBER_*` inherited).
+    Prober {
+        fleet: PathBuf,
+    },
     Web {
         listen: SocketAddr,
         jwt_secret_file: PathBuf,
@@ -56,6 +60,7 @@ impl Child {
             Child::Correlator => decnet_intel::correlator::WORKER,
             Child::Profiler => decnet_intel::profiler::WORKER,
             Child::Retention => decnet_retention::WORKER,
+            Child::Prober { .. } => decnet_prober::WORKER,
             Child::Web { .. } => crate::web::WORKER,
             Child::Decky { .. } => decnet_decoys::decky::WORKER,
         }
@@ -79,6 +84,7 @@ impl Child {
                 v.extend(extra.iter().map(OsString::from));
             }
             Child::Correlator | Child::Profiler | Child::Retention => {}
+            Child::Prober { fleet } => flag("fleet", fleet.into()),
             Child::Web {
                 listen,
                 jwt_secret_file,
@@ -177,6 +183,17 @@ mod tests {
         }
         match parse(&Child::Retention, &run) {
             Command::Retention(a) => assert_eq!(a.run, run),
+            other => panic!("{other:?}"),
+        }
+        let prober = Child::Prober {
+            fleet: "/etc/decnet/fleet.toml".into(),
+        };
+        match parse(&prober, &run) {
+            Command::Prober(a) => {
+                assert_eq!(a.fleet, PathBuf::from("/etc/decnet/fleet.toml"));
+                assert_eq!(a.vantage_netns, None, "derived from the fleet's bridge");
+                assert_eq!(a.run, run);
+            }
             other => panic!("{other:?}"),
         }
         let web = Child::Web {

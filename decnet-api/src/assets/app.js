@@ -380,9 +380,39 @@ async function renderDeckies() {
   try {
     const d = await api("/api/v1/deckies");
     v.append(table(["name", "ip", "hostname", "os", "archetype", "status", "services", "events 24 h", "attackers 24 h", "last event", ""], d.items,
-      x => el("tr", {}, el("td", {}, el("a", { href: "#/events?decky=" + encodeURIComponent(x.name) }, x.name)), el("td", { class: "mono" }, x.ip), el("td", {}, x.hostname), el("td", {}, x.os_family), el("td", {}, x.archetype), el("td", {}, x.status),
+      x => el("tr", {}, el("td", {}, el("a", { href: "#/events?decky=" + encodeURIComponent(x.name) }, x.name), " ", el("a", { href: "#/realism?decky=" + encodeURIComponent(x.name), class: "muted" }, "realism")), el("td", { class: "mono" }, x.ip), el("td", {}, x.hostname), el("td", {}, x.os_family), el("td", {}, x.archetype), el("td", {}, x.status),
         el("td", {}, x.services.map(s => el("span", { class: "pill" }, s.service + ":" + s.port))), el("td", {}, num(x.events_24h)), el("td", {}, num(x.attackers_24h)), el("td", { class: "mono" }, fmtTs(x.last_event)),
         el("td", {}, S.user.role === "admin" && x.ip ? el("button", { on: { click: async ev => { try { await api("/api/v1/deckies/" + encodeURIComponent(x.name) + "/actions", { method: "POST", body: { action: "mutate" } }); ev.target.textContent = "requested"; } catch (e) { ev.target.textContent = e.message; } } } }, "mutate") : "")), { id: "deckies-table" }));
+  } catch (e) { showError(v, e); }
+}
+
+// The prober's realism checks: every decky as an attacker's tools see it (probe_results).
+async function renderRealism(params) {
+  const v = view();
+  listen(() => {});
+  const p = Object.fromEntries(params);
+  v.append(el("h1", {}, "Realism" + (p.decky ? ": " + p.decky : "")));
+  try {
+    const q = new URLSearchParams();
+    if (p.decky) q.set("decky", p.decky);
+    if (p.findings === "true") q.set("findings", "true");
+    const d = await api("/api/v1/probes" + (q.toString() ? "?" + q.toString() : ""));
+    v.append(el("div", { class: "cards" }, ["critical", "high", "medium", "low", "info", "pass"].map(k =>
+      el("div", { class: "card sev-" + k }, el("div", { class: "n" }, num(d.counts[k] || 0)), el("div", { class: "l" }, k)))));
+    v.append(el("p", {}, p.findings === "true" ? el("a", { href: "#/realism" + (p.decky ? "?decky=" + encodeURIComponent(p.decky) : "") }, "show passes too")
+      : el("a", { href: "#/realism?findings=true" + (p.decky ? "&decky=" + encodeURIComponent(p.decky) : "") }, "findings only"),
+      p.decky ? [" · ", el("a", { href: "#/realism" }, "every decky")] : ""));
+    if (!p.decky) {
+      v.append(el("h2", {}, "Per decky"));
+      v.append(table(["decky", "findings", "worst"], d.deckies, x => el("tr", {},
+        el("td", {}, el("a", { href: "#/realism?decky=" + encodeURIComponent(x.decky) }, x.decky)), el("td", {}, num(x.findings)),
+        el("td", {}, el("span", { class: "pill sev-" + x.worst }, x.worst)))));
+    }
+    v.append(el("h2", {}, "Checks"));
+    v.append(table(["severity", "decky", "check", "subject", "expected", "seen", "first seen", "last seen", "resolved"], d.items, x => el("tr", {},
+      el("td", {}, el("span", { class: "pill sev-" + x.severity }, x.severity)), el("td", {}, x.decky), el("td", {}, x.check), el("td", { class: "mono" }, x.subject),
+      el("td", { class: "mono" }, x.expected), el("td", { class: "mono" }, x.seen), el("td", { class: "mono" }, fmtTs(x.first_seen)),
+      el("td", { class: "mono" }, fmtTs(x.last_seen)), el("td", { class: "mono" }, fmtTs(x.resolved_at))), { id: "realism-table" }));
   } catch (e) { showError(v, e); }
 }
 
@@ -469,6 +499,7 @@ function route() {
     case "attackers": return renderAttackers(params);
     case "attacker": return renderAttacker(decodeURIComponent(parts[1] || ""));
     case "deckies": return renderDeckies();
+    case "realism": return renderRealism(params);
     case "flows": return renderFlows(params);
     case "credentials": return renderCredentials(params);
     case "workers": return renderWorkers();

@@ -29,7 +29,7 @@
 //! | `fingerprints` | `fingerprints`, `decky_fingerprints` | sniffer | profiler, API, prober |
 //! | `deckies`, `decky_services` | `deckies` | `decnet deploy` | correlator, API |
 //! | `mutations` | `mutations` | API | tests |
-//! | `probe_results` | (none: no producer or reader yet) | | |
+//! | `probe_results`, `probe_vantages` | `probe_results` | prober | API; correlator (vantages) |
 //! | `users` | `users` | API | API |
 //! | `worker_leases` | `leases` | every worker | deploy, API |
 //! | `worker_cursors` | `cursors` | correlator, profiler | correlator, profiler, retention, API |
@@ -77,6 +77,7 @@ mod flows;
 mod leases;
 mod mutations;
 mod pivots;
+mod probe_results;
 mod profiles;
 mod scans;
 mod sessions;
@@ -120,6 +121,7 @@ pub use self::{
     intel_batch::IntelBatch,
     leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},
     listing::{MAX_NEEDLE, MAX_PAGE, NameCount},
+    probe_results::{ProbeFilter, ProbeTally},
     scans::ScanReplace,
     sessions::{SessionBytes, SessionFilter, SessionReplace, SessionRow},
     stats::Counts,

@@ -66,6 +66,8 @@ pub struct Directory {
     pub by_ip: HashMap<IpAddr, String>,
     pub ip_of: HashMap<String, IpAddr>,
     pub ports: HashMap<(String, String), u16>,
+    /// The prober's vantage addresses (`probe_vantages`): its probes are never an attacker's.
+    pub vantages: std::collections::HashSet<IpAddr>,
 }
 
 /// Well-known ports of the decoy services, when the fleet records none.
@@ -88,10 +90,12 @@ impl Directory {
     pub async fn load(repo: &Repository) -> Result<Directory, RepoError> {
         let (by_ip, ports) = repo.decky_directory().await?;
         let ip_of = by_ip.iter().map(|(ip, n)| (n.clone(), *ip)).collect();
+        let vantages = repo.probe_vantages().await?.into_iter().collect();
         Ok(Directory {
             by_ip,
             ip_of,
             ports,
+            vantages,
         })
     }
 
@@ -690,6 +694,10 @@ async fn events_batch(
             c.add("events_without_attacker", 1);
             continue;
         };
+        if dir.vantages.contains(&ip) {
+            c.add("events_of_prober", 1);
+            continue;
+        }
         let i = vocab::interpret(&f.event_type, &f.fields);
         if i.bad_fields {
             c.add("events_bad_fields", 1);
@@ -965,6 +973,10 @@ async fn flows_batch(
     let mut probes: BTreeMap<(IpAddr, ProbeKind), Vec<Probe>> = BTreeMap::new();
     let mut counted: Vec<(Key, i64, u64)> = Vec::new();
     for (_, f) in flows {
+        if dir.vantages.contains(&f.src_ip) || dir.vantages.contains(&f.dst_ip) {
+            c.add("flows_of_prober", 1);
+            continue;
+        }
         if let Some(p) = traversal::pivot(f, &dir.by_ip, &dir.ports) {
             b.pivots.push(p);
             continue;
