@@ -56,6 +56,9 @@ pub enum Command {
     Teardown(deploy::TeardownArgs),
     /// Deckies, workers and key counters.
     Status(deploy::StatusArgs),
+    /// Mutator: the fleet changes while it runs — fleet file edits (--watch), the operator's
+    /// queued requests, `mutate_interval` schedules — applied by the running `decnet deploy`.
+    Mutate(decnet_mutator::MutateArgs),
     /// Serve one decky's decoy services (run by `decnet deploy` inside the decky's namespace).
     Decky(decky::DeckyArgs),
 }
@@ -72,6 +75,7 @@ impl Command {
             Command::Web(_) => web::WORKER,
             Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => deploy::WORKER,
             Command::Decky(_) => decky::WORKER,
+            Command::Mutate(_) => decnet_mutator::WORKER,
         }
     }
 }
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
             Command::Web(args) => start(args, process).await,
             Command::Deploy(args) => start(args, process).await,
             Command::Decky(args) => start(args, process).await,
+            Command::Mutate(args) => start(args, process).await,
             Command::Teardown(args) => deploy::teardown(args).await,
             Command::Status(args) => deploy::status(args).await,
         }
