@@ -12,7 +12,7 @@ use decnet_core::{
     model::Role,
     repo::{
         AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
-        FlowFilter, MAX_PAGE, SessionFilter, TopColumn, Write,
+        FlowFilter, MAX_PAGE, SessionFilter, TopColumn,
     },
     time_fmt::{now_ns, parse_ts},
 };

@@ -426,7 +426,7 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
                 });
             }
         };
-        let mut on_ready = Some(on_ready);
+        let mut on_ready: Option<Box<dyn FnOnce() + Send>> = Some(on_ready);
         loop {
             // Supervise until the run stops or it is time to look for a new fleet generation.
             let mut stopping = false;
