@@ -32,7 +32,8 @@
 //! reached once, never twice. Requests queued while no mutator runs wait in the repository.
 //!
 //! One mutator per host: it holds the worker lease `mutator`; a second one is refused, naming
-//! the first.
+//! the first. The subcommand is `decnet mutator` (the worker's name, like every worker) with the
+//! alias `decnet mutate`.
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -50,7 +51,7 @@ use decnet_runtime::{Context, DbArgs, Report, RunArgs, Spec};
 use serde::Serialize;
 use tokio::{sync::mpsc, time::Instant};
 
-/// One name: subcommand `decnet mutate`, crate, systemd unit `decnet-mutator.service`, lease,
+/// One name: subcommand `decnet mutator` (alias `mutate`), crate, systemd unit `decnet-mutator.service`, lease,
 /// APP-NAME `decnet.mutator`.
 pub const WORKER: &str = "mutator";
 
@@ -151,10 +152,18 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
     let start = loop {
         match m.repo.latest_fleet_generation(&m.bridge).await? {
             Some(g) => break g,
-            None if ctx.once() => anyhow::bail!(
-                "no deployment of bridge {} is recorded in the repository: start `decnet deploy` first",
-                m.bridge
-            ),
+            None if ctx.once() => {
+                tracing::warn!(
+                    "nothing to do: no deployment of bridge {} is recorded in the repository (start `decnet deploy`)",
+                    m.bridge
+                );
+                ctx.ready(&[
+                    format!("fleet={}", fleet_path.display()),
+                    format!("bridge={}", m.bridge),
+                    "generation=none".into(),
+                ])?;
+                return Ok(m.report());
+            }
             None => {}
         }
         tokio::select! {

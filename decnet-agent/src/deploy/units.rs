@@ -183,7 +183,7 @@ mod tests {
             },
             &run,
         ) {
-            Command::Mutate(a) => {
+            Command::Mutator(a) => {
                 assert!(a.watch);
                 assert_eq!(a.fleet, PathBuf::from("/etc/decnet/fleet.toml"));
                 assert_eq!(a.run, run);
