@@ -794,7 +794,12 @@ pub struct DeckyActionBody {
 }
 
 /// The actions `decnet mutate` carries out.
-const DECKY_ACTIONS: [&str; 4] = ["mutate", "rotate_services", "restart", "set_mutate_interval"];
+const DECKY_ACTIONS: [&str; 4] = [
+    "mutate",
+    "rotate_services",
+    "restart",
+    "set_mutate_interval",
+];
 
 /// Queue an action on a decky (admin); `decnet mutate` carries it out.
 #[utoipa::path(post, path = "/api/v1/deckies/{name}/actions", tag = "admin", security(("bearer" = [])),
@@ -807,11 +812,17 @@ async fn decky_action(
     Json(b): Json<DeckyActionBody>,
 ) -> ApiResult<(StatusCode, Json2<Value>)> {
     if !DECKY_ACTIONS.contains(&b.action.as_str()) {
-        return Err(bad(&s, format!("action: one of {}", DECKY_ACTIONS.join(", "))));
+        return Err(bad(
+            &s,
+            format!("action: one of {}", DECKY_ACTIONS.join(", ")),
+        ));
     }
     let args = match (b.action.as_str(), b.interval.as_deref()) {
         ("set_mutate_interval", None) => {
-            return Err(bad(&s, "interval: required for set_mutate_interval (e.g. 30m, 12h, 7d, off)"));
+            return Err(bad(
+                &s,
+                "interval: required for set_mutate_interval (e.g. 30m, 12h, 7d, off)",
+            ));
         }
         ("set_mutate_interval", Some(i)) if i.len() > 16 => {
             return Err(bad(&s, "interval: e.g. 30m, 12h, 7d, off"));

@@ -874,7 +874,12 @@ async fn metrics_show_requests_and_worker_counters() {
         ("mutate", "pending")
     );
     let (st, body) = s
-        .send("GET", "/api/v1/deckies/decky-1/actions", Some(&s.admin), None)
+        .send(
+            "GET",
+            "/api/v1/deckies/decky-1/actions",
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, 200);
     assert_eq!(body["items"][0]["status"], "pending");

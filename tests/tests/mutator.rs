@@ -47,7 +47,13 @@ fn answers(ns: &str, ip: Ipv4Addr, port: u16) -> bool {
 }
 
 /// Polls until every `ports` of `ip` answer from `ns`; the time since `t0`.
-fn wait_answers(ns: &str, ip: Ipv4Addr, ports: &[u16], t0: Instant, timeout: Duration) -> Result<Duration> {
+fn wait_answers(
+    ns: &str,
+    ip: Ipv4Addr,
+    ports: &[u16],
+    t0: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
     loop {
         if ports.iter().all(|&p| answers(ns, ip, p)) {
             return Ok(t0.elapsed());
@@ -101,9 +107,18 @@ impl Session {
             .arg(sshpass)
             .args(["-p", password, "ssh", "-tt"])
             .args([
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no",
-                "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
             ])
             .arg(format!("{user}@{host}"))
             .stdin(Stdio::piped())
@@ -177,7 +192,8 @@ fn a_saved_edit_adds_removes_and_changes_deckies_and_an_open_ssh_session_survive
     wait_answers(&att, a, &[22, 80], Instant::now(), T)?;
 
     let mut ssh = Session::open(&att, "admin", "admin123", a)?;
-    ssh.echo("MUONE", T).context("the interactive session to A")?;
+    ssh.echo("MUONE", T)
+        .context("the interactive session to A")?;
     let (pid_a, _) = d.unit("decky:mu1-a")?;
     let pid_a = pid_a.context("A runs")?;
     let gens = count(&d, "SELECT COUNT(*) FROM fleet_generations")?;
@@ -191,10 +207,19 @@ fn a_saved_edit_adds_removes_and_changes_deckies_and_an_open_ssh_session_survive
     );
     let saved = save(&d, &edited)?;
     let c_up = wait_answers(&att, c, &[22, 80, 21], saved, T)?;
-    println!("figure: save -> 1 new decky answering on all its ports: {:.3} s", c_up.as_secs_f64());
-    ensure!(c_up < Duration::from_secs(3), "C answered after {c_up:?} (> 3 s)");
+    println!(
+        "figure: save -> 1 new decky answering on all its ports: {:.3} s",
+        c_up.as_secs_f64()
+    );
+    ensure!(
+        c_up < Duration::from_secs(3),
+        "C answered after {c_up:?} (> 3 s)"
+    );
     let d_up = wait_answers(&att, dd, &[6379], saved, T)?;
-    println!("figure: save -> one-service change (D +redis) answering: {:.3} s", d_up.as_secs_f64());
+    println!(
+        "figure: save -> one-service change (D +redis) answering: {:.3} s",
+        d_up.as_secs_f64()
+    );
     wait_count(
         &d,
         "SELECT COUNT(*) FROM fleet_generations WHERE cause = 'file' AND status = 'applied'",
@@ -204,11 +229,21 @@ fn a_saved_edit_adds_removes_and_changes_deckies_and_an_open_ssh_session_survive
 
     // B is gone: namespace, veth, process, record.
     let rec = d.record()?.context("record")?;
-    ensure!(!list_namespaces().contains(&"decnet-mu1-b".to_owned()), "B's namespace is left");
-    ensure!(!exists("/run/netns/decnet-mu1-b"));
-    ensure!(rec["processes"]["decky:mu1-b"].is_null(), "B's unit is left: {rec}");
     ensure!(
-        !rec["deckies"].as_array().unwrap().iter().any(|x| x["name"] == "mu1-b"),
+        !list_namespaces().contains(&"decnet-mu1-b".to_owned()),
+        "B's namespace is left"
+    );
+    ensure!(!exists("/run/netns/decnet-mu1-b"));
+    ensure!(
+        rec["processes"]["decky:mu1-b"].is_null(),
+        "B's unit is left: {rec}"
+    );
+    ensure!(
+        !rec["deckies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "mu1-b"),
         "B in the record"
     );
     let links = host_links()?;
@@ -236,7 +271,10 @@ fn a_saved_edit_adds_removes_and_changes_deckies_and_an_open_ssh_session_survive
         "{touched:?}"
     );
     let logs = d.logs();
-    ensure!(logs.contains("decky mu1-c added (file)"), "no decky_mutated line:\n{logs}");
+    ensure!(
+        logs.contains("decky mu1-c added (file)"),
+        "no decky_mutated line:\n{logs}"
+    );
 
     // The sensor writes flows for C.
     let c_ip = c.to_string();
@@ -272,7 +310,11 @@ fn a_saved_edit_adds_removes_and_changes_deckies_and_an_open_ssh_session_survive
         |r| r.get(0),
     )?;
     ensure!(why.contains("is already used by decky"), "{why}");
-    ensure!(d.logs().contains("fleet file change refused, nothing changed"), "not in the log");
+    ensure!(
+        d.logs()
+            .contains("fleet file change refused, nothing changed"),
+        "not in the log"
+    );
     ensure!(count(&d, "SELECT COUNT(*) FROM fleet_generations")? == gens_before);
     ensure!(!list_namespaces().contains(&"decnet-mu1-e".to_owned()));
     let e = addr(net, 14);
@@ -328,7 +370,12 @@ fn services_of(d: &Deployment, decky: &str) -> Result<Vec<(String, u16)>> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|s| (s[0].as_str().unwrap_or("").to_owned(), s[1].as_u64().unwrap_or(0) as u16))
+        .map(|s| {
+            (
+                s[0].as_str().unwrap_or("").to_owned(),
+                s[1].as_u64().unwrap_or(0) as u16,
+            )
+        })
         .collect();
     v.sort();
     Ok(v)
@@ -357,12 +404,20 @@ fn queued_requests_wait_for_the_mutator_and_a_kill_mid_apply_converges_once() ->
     };
     let r1 = queue(&conn)?;
     std::thread::sleep(Duration::from_millis(500));
-    let st: String = conn.query_row("SELECT status FROM mutation_requests WHERE id = ?1", [r1], |r| r.get(0))?;
+    let st: String = conn.query_row(
+        "SELECT status FROM mutation_requests WHERE id = ?1",
+        [r1],
+        |r| r.get(0),
+    )?;
     ensure!(st == "pending", "{st}");
 
     // The mutator starts (once: what is pending) and applies it once.
     let out = mutate(&d, &[])?.output()?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (st, reason): (String, String) = conn.query_row(
         "SELECT status, reason FROM mutation_requests WHERE id = ?1",
         [r1],
@@ -372,16 +427,25 @@ fn queued_requests_wait_for_the_mutator_and_a_kill_mid_apply_converges_once() ->
     let after1 = services_of(&d, "mu2-x")?;
     ensure!(after1 != before, "the services did not rotate: {before:?}");
     for (_, port) in &after1 {
-        ensure!(answers(&att, x, *port), "port {port} of the rotated decky does not answer");
+        ensure!(
+            answers(&att, x, *port),
+            "port {port} of the rotated decky does not answer"
+        );
     }
     ensure!(
-        count(&d, "SELECT COUNT(*) FROM mutations WHERE decky = 'mu2-x' AND kind = 'operator'")? == 1
+        count(
+            &d,
+            "SELECT COUNT(*) FROM mutations WHERE decky = 'mu2-x' AND kind = 'operator'"
+        )? == 1
     );
 
     // A second request; the mutator is killed (-9) as soon as its generation is written, in
     // the middle of the apply; a restarted mutator converges with one record.
     let r2 = queue(&conn)?;
-    let mut m = mutate(&d, &["--daemon"])?.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let mut m = mutate(&d, &["--daemon"])?
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
     let gen_sql = format!("SELECT COUNT(*) FROM fleet_generations WHERE request_id = {r2}");
     wait_count(&d, &gen_sql, 1, T)?;
     m.kill()?;
@@ -393,8 +457,16 @@ fn queued_requests_wait_for_the_mutator_and_a_kill_mid_apply_converges_once() ->
     )?;
     ensure!(st == "claimed" && !claimed.is_empty(), "{st} {claimed}");
     let out = mutate(&d, &[])?.output()?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let st: String = conn.query_row("SELECT status FROM mutation_requests WHERE id = ?1", [r2], |r| r.get(0))?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: String = conn.query_row(
+        "SELECT status FROM mutation_requests WHERE id = ?1",
+        [r2],
+        |r| r.get(0),
+    )?;
     ensure!(st == "applied", "{st}\n{}", d.logs());
     ensure!(count(&d, &gen_sql)? == 1, "one generation for the request");
     let g2: i64 = conn.query_row(
@@ -413,13 +485,22 @@ fn queued_requests_wait_for_the_mutator_and_a_kill_mid_apply_converges_once() ->
     );
     ensure!(count(&d, "SELECT COUNT(*) FROM mutations WHERE decky = 'mu2-x'")? == 2);
     let after2 = services_of(&d, "mu2-x")?;
-    let want: String = conn.query_row("SELECT fleet FROM fleet_generations WHERE id = ?1", [g2], |r| r.get(0))?;
+    let want: String = conn.query_row(
+        "SELECT fleet FROM fleet_generations WHERE id = ?1",
+        [g2],
+        |r| r.get(0),
+    )?;
     let want: serde_json::Value = serde_json::from_str(&want)?;
     let mut want: Vec<(String, u16)> = want["deckies"][0]["services"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["kind"].as_str().unwrap().to_owned(), s["port"].as_u64().unwrap() as u16))
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["port"].as_u64().unwrap() as u16,
+            )
+        })
         .collect();
     want.sort();
     ensure!(after2 == want, "runs {after2:?}, requested {want:?}");
@@ -438,7 +519,10 @@ fn queued_requests_wait_for_the_mutator_and_a_kill_mid_apply_converges_once() ->
     let out = mutate(&d, &["--daemon"])?.output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success(), "a second mutator ran");
-    ensure!(err.contains(&first.id().to_string()), "does not name the first: {err}");
+    ensure!(
+        err.contains(&first.id().to_string()),
+        "does not name the first: {err}"
+    );
     let _ = first.kill();
     let _ = first.wait();
     let created = d.created()?;
@@ -457,7 +541,11 @@ fn a_schedule_of_seconds_rotates_services_within_the_pool() -> Result<()> {
     let x = addr(net, 10);
     let fleet = format!(
         "{}{}",
-        decky("mu3-x", x, "archetype = \"web-server\"\nmutate_interval = \"2s\""),
+        decky(
+            "mu3-x",
+            x,
+            "archetype = \"web-server\"\nmutate_interval = \"2s\""
+        ),
         decky("mu3-y", addr(net, 11), "archetype = \"database\""),
     );
     let mut d = Deployment::start("mu3", net, &fleet, "collector,mutator")?;
@@ -484,13 +572,19 @@ fn a_schedule_of_seconds_rotates_services_within_the_pool() -> Result<()> {
             .collect();
         ensure!(!kinds.is_empty());
         for k in &kinds {
-            ensure!(WEB_POOL.contains(&k.as_str()), "{k} is outside the web-server pool: {dt}");
+            ensure!(
+                WEB_POOL.contains(&k.as_str()),
+                "{k} is outside the web-server pool: {dt}"
+            );
         }
         let mut uniq = kinds.clone();
         uniq.sort();
         uniq.dedup();
         ensure!(uniq.len() == kinds.len(), "a service twice: {dt}");
-        ensure!(v["before"]["services"] != v["after"]["services"], "not a rotation: {dt}");
+        ensure!(
+            v["before"]["services"] != v["after"]["services"],
+            "not a rotation: {dt}"
+        );
         sets.push(uniq);
     }
     ensure!(sets.len() >= 3);
@@ -505,7 +599,11 @@ fn a_schedule_of_seconds_rotates_services_within_the_pool() -> Result<()> {
 
 /// Keeps a redis connection to an untouched decky busy (PING every 200 ms) until told to stop;
 /// the number of PINGs that went unanswered (0: the connection never dropped).
-fn pinger(ns: &str, ip: Ipv4Addr, stop: Arc<Mutex<bool>>) -> Result<std::thread::JoinHandle<Result<u64>>> {
+fn pinger(
+    ns: &str,
+    ip: Ipv4Addr,
+    stop: Arc<Mutex<bool>>,
+) -> Result<std::thread::JoinHandle<Result<u64>>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let ns = ns.to_owned();
     let h = std::thread::spawn(move || -> Result<u64> {
@@ -534,7 +632,10 @@ fn pinger(ns: &str, ip: Ipv4Addr, stop: Arc<Mutex<bool>>) -> Result<std::thread:
         }
         Ok(dropped)
     });
-    ensure!(rx.recv_timeout(T).unwrap_or(false), "no first PONG from {ip}");
+    ensure!(
+        rx.recv_timeout(T).unwrap_or(false),
+        "no first PONG from {ip}"
+    );
     Ok(h)
 }
 
@@ -542,12 +643,29 @@ fn pinger(ns: &str, ip: Ipv4Addr, stop: Arc<Mutex<bool>>) -> Result<std::thread:
 fn figures_twenty_deckies_added_at_once_and_a_fifty_decky_reshuffle_drops_nothing() -> Result<()> {
     let net = 244;
     let untouched: String = (1..=10)
-        .map(|i| decky(&format!("mu4-u{i:02}"), addr(net, 10 + i), "archetype = \"database\""))
+        .map(|i| {
+            decky(
+                &format!("mu4-u{i:02}"),
+                addr(net, 10 + i),
+                "archetype = \"database\"",
+            )
+        })
         .collect();
     let old: String = (1..=25)
-        .map(|i| decky(&format!("mu4-o{i:02}"), addr(net, 30 + i), "services = [\"http\"]"))
+        .map(|i| {
+            decky(
+                &format!("mu4-o{i:02}"),
+                addr(net, 30 + i),
+                "services = [\"http\"]",
+            )
+        })
         .collect();
-    let mut d = Deployment::start("mu4", net, &format!("{untouched}{old}"), "collector,mutator")?;
+    let mut d = Deployment::start(
+        "mu4",
+        net,
+        &format!("{untouched}{old}"),
+        "collector,mutator",
+    )?;
     let att = d.add_attacker(250)?;
     let pids: Vec<Option<u32>> = (1..=10)
         .map(|i| d.unit(&format!("decky:mu4-u{i:02}")).map(|u| u.0))
@@ -559,23 +677,50 @@ fn figures_twenty_deckies_added_at_once_and_a_fifty_decky_reshuffle_drops_nothin
 
     // 20 deckies added in one save.
     let new20: String = (1..=20)
-        .map(|i| decky(&format!("mu4-n{i:02}"), addr(net, 60 + i), "services = [\"http\"]"))
+        .map(|i| {
+            decky(
+                &format!("mu4-n{i:02}"),
+                addr(net, 60 + i),
+                "services = [\"http\"]",
+            )
+        })
         .collect();
     let saved = save(&d, &format!("{untouched}{old}{new20}"))?;
     let mut last = Duration::ZERO;
     for i in 1..=20 {
-        last = last.max(wait_answers(&att, addr(net, 60 + i), &[80], saved, Duration::from_secs(60))?);
+        last = last.max(wait_answers(
+            &att,
+            addr(net, 60 + i),
+            &[80],
+            saved,
+            Duration::from_secs(60),
+        )?);
     }
-    println!("figure: save -> 20 new deckies all answering: {:.3} s", last.as_secs_f64());
+    println!(
+        "figure: save -> 20 new deckies all answering: {:.3} s",
+        last.as_secs_f64()
+    );
 
     // 50 deckies reshuffled in one save: 25 removed, 25 added.
     let new25: String = (1..=25)
-        .map(|i| decky(&format!("mu4-p{i:02}"), addr(net, 100 + i), "services = [\"http\"]"))
+        .map(|i| {
+            decky(
+                &format!("mu4-p{i:02}"),
+                addr(net, 100 + i),
+                "services = [\"http\"]",
+            )
+        })
         .collect();
     let saved = save(&d, &format!("{untouched}{new20}{new25}"))?;
     let mut last = Duration::ZERO;
     for i in 1..=25 {
-        last = last.max(wait_answers(&att, addr(net, 100 + i), &[80], saved, Duration::from_secs(90))?);
+        last = last.max(wait_answers(
+            &att,
+            addr(net, 100 + i),
+            &[80],
+            saved,
+            Duration::from_secs(90),
+        )?);
     }
     wait_count(
         &d,
@@ -584,19 +729,36 @@ fn figures_twenty_deckies_added_at_once_and_a_fifty_decky_reshuffle_drops_nothin
         T,
     )?;
     for i in 1..=25 {
-        ensure!(!answers(&att, addr(net, 30 + i), 80), "o{i:02} still answers");
+        ensure!(
+            !answers(&att, addr(net, 30 + i), 80),
+            "o{i:02} still answers"
+        );
     }
-    println!("figure: save -> 50-decky reshuffle (25 removed, 25 added) applied: {:.3} s", last.as_secs_f64());
+    println!(
+        "figure: save -> 50-decky reshuffle (25 removed, 25 added) applied: {:.3} s",
+        last.as_secs_f64()
+    );
     std::thread::sleep(Duration::from_secs(1));
     *stop.lock().unwrap() = true;
     let mut dropped = 0;
     for p in pingers {
-        dropped += p.join().map_err(|_| anyhow::anyhow!("a pinger panicked"))??;
+        dropped += p
+            .join()
+            .map_err(|_| anyhow::anyhow!("a pinger panicked"))??;
     }
-    println!("figure: untouched deckies' connections dropped during the reshuffle: {dropped} of 10");
-    ensure!(dropped == 0, "{dropped} connections to untouched deckies dropped");
+    println!(
+        "figure: untouched deckies' connections dropped during the reshuffle: {dropped} of 10"
+    );
+    ensure!(
+        dropped == 0,
+        "{dropped} connections to untouched deckies dropped"
+    );
     for (i, pid) in pids.iter().enumerate() {
-        ensure!(d.unit(&format!("decky:mu4-u{:02}", i + 1))?.0 == *pid, "u{:02} restarted", i + 1);
+        ensure!(
+            d.unit(&format!("decky:mu4-u{:02}", i + 1))?.0 == *pid,
+            "u{:02} restarted",
+            i + 1
+        );
     }
     let created = d.created()?;
     d.stop(Duration::from_secs(60))?;

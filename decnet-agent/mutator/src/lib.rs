@@ -189,7 +189,11 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
         m.bridge,
         start.id,
         fleet_path.display(),
-        if args.watch { ", watching the file" } else { "" }
+        if args.watch {
+            ", watching the file"
+        } else {
+            ""
+        }
     );
 
     m.file_changed().await;
@@ -232,7 +236,11 @@ fn watch(path: &Path, tx: mpsc::UnboundedSender<()>) -> anyhow::Result<notify::R
             if matches!(ev.kind, notify::EventKind::Access(_)) {
                 return;
             }
-            if ev.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name) {
+            if ev
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            {
                 let _ = tx.send(());
             }
         }
@@ -281,7 +289,11 @@ impl Mutator {
             .with_context(|| format!("no fleet generation of {}", self.bridge))?;
         if g.status == "pending" {
             self.wait_outcome(g.id).await?;
-            return self.repo.fleet_generation(g.id).await?.context("generation vanished");
+            return self
+                .repo
+                .fleet_generation(g.id)
+                .await?
+                .context("generation vanished");
         }
         Ok(g)
     }
@@ -344,7 +356,9 @@ impl Mutator {
         self.counters.file_changes += 1;
         if let Some(why) = diff::lan_change(&file_old, &file_new) {
             self.counters.file_invalid += 1;
-            return self.refuse(std::slice::from_ref(&why), &format!("{source}: {why}")).await;
+            return self
+                .refuse(std::slice::from_ref(&why), &format!("{source}: {why}"))
+                .await;
         }
         let next = diff::rebase(&file_old, &file_new, &effective);
         if let Err(e) = next.check() {
@@ -357,7 +371,10 @@ impl Mutator {
             request: None,
             action: "edit".into(),
         };
-        if let Err(e) = self.submit(&effective, next, &file_new, Vec::new(), cause).await {
+        if let Err(e) = self
+            .submit(&effective, next, &file_new, Vec::new(), cause)
+            .await
+        {
             tracing::error!("cannot apply the fleet file change: {e:#}");
         }
     }
@@ -376,7 +393,11 @@ impl Mutator {
             .to_string(),
             status: "invalid".into(),
         };
-        if let Err(e) = self.repo.write(&[Write::Mutations(std::slice::from_ref(&m))]).await {
+        if let Err(e) = self
+            .repo
+            .write(&[Write::Mutations(std::slice::from_ref(&m))])
+            .await
+        {
             tracing::warn!("cannot record the refused fleet file change: {e:#}");
         }
     }
@@ -447,8 +468,13 @@ impl Mutator {
             self.counters.failed += 1;
         }
         let d = diff::diff(before, next);
-        let mut records: Vec<(String, &'static str, Option<&DeckySpec>, Option<&DeckySpec>, Vec<&str>)> =
-            Vec::new();
+        let mut records: Vec<(
+            String,
+            &'static str,
+            Option<&DeckySpec>,
+            Option<&DeckySpec>,
+            Vec<&str>,
+        )> = Vec::new();
         for x in &d.added {
             records.push((x.name.clone(), "added", None, Some(x), Vec::new()));
         }
@@ -456,7 +482,13 @@ impl Mutator {
             records.push((x.name.clone(), "removed", Some(x), None, Vec::new()));
         }
         for c in &d.changed {
-            records.push((c.after.name.clone(), "changed", Some(&c.before), Some(&c.after), c.what.clone()));
+            records.push((
+                c.after.name.clone(),
+                "changed",
+                Some(&c.before),
+                Some(&c.after),
+                c.what.clone(),
+            ));
         }
         for name in restart {
             if !records.iter().any(|r| r.0 == *name) {
@@ -543,7 +575,11 @@ impl Mutator {
                 req.requested_by,
                 if reason.is_empty() { String::new() } else { format!(": {reason}") }
             );
-            if let Err(e) = self.repo.finish_mutation_request(req.id, &status, &reason).await {
+            if let Err(e) = self
+                .repo
+                .finish_mutation_request(req.id, &status, &reason)
+                .await
+            {
                 tracing::warn!("cannot record the outcome of request {}: {e:#}", req.id);
                 return;
             }
@@ -574,8 +610,10 @@ impl Mutator {
         let mut restart = Vec::new();
         match req.action.as_str() {
             "mutate" | "rotate_services" => {
-                let seed = (req.id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ name_seed(&req.decky);
-                next.deckies[i] = rotate::rotate(&effective.deckies[i], seed).map_err(anyhow::Error::msg)?;
+                let seed =
+                    (req.id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ name_seed(&req.decky);
+                next.deckies[i] =
+                    rotate::rotate(&effective.deckies[i], seed).map_err(anyhow::Error::msg)?;
             }
             "restart" => restart.push(req.decky.clone()),
             "set_mutate_interval" => {
@@ -600,7 +638,8 @@ impl Mutator {
             ),
         }
         next.check().map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.submit(&effective, next, &file_fleet, restart, cause).await
+        self.submit(&effective, next, &file_fleet, restart, cause)
+            .await
     }
 
     /// The fleet of the generation before `g` (what `g` changed from).
@@ -629,7 +668,9 @@ impl Mutator {
         };
         let now = now_ns();
         for (i, d) in effective.deckies.iter().enumerate() {
-            let Some(secs) = d.mutate_interval else { continue };
+            let Some(secs) = d.mutate_interval else {
+                continue;
+            };
             let last = match self.last_change.get(&d.name) {
                 Some(t) => *t,
                 None => {
@@ -645,7 +686,9 @@ impl Mutator {
                     t
                 }
             };
-            let interval_ns = i64::try_from(secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000_000);
+            let interval_ns = i64::try_from(secs)
+                .unwrap_or(i64::MAX / 2)
+                .saturating_mul(1_000_000_000);
             if now.saturating_sub(last) < interval_ns {
                 continue;
             }
@@ -666,7 +709,10 @@ impl Mutator {
                 request: None,
                 action: "rotate_services".into(),
             };
-            if let Err(e) = self.submit(&effective, next, &file_fleet, Vec::new(), cause).await {
+            if let Err(e) = self
+                .submit(&effective, next, &file_fleet, Vec::new(), cause)
+                .await
+            {
                 tracing::error!("scheduled rotation of {}: {e:#}", d.name);
             }
             self.last_change.insert(d.name.clone(), now_ns());

@@ -76,7 +76,15 @@ impl DeckyUnits {
             state_dir: self.state_dir.join("deckies").join(&d.name),
         };
         let name = format!("decky:{}", d.name);
-        Ok(unit_spec(&self.exe, &self.rdir, &self.db, name, "decky", child, Some(netns_name(&d.name))))
+        Ok(unit_spec(
+            &self.exe,
+            &self.rdir,
+            &self.db,
+            name,
+            "decky",
+            child,
+            Some(netns_name(&d.name)),
+        ))
     }
 }
 
@@ -184,7 +192,11 @@ impl Applier {
         if self.current_id == 0 {
             return;
         }
-        let latest = match self.repo.latest_fleet_generation(&self.current.lan.bridge).await {
+        let latest = match self
+            .repo
+            .latest_fleet_generation(&self.current.lan.bridge)
+            .await
+        {
             Ok(Some(g)) if g.id > self.current_id && g.status == "pending" => g,
             Ok(_) => return,
             Err(e) => return tracing::warn!("cannot read the fleet generations: {e:#}"),
@@ -245,7 +257,12 @@ impl Applier {
 
         // 1. Retire the processes that go or change.
         let mut retire: Vec<String> = d.removed.iter().map(|x| x.name.clone()).collect();
-        retire.extend(d.changed.iter().filter(|c| c.restart).map(|c| c.after.name.clone()));
+        retire.extend(
+            d.changed
+                .iter()
+                .filter(|c| c.restart)
+                .map(|c| c.after.name.clone()),
+        );
         let restart_only: Vec<&DeckySpec> = new
             .deckies
             .iter()
@@ -394,7 +411,11 @@ impl Applier {
             } else {
                 format!(
                     " restarted {}",
-                    restart_only.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(",")
+                    restart_only
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 )
             }
         ))

@@ -236,7 +236,11 @@ impl Supervisor {
                 return Err(format!(
                     "not up within {:.0} s: {}",
                     timeout.as_secs_f64(),
-                    not_ready.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    not_ready
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             let step = (deadline - now).min(Duration::from_millis(20));
@@ -718,25 +722,40 @@ mod tests {
         };
         let mut sup = Supervisor::new(vec![unit("a"), unit("b")]);
         let mut ready = None;
-        sup.run(tokio::time::sleep(Duration::from_millis(300)), &mut |_| {}, &mut ready)
-            .await;
-        sup.wait_ready(&["a".into(), "b".into()], Duration::from_secs(5), &mut |_| {})
-            .await
-            .unwrap();
+        sup.run(
+            tokio::time::sleep(Duration::from_millis(300)),
+            &mut |_| {},
+            &mut ready,
+        )
+        .await;
+        sup.wait_ready(
+            &["a".into(), "b".into()],
+            Duration::from_secs(5),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         let pid_a = sup.pids()[0].1.unwrap();
         let pid_b = sup.pids()[1].1.unwrap();
         sup.retire("b", Duration::from_secs(5), &mut |_| {}).await;
-        assert!(!std::path::Path::new(&format!("/proc/{pid_b}")).exists() || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid_b}/stat")).unwrap_or_default();
-            stat.contains(") Z")
-        });
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid_b}")).exists() || {
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{pid_b}/stat")).unwrap_or_default();
+                stat.contains(") Z")
+            }
+        );
         sup.add(unit("c"));
         sup.wait_ready(&["c".into()], Duration::from_secs(5), &mut |_| {})
             .await
             .unwrap();
         // b is not restarted, a kept its process.
-        sup.run(tokio::time::sleep(Duration::from_millis(1500)), &mut |_| {}, &mut ready)
-            .await;
+        sup.run(
+            tokio::time::sleep(Duration::from_millis(1500)),
+            &mut |_| {},
+            &mut ready,
+        )
+        .await;
         let names: Vec<String> = sup.pids().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "c"]);
         assert_eq!(sup.pids()[0].1, Some(pid_a));

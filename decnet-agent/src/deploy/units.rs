@@ -31,7 +31,9 @@ pub enum Child {
         jwt_secret_file: PathBuf,
     },
     /// `decnet mutate --watch`: the fleet file's edits, the operator's requests, the schedule.
-    Mutator { fleet: PathBuf },
+    Mutator {
+        fleet: PathBuf,
+    },
     Decky {
         name: String,
         /// The decky as the current fleet generation has it (a JSON `DeckySpec` written by
@@ -237,7 +239,9 @@ mod tests {
                     assert_eq!(a.name, "web-01");
                     assert_eq!(
                         a.spec_json.as_deref(),
-                        Some(std::path::Path::new("/run/decnet/decnet0.d/decky-web-01.json"))
+                        Some(std::path::Path::new(
+                            "/run/decnet/decnet0.d/decky-web-01.json"
+                        ))
                     );
                     assert_eq!(a.fleet, None);
                     assert_eq!((a.collector_socket, a.collector), (via_socket, via_tcp));

@@ -163,10 +163,7 @@ impl Repository {
     }
 
     /// Every generation of `bridge`, oldest first.
-    pub async fn fleet_generations(
-        &self,
-        bridge: &str,
-    ) -> Result<Vec<FleetGeneration>, RepoError> {
+    pub async fn fleet_generations(&self, bridge: &str) -> Result<Vec<FleetGeneration>, RepoError> {
         let rows = sqlx::query(&format!("{SELECT} WHERE bridge = ? ORDER BY id"))
             .bind(bridge.to_owned())
             .fetch_all(self.pool())

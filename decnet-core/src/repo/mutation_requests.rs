@@ -158,11 +158,13 @@ impl Repository {
         decky: &str,
         limit: i64,
     ) -> Result<Vec<MutationRequest>, RepoError> {
-        let rows = sqlx::query(&format!("{SELECT} WHERE decky = ? ORDER BY id DESC LIMIT ?"))
-            .bind(decky.to_owned())
-            .bind(limit.clamp(1, 1000))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE decky = ? ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(decky.to_owned())
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(decode).collect()
     }
 }

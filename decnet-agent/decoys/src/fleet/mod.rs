@@ -254,7 +254,11 @@ impl Fleet {
     /// fleet file is checked with: names, IPs, ports, MACs across deckies. Every problem at once.
     pub fn check(&self) -> Result<(), FleetError> {
         let mut problems = Vec::new();
-        let all: Vec<(&str, Ipv4Addr)> = self.deckies.iter().map(|d| (d.name.as_str(), d.ip)).collect();
+        let all: Vec<(&str, Ipv4Addr)> = self
+            .deckies
+            .iter()
+            .map(|d| (d.name.as_str(), d.ip))
+            .collect();
         check_fleet(&self.lan, &all, &self.deckies, &mut problems);
         for d in &self.deckies {
             let mut ports = BTreeMap::new();
@@ -262,7 +266,10 @@ impl Fleet {
                 if let Some(other) = ports.insert(s.port, s.kind) {
                     problems.push(format!(
                         "decky {:?}: port {} is used by both {} and {}",
-                        d.name, s.port, other.name(), s.kind.name()
+                        d.name,
+                        s.port,
+                        other.name(),
+                        s.kind.name()
                     ));
                 }
             }
@@ -273,7 +280,10 @@ impl Fleet {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(FleetError { source: "the changed fleet".into(), problems })
+            Err(FleetError {
+                source: "the changed fleet".into(),
+                problems,
+            })
         }
     }
 
@@ -355,11 +365,15 @@ pub fn parse_interval(s: &str) -> Result<u64, String> {
         'm' => 60,
         'h' => 3600,
         'd' => 86_400,
-        _ => return Err(format!("{s:?}: expected a number and a unit s, m, h or d (e.g. 30m, 12h, 7d)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: expected a number and a unit s, m, h or d (e.g. 30m, 12h, 7d)"
+            ));
+        }
     };
-    let n: u64 = t[..t.len() - 1]
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a whole number before the unit (e.g. 30m, 12h, 7d)"))?;
+    let n: u64 = t[..t.len() - 1].parse().map_err(|_| {
+        format!("{s:?}: expected a whole number before the unit (e.g. 30m, 12h, 7d)")
+    })?;
     match n.checked_mul(mult) {
         Some(v) if (1..=MAX_INTERVAL_SECS).contains(&v) => Ok(v),
         _ => Err(format!("{s:?}: must be from 1s to 366d")),

@@ -265,7 +265,17 @@ fn intervals_take_a_number_and_a_unit() {
     assert_eq!(parse_interval("12h"), Ok(43_200));
     assert_eq!(parse_interval("7d"), Ok(604_800));
     assert_eq!(parse_interval("3s"), Ok(3));
-    for bad in ["", "m", "30", "30x", "-1m", "0s", "367d", "1.5h", "99999999999999999999d"] {
+    for bad in [
+        "",
+        "m",
+        "30",
+        "30x",
+        "-1m",
+        "0s",
+        "367d",
+        "1.5h",
+        "99999999999999999999d",
+    ] {
         assert!(parse_interval(bad).is_err(), "{bad:?}");
     }
     let f = mu_fleet(
@@ -281,8 +291,14 @@ fn intervals_take_a_number_and_a_unit() {
     )
     .unwrap_err();
     assert_eq!(e.problems.len(), 2, "{e}");
-    assert!(e.problems[0].contains("decky \"a\": mutate_interval: \"soon\""), "{e}");
-    assert!(e.problems[1].contains("decky \"b\": mutate_interval needs an archetype"), "{e}");
+    assert!(
+        e.problems[0].contains("decky \"a\": mutate_interval: \"soon\""),
+        "{e}"
+    );
+    assert!(
+        e.problems[1].contains("decky \"b\": mutate_interval needs an archetype"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -304,10 +320,16 @@ fn the_diff_names_added_removed_and_changed_deckies_and_leaves_the_rest() {
     assert_eq!(d.added[0].name, "c");
     assert_eq!(d.removed[0].name, "b");
     let dch = &d.changed[0];
-    assert_eq!((dch.after.name.as_str(), dch.rebuild, dch.restart), ("d", false, true));
+    assert_eq!(
+        (dch.after.name.as_str(), dch.rebuild, dch.restart),
+        ("d", false, true)
+    );
     assert_eq!(dch.what, ["services"]);
     let ech = &d.changed[1];
-    assert_eq!((ech.after.name.as_str(), ech.rebuild, ech.restart), ("e", true, true));
+    assert_eq!(
+        (ech.after.name.as_str(), ech.rebuild, ech.restart),
+        ("e", true, true)
+    );
     assert_eq!(d.summary(), "+c -b ~d(services) ~e(ip)");
     assert!(diff::diff(&new, &new).is_empty());
     assert!(diff::lan_change(&old, &new).is_none());
@@ -355,17 +377,27 @@ fn rotation_stays_in_the_pool_and_passes_the_realism_checks() {
                 k.sort();
                 k
             };
-            assert_ne!(kinds(&next), kinds(&d), "{}: a rotation changes the set", a.name);
-            assert_eq!(rotate::rotate(&d, seed * 7919).unwrap(), next, "deterministic");
+            assert_ne!(
+                kinds(&next),
+                kinds(&d),
+                "{}: a rotation changes the set",
+                a.name
+            );
+            assert_eq!(
+                rotate::rotate(&d, seed * 7919).unwrap(),
+                next,
+                "deterministic"
+            );
             sets.insert(kinds(&next));
             d = next;
         }
         assert!(sets.len() >= 2, "{}: {sets:?}", a.name);
     }
     // The checks do flag what is implausible.
-    let mut d = mu_fleet("[[decky]]\nname = \"x\"\nip = \"10.9.0.10\"\narchetype = \"iot-camera\"\n")
-        .deckies[0]
-        .clone();
+    let mut d =
+        mu_fleet("[[decky]]\nname = \"x\"\nip = \"10.9.0.10\"\narchetype = \"iot-camera\"\n")
+            .deckies[0]
+            .clone();
     d.services.push(ServiceSpec {
         kind: ServiceKind::Mysql,
         port: 3306,
@@ -376,5 +408,9 @@ fn rotation_stays_in_the_pool_and_passes_the_realism_checks() {
     assert_eq!(rotate::realism_problems(&d).len(), 2);
     let mut none = d.clone();
     none.archetype = None;
-    assert!(rotate::rotate(&none, 1).unwrap_err().contains("no archetype"));
+    assert!(
+        rotate::rotate(&none, 1)
+            .unwrap_err()
+            .contains("no archetype")
+    );
 }
