@@ -109,6 +109,16 @@ pub struct Counters {
     pub deckies_mutated: u64,
 }
 
+/// One decky a generation touched: name, change (`added`, `removed`, `changed`, `restarted`),
+/// before, after, what changed.
+type Record<'a> = (
+    String,
+    &'static str,
+    Option<&'a DeckySpec>,
+    Option<&'a DeckySpec>,
+    Vec<&'static str>,
+);
+
 /// What caused a change.
 #[derive(Debug, Clone)]
 struct Cause {
@@ -468,13 +478,7 @@ impl Mutator {
             self.counters.failed += 1;
         }
         let d = diff::diff(before, next);
-        let mut records: Vec<(
-            String,
-            &'static str,
-            Option<&DeckySpec>,
-            Option<&DeckySpec>,
-            Vec<&str>,
-        )> = Vec::new();
+        let mut records: Vec<Record<'_>> = Vec::new();
         for x in &d.added {
             records.push((x.name.clone(), "added", None, Some(x), Vec::new()));
         }
