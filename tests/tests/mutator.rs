@@ -506,8 +506,8 @@ fn queued_requests_wait_for_the_mutator_and_a_kill_mid_apply_converges_once() ->
     ensure!(after2 == want, "runs {after2:?}, requested {want:?}");
 
     // Two mutators: the second refuses, naming the first.
-    let mut first = mutate(&d, &["--daemon", "--ready-file"])?
-        .arg(d.dir.join("mutator.ready"))
+    let ready = d.dir.join("mutator.ready").display().to_string();
+    let mut first = mutate(&d, &["--daemon", "--ready-file", &ready])?
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
