@@ -99,6 +99,8 @@ decnet_runtime::worker!(
 /// The counters (`--summary-json`).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Counters {
+    /// Passes over the file, the queue and the schedules (1 for a one-shot run).
+    pub passes: u64,
     pub file_changes: u64,
     pub file_invalid: u64,
     pub requests: u64,
@@ -157,6 +159,8 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
         counters: Counters::default(),
     };
     let mut shutdown = ctx.shutdown.clone();
+    // Up: the lease is held. (A deployment to change may come later.)
+    ctx.ready(&[WORKER.to_owned()])?;
 
     // Deploy records the generation it starts from; nothing can change before it has.
     let start = loop {
@@ -167,11 +171,7 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
                     "nothing to do: no deployment of bridge {} is recorded in the repository (start `decnet deploy`)",
                     m.bridge
                 );
-                ctx.ready(&[
-                    format!("fleet={}", fleet_path.display()),
-                    format!("bridge={}", m.bridge),
-                    "generation=none".into(),
-                ])?;
+                m.counters.passes += 1;
                 return Ok(m.report());
             }
             None => {}
@@ -188,12 +188,6 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    ctx.ready(&[
-        format!("fleet={}", fleet_path.display()),
-        format!("bridge={}", m.bridge),
-        format!("generation={}", start.id),
-        format!("watch={}", args.watch),
-    ])?;
     tracing::info!(
         "mutating the fleet on {} from generation {} ({}){}",
         m.bridge,
@@ -209,6 +203,7 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
     m.file_changed().await;
     m.queue().await;
     m.schedules().await;
+    m.counters.passes += 1;
     if ctx.once() {
         return Ok(m.report());
     }
@@ -226,6 +221,7 @@ pub async fn mutate(ctx: Context, args: MutateArgs) -> anyhow::Result<Report> {
             _ = tick.tick() => {
                 m.queue().await;
                 m.schedules().await;
+                m.counters.passes += 1;
             }
         }
     }
@@ -276,7 +272,8 @@ impl Mutator {
         let c = &self.counters;
         Report::new(
             format!(
-                "mutator: {} file changes ({} invalid), {} requests, {} scheduled; {} generations: {} applied, {} failed; {} decky mutations",
+                "mutator: {} passes, {} file changes ({} invalid), {} requests, {} scheduled; {} generations: {} applied, {} failed; {} decky mutations",
+                c.passes,
                 c.file_changes,
                 c.file_invalid,
                 c.requests,
