@@ -60,6 +60,10 @@ pub enum Command {
     Teardown(deploy::TeardownArgs),
     /// Deckies, workers and key counters.
     Status(deploy::StatusArgs),
+    /// Mutator: the fleet changes while it runs — fleet file edits (--watch), the operator's
+    /// queued requests, `mutate_interval` schedules — applied by the running `decnet deploy`.
+    #[command(alias = "mutate")]
+    Mutator(decnet_mutator::MutateArgs),
     /// Serve one decky's decoy services (run by `decnet deploy` inside the decky's namespace).
     Decky(decky::DeckyArgs),
 }
@@ -77,6 +81,7 @@ impl Command {
             Command::Web(_) => web::WORKER,
             Command::Deploy(_) | Command::Teardown(_) | Command::Status(_) => deploy::WORKER,
             Command::Decky(_) => decky::WORKER,
+            Command::Mutator(_) => decnet_mutator::WORKER,
         }
     }
 }
@@ -114,6 +119,7 @@ pub fn main() -> ExitCode {
             Command::Web(args) => start(args, process).await,
             Command::Deploy(args) => start(args, process).await,
             Command::Decky(args) => start(args, process).await,
+            Command::Mutator(args) => start(args, process).await,
             Command::Teardown(args) => deploy::teardown(args).await,
             Command::Status(args) => deploy::status(args).await,
         }

@@ -4,7 +4,7 @@
 //! - `--help` of each lists `--daemon`, `--duration`, `--ready-file`, `--summary-json` (and the
 //!   repository flags where the worker has a repository);
 //! - `--daemon --duration` is refused, and so is a bad `--duration`;
-//! - once (neither): the correlator, profiler, retention and prober do the pending work and exit 0 with their ready
+//! - once (neither): the correlator, profiler, retention, prober and mutator do the pending work and exit 0 with their ready
 //!   file and summary written; every other worker refuses with the same message and exit code;
 //! - `--duration` ends a run by itself, cleanly (exit 0, summary written);
 //! - SIGTERM, SIGINT and SIGHUP each stop a `--daemon` run within a few seconds, cleanly.
@@ -127,6 +127,12 @@ const WORKERS: &[W] = &[
         ]),
     },
     W {
+        name: "mutator",
+        repo: true,
+        once: true,
+        runnable: Some(&["--watch", "--fleet", "{dir}/fleet.toml"]),
+    },
+    W {
         name: "deploy",
         repo: true,
         once: false,
@@ -151,6 +157,16 @@ fn args_for(w: &W, dir: &Dir) -> Vec<String> {
             dir.path("fleet.toml"),
             "[lan]\nbridge = \"flags0\"\nsubnet = \"127.0.0.0/8\"\nhost_ip = \"127.0.0.1\"\n\n\
              [[decky]]\nname = \"flags-01\"\nip = \"127.0.0.77\"\nos = \"linux\"\nservices = [\"ssh\"]\n",
+        )
+        .expect("fleet");
+    }
+    if w.name == "mutator" {
+        // No deployment is recorded in this repository: the mutator waits for one (daemon) or
+        // has nothing to do (once).
+        std::fs::write(
+            dir.path("fleet.toml"),
+            "[lan]\nbridge = \"muflags0\"\nsubnet = \"10.78.0.0/24\"\nhost_ip = \"10.78.0.1\"\n\n\
+             [[decky]]\nname = \"flags-01\"\nip = \"10.78.0.10\"\narchetype = \"web-server\"\n",
         )
         .expect("fleet");
     }

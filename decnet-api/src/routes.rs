@@ -9,10 +9,10 @@ use axum::{
     response::{IntoResponse, Response, Sse, sse::KeepAlive},
 };
 use decnet_core::{
-    model::{Mutation, Role},
+    model::Role,
     repo::{
         AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
-        FlowFilter, MAX_PAGE, SessionFilter, TopColumn, Write,
+        FlowFilter, MAX_PAGE, SessionFilter, TopColumn,
     },
     time_fmt::{now_ns, parse_ts},
 };
@@ -80,7 +80,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_flows))
         .routes(routes!(list_scans))
         .routes(routes!(list_deckies))
-        .routes(routes!(decky_action))
+        .routes(routes!(decky_action, decky_actions))
         .routes(routes!(stats))
         .routes(routes!(workers))
         .routes(routes!(stream))
@@ -784,11 +784,25 @@ async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct DeckyActionBody {
-    /// `mutate` (recorded as a requested mutation; the fleet worker carries it out).
+    /// `mutate` (rotate the services now), `rotate_services` (the same), `restart` (a new
+    /// process for the decky) or `set_mutate_interval` (with `interval`). `decnet mutate`
+    /// carries it out; the request is `pending`, then `applied` or `failed` with the reason
+    /// (`GET` on the same path).
     action: String,
+    /// For `set_mutate_interval`: `30m`, `12h`, `7d`, … or `off`.
+    #[serde(default)]
+    interval: Option<String>,
 }
 
-/// Ask for an action on a decky (admin).
+/// The actions `decnet mutate` carries out.
+const DECKY_ACTIONS: [&str; 4] = [
+    "mutate",
+    "rotate_services",
+    "restart",
+    "set_mutate_interval",
+];
+
+/// Queue an action on a decky (admin); `decnet mutate` carries it out.
 #[utoipa::path(post, path = "/api/v1/deckies/{name}/actions", tag = "admin", security(("bearer" = [])),
     params(("name" = String, Path, description = "Decky name")), request_body = DeckyActionBody,
     responses((status = 202), (status = 400), (status = 404)))]
@@ -798,27 +812,77 @@ async fn decky_action(
     Path(name): Path<String>,
     Json(b): Json<DeckyActionBody>,
 ) -> ApiResult<(StatusCode, Json2<Value>)> {
-    if b.action != "mutate" {
-        return Err(bad(&s, "action: only `mutate` is available"));
+    if !DECKY_ACTIONS.contains(&b.action.as_str()) {
+        return Err(bad(
+            &s,
+            format!("action: one of {}", DECKY_ACTIONS.join(", ")),
+        ));
     }
+    let args = match (b.action.as_str(), b.interval.as_deref()) {
+        ("set_mutate_interval", None) => {
+            return Err(bad(
+                &s,
+                "interval: required for set_mutate_interval (e.g. 30m, 12h, 7d, off)",
+            ));
+        }
+        ("set_mutate_interval", Some(i)) if i.len() > 16 => {
+            return Err(bad(&s, "interval: e.g. 30m, 12h, 7d, off"));
+        }
+        (_, Some(i)) => json!({ "interval": i }),
+        (_, None) => json!({}),
+    };
     if !s.repo.deckies().await?.iter().any(|d| d.name == name) {
         return Err(ApiError::not_found("no such decky"));
     }
-    let m = Mutation {
-        ts_ns: now_ns(),
-        decky: name.clone(),
-        kind: b.action.clone(),
-        detail: json!({"requested_by": c.sub}).to_string(),
-        status: "requested".into(),
-    };
-    s.repo
-        .write(&[Write::Mutations(std::slice::from_ref(&m))])
+    let id = s
+        .repo
+        .request_mutation(&name, &b.action, &args.to_string(), &c.sub)
         .await?;
-    tracing::info!(decky = %name, user = %c.sub, "decky mutation requested");
+    tracing::info!(decky = %name, user = %c.sub, request = id, "decky {} requested", b.action);
     Ok((
         StatusCode::ACCEPTED,
-        Json2(json!({"decky": name, "action": b.action, "status": "requested"})),
+        Json2(json!({"id": id, "decky": name, "action": b.action, "status": "pending"})),
     ))
+}
+
+/// The actions queued on a decky, newest first, with their state: `pending`, `claimed`,
+/// `applied` or `failed` (with the reason).
+#[utoipa::path(get, path = "/api/v1/deckies/{name}/actions", tag = "viewer", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Decky name")), responses((status = 200)))]
+async fn decky_actions(
+    State(s): St,
+    _v: Viewer,
+    Path(name): Path<String>,
+) -> ApiResult<Json2<Value>> {
+    let items: Vec<Value> = s
+        .repo
+        .mutation_requests(&name, 100)
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "action": r.action,
+                "args": serde_json::from_str::<Value>(&r.args).unwrap_or(Value::Null),
+                "requested_by": r.requested_by, "requested_at": ts(r.requested_ns),
+                "status": r.status, "reason": r.reason, "updated_at": ts(r.updated_ns),
+            })
+        })
+        .collect();
+    let mutations: Vec<Value> = s
+        .repo
+        .mutations(&name)
+        .await?
+        .into_iter()
+        .rev()
+        .take(100)
+        .map(|m| {
+            json!({
+                "ts": ts(m.ts_ns), "cause": m.kind, "status": m.status,
+                "detail": serde_json::from_str::<Value>(&m.detail).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json2(json!({ "items": items, "mutations": mutations })))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -868,10 +868,31 @@ async fn metrics_show_requests_and_worker_counters() {
         )
         .await;
     assert_eq!(st, 202);
+    let queued = s.repo.mutation_requests("decky-1", 10).await.unwrap();
     assert_eq!(
-        s.repo.mutations("decky-1").await.unwrap()[0].status,
-        "requested"
+        (queued[0].action.as_str(), queued[0].status.as_str()),
+        ("mutate", "pending")
     );
+    let (st, body) = s
+        .send(
+            "GET",
+            "/api/v1/deckies/decky-1/actions",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(body["items"][0]["status"], "pending");
+    assert_eq!(body["items"][0]["id"], queued[0].id);
+    let (st, _) = s
+        .send(
+            "POST",
+            "/api/v1/deckies/decky-1/actions",
+            Some(&s.admin),
+            Some(json!({"action": "set_mutate_interval"})),
+        )
+        .await;
+    assert_eq!(st, 400, "an interval is required");
     let (st, _) = s
         .send(
             "POST",

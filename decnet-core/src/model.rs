@@ -416,6 +416,46 @@ pub struct Mutation {
     pub status: String,
 }
 
+/// One desired state of a deployment's fleet (`fleet_generations`; the generation is `id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetGeneration {
+    pub id: i64,
+    pub bridge: String,
+    /// JSON: the effective fleet (what should run).
+    pub fleet: String,
+    /// JSON: the fleet file it derives from (a file edit is diffed against this).
+    pub file_fleet: String,
+    /// JSON array: decky names whose processes are to be restarted.
+    pub restart: String,
+    /// `deploy`, `file`, `operator`, `schedule`.
+    pub cause: String,
+    pub actor: String,
+    pub request_id: Option<i64>,
+    /// `pending`, `applied`, `failed`, `superseded`.
+    pub status: String,
+    pub reason: String,
+    pub created_ns: i64,
+    pub applied_ns: Option<i64>,
+}
+
+/// An operator's request for a decky (`mutation_requests`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MutationRequest {
+    pub id: i64,
+    pub decky: String,
+    /// `mutate`, `rotate_services`, `restart`, `set_mutate_interval`.
+    pub action: String,
+    /// JSON object (e.g. `{"interval":"30m"}`).
+    pub args: String,
+    pub requested_by: String,
+    pub requested_ns: i64,
+    /// `pending`, `claimed`, `applied`, `failed`.
+    pub status: String,
+    pub claimed_by: String,
+    pub reason: String,
+    pub updated_ns: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Role {
     Admin,

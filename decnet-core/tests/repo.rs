@@ -1178,3 +1178,153 @@ async fn events_migrate_to_integer_times(b: Backend) {
 }
 
 both_backends!(events_migrate_to_integer_times);
+
+fn generation(bridge: &str, cause: &str, request: Option<i64>) -> FleetGeneration {
+    FleetGeneration {
+        id: 0,
+        bridge: bridge.into(),
+        fleet: "{\"deckies\":[]}".into(),
+        file_fleet: "{}".into(),
+        restart: "[]".into(),
+        cause: cause.into(),
+        actor: "test".into(),
+        request_id: request,
+        status: "pending".into(),
+        reason: String::new(),
+        created_ns: 0,
+        applied_ns: None,
+    }
+}
+
+/// The mutator's tables: generations numbered in order per bridge, outcomes recorded once,
+/// older pending ones superseded; requests claimed once, a dead claimer's request claimed again.
+async fn fleet_generations_and_the_request_queue(b: Backend) {
+    let db = TestDb::new(b, "mutq").await;
+    let repo = db.open().await;
+    assert_eq!(repo.latest_fleet_generation("mu0").await.unwrap(), None);
+    let mut tx = repo.begin().await.unwrap();
+    let g1 = tx
+        .insert_fleet_generation(&generation("mu0", "deploy", None))
+        .await
+        .unwrap();
+    assert!(tx.finish_fleet_generation(g1, "applied", "").await.unwrap());
+    let other = tx
+        .insert_fleet_generation(&generation("mu1", "deploy", None))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let r = repo
+        .request_mutation("web-01", "mutate", "{}", "admin")
+        .await
+        .unwrap();
+    let mut tx = repo.begin().await.unwrap();
+    let g2 = tx
+        .insert_fleet_generation(&generation("mu0", "operator", Some(r)))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(g2 > g1 && other > g1);
+    let latest = repo.latest_fleet_generation("mu0").await.unwrap().unwrap();
+    assert_eq!((latest.id, latest.status.as_str()), (g2, "pending"));
+    assert_eq!(
+        repo.applied_fleet_generation("mu0")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        g1
+    );
+    assert_eq!(
+        repo.fleet_generation_of_request(r)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        g2
+    );
+    // One generation per request.
+    let mut tx = repo.begin().await.unwrap();
+    assert!(
+        tx.insert_fleet_generation(&generation("mu0", "operator", Some(r)))
+            .await
+            .is_err()
+    );
+    drop(tx);
+    // An outcome is recorded once; a later deploy start supersedes what is still pending.
+    let mut tx = repo.begin().await.unwrap();
+    assert!(
+        tx.finish_fleet_generation(g2, "failed", "port 22 in use")
+            .await
+            .unwrap()
+    );
+    assert!(!tx.finish_fleet_generation(g2, "applied", "").await.unwrap());
+    let g3 = tx
+        .insert_fleet_generation(&generation("mu0", "file", None))
+        .await
+        .unwrap();
+    let g4 = tx
+        .insert_fleet_generation(&generation("mu0", "deploy", None))
+        .await
+        .unwrap();
+    assert_eq!(tx.supersede_fleet_generations("mu0", g4).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    let all = repo.fleet_generations("mu0").await.unwrap();
+    let st: Vec<(i64, &str, &str)> = all
+        .iter()
+        .map(|g| (g.id, g.status.as_str(), g.reason.as_str()))
+        .collect();
+    assert_eq!(st[1], (g2, "failed", "port 22 in use"));
+    assert_eq!((st[2].0, st[2].1), (g3, "superseded"));
+    assert_eq!((st[3].0, st[3].1), (g4, "pending"));
+    assert!(all[1].applied_ns.is_some() && all[3].applied_ns.is_none());
+
+    // The queue: oldest first, claimed once per holder; a dead holder's claim is taken over.
+    let r2 = repo
+        .request_mutation("web-01", "restart", "{}", "bob")
+        .await
+        .unwrap();
+    let a = repo.claim_mutation_request("m:1").await.unwrap().unwrap();
+    assert_eq!(
+        (a.id, a.status.as_str(), a.claimed_by.as_str()),
+        (r, "claimed", "m:1")
+    );
+    let n = repo.claim_mutation_request("m:1").await.unwrap().unwrap();
+    assert_eq!(n.id, r2, "its own claim is not handed back");
+    assert_eq!(repo.claim_mutation_request("m:1").await.unwrap(), None);
+    // m:1 died; m:2 takes both over, oldest first.
+    let again = repo.claim_mutation_request("m:2").await.unwrap().unwrap();
+    assert_eq!((again.id, again.claimed_by.as_str()), (r, "m:2"));
+    assert!(
+        repo.finish_mutation_request(r, "applied", "")
+            .await
+            .unwrap()
+    );
+    let again = repo.claim_mutation_request("m:2").await.unwrap().unwrap();
+    assert_eq!(again.id, r2);
+    assert!(
+        repo.finish_mutation_request(r2, "failed", "no decky")
+            .await
+            .unwrap()
+    );
+    assert_eq!(repo.claim_mutation_request("m:3").await.unwrap(), None);
+    let listed = repo.mutation_requests("web-01", 10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|q| (q.id, q.status.as_str(), q.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [(r2, "failed", "no decky"), (r, "applied", "")]
+    );
+    assert_eq!(
+        repo.mutation_request(r)
+            .await
+            .unwrap()
+            .unwrap()
+            .requested_by,
+        "admin"
+    );
+    repo.close().await;
+    db.cleanup().await;
+}
+
+both_backends!(fleet_generations_and_the_request_queue);

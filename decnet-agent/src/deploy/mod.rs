@@ -10,6 +10,10 @@
 //! what runs is recorded in `<run-dir>/<bridge>.json` ([`state`]), which `teardown` and
 //! `status` read.
 //!
+//! While it runs, the fleet can change: deploy records the fleet it starts from as a generation
+//! in the repository and applies every newer one that `decnet mutate` records ([`apply`]: only
+//! the deckies that change are touched).
+//!
 //! Runs through `decnet-runtime` (`--daemon | --duration`): SIGTERM, SIGINT or SIGHUP (a closed
 //! terminal) stop the deckies, then the workers, then remove the network; further signals do not
 //! interrupt that teardown. A deployment record that cannot be saved stops the deployment with
@@ -17,6 +21,7 @@
 //! teardown` removes exactly what a deployment created (asking a running supervisor to stop
 //! first), and is safe to run twice; `decnet deploy` cleans up after a deployment that died
 //! before it starts.
+pub mod apply;
 pub mod fence;
 pub mod netns;
 pub mod state;
@@ -66,6 +71,8 @@ pub enum Worker {
     /// `decnet prober`: realism checks of every decky from a vantage namespace on the bridge
     /// (`decnet-prober.<bridge>`, created with the deckies' namespaces).
     Prober,
+    /// `decnet mutate --watch`: applies fleet file edits, the operator's requests and schedules.
+    Mutator,
     /// No workers: only the deckies (when systemd runs the workers; see deploy/systemd).
     None,
 }
@@ -95,7 +102,7 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "collector,sniffer,correlator,profiler,retention,web,prober"
+        default_value = "collector,sniffer,correlator,profiler,retention,web,prober,mutator"
     )]
     pub workers: Vec<Worker>,
 
@@ -194,7 +201,7 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes the collector's peers file (atomically): `NAME NETNS_FILE` per decky.
-fn write_peers(path: &Path, fleet: &Fleet) -> anyhow::Result<()> {
+pub(crate) fn write_peers(path: &Path, fleet: &Fleet) -> anyhow::Result<()> {
     let mut text = String::from(
         "# decnet deploy: the deckies that may log to the collector's Unix socket, and their\n\
          # network namespaces (decnet collector --unix-peers)\n",
@@ -303,7 +310,7 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
         record_vantage(&repo, &fleet).await;
     }
 
-    let units = match units(&fleet, &fleet_file, &args) {
+    let (units, decky_units) = match units(&fleet, &fleet_file, &args) {
         Ok(u) => u,
         Err(e) => {
             let snapshot = lock(&st).clone();
@@ -314,6 +321,20 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
         }
     };
     let mut sup = Supervisor::new(units);
+    let runs_collector =
+        !args.workers.contains(&Worker::None) && args.workers.contains(&Worker::Collector);
+    let mut applier = apply::Applier {
+        repo: repo.clone(),
+        current: fleet.clone(),
+        current_id: 0,
+        run_dir: args.run_dir.clone(),
+        st: Arc::clone(&st),
+        units: decky_units,
+        peers: runs_collector.then(|| ready_dir(&args.run_dir, &bridge).join(PEERS_FILE)),
+        applied: 0,
+        failed: 0,
+    };
+    applier.record_start(&fleet).await;
     let services: usize = fleet.deckies.iter().map(|d| d.services.len()).sum();
     // Without its record a deployment cannot be torn down: failing to save it stops the fleet.
     let record_error: Arc<Mutex<Option<String>>> = Arc::default();
@@ -371,10 +392,6 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
         }
     });
     let mut shutdown = ctx.shutdown.clone();
-    let stop = async move {
-        let why = shutdown.wait().await;
-        tracing::info!("{why}: stopping the fleet");
-    };
     let counters_repo = repo.clone();
     let host = hostname();
     let fence_table = lock(&st).fence.clone();
@@ -418,7 +435,25 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
                 });
             }
         };
-        sup.run(stop, &mut changed, Some(on_ready)).await;
+        let mut on_ready: Option<Box<dyn FnOnce() + Send>> = Some(on_ready);
+        loop {
+            // Supervise until the run stops or it is time to look for a new fleet generation.
+            let mut stopping = false;
+            let stop = async {
+                tokio::select! {
+                    why = shutdown.wait() => {
+                        tracing::info!("{why}: stopping the fleet");
+                        stopping = true;
+                    }
+                    () = tokio::time::sleep(GENERATION_POLL) => {}
+                }
+            };
+            sup.run(stop, &mut changed, &mut on_ready).await;
+            if stopping {
+                break;
+            }
+            applier.poll(&mut sup, &mut changed).await;
+        }
         if !sup.all_ready() {
             tracing::warn!(
                 "stopping before these were up: {}",
@@ -431,12 +466,14 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
         task.abort();
         record_fence_drops(&repo, &host, table).await;
     }
-    record_deckies(&repo, &fleet, "down").await;
+    record_deckies(&repo, &applier.current, "down").await;
     let snapshot = lock(&st).clone();
     remove_deployment(&snapshot, &args.run_dir).await?;
     tracing::info!(
-        "fleet stopped and removed ({} restarts during the run)",
-        sup.restarts
+        "fleet stopped and removed ({} restarts, {} fleet generations applied and {} failed during the run)",
+        sup.restarts,
+        applier.applied,
+        applier.failed
     );
     let record_error = record_error
         .lock()
@@ -448,9 +485,12 @@ pub async fn deploy(ctx: Context, args: DeployArgs) -> anyhow::Result<Report> {
     }
 }
 
-fn lock(st: &Mutex<DeployState>) -> std::sync::MutexGuard<'_, DeployState> {
+pub(crate) fn lock(st: &Mutex<DeployState>) -> std::sync::MutexGuard<'_, DeployState> {
     st.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// How often deploy looks for a new fleet generation (one indexed read).
+const GENERATION_POLL: Duration = Duration::from_millis(200);
 
 /// How often the fence's drop counter goes to the repository.
 const FENCE_COUNTER_EVERY: Duration = Duration::from_secs(5);
@@ -574,7 +614,7 @@ async fn build_vantage(
     Ok(())
 }
 
-async fn build_decky(
+pub(crate) async fn build_decky(
     h: &rtnetlink::Handle,
     lan: &Lan,
     bridge_idx: u32,
@@ -607,7 +647,11 @@ async fn build_decky(
     })
 }
 
-fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<Vec<UnitSpec>> {
+fn units(
+    fleet: &Fleet,
+    fleet_file: &Path,
+    args: &DeployArgs,
+) -> anyhow::Result<(Vec<UnitSpec>, apply::DeckyUnits)> {
     let exe = std::env::current_exe().context("cannot find the decnet binary")?;
     let rdir = ready_dir(&args.run_dir, &fleet.lan.bridge);
     private_dir(&rdir)?;
@@ -650,52 +694,34 @@ fn units(fleet: &Fleet, fleet_file: &Path, args: &DeployArgs) -> anyhow::Result<
                         jwt_secret_file: dir.join("jwt.secret"),
                     }
                 }
+                Worker::Mutator => Child::Mutator {
+                    fleet: fleet_file.to_path_buf(),
+                },
                 Worker::None => continue,
             };
             children.push((child.worker().to_owned(), "worker", child, None));
         }
     }
-    for d in &fleet.deckies {
-        let child = Child::Decky {
-            name: d.name.clone(),
-            fleet: fleet_file.to_path_buf(),
-            collector: collector.clone(),
-            state_dir: decky_state_dir(&args.state_dir, &d.name),
-        };
-        children.push((
-            format!("decky:{}", d.name),
-            "decky",
-            child,
-            Some(netns_name(&d.name)),
-        ));
-    }
-    Ok(children
+    let decky_units = apply::DeckyUnits {
+        exe: exe.clone(),
+        rdir: rdir.clone(),
+        collector,
+        state_dir: args.state_dir.clone(),
+        db: args.db.clone(),
+    };
+    let mut specs: Vec<UnitSpec> = children
         .into_iter()
         .map(|(name, kind, child, netns)| {
-            let ready = rdir.join(format!("{}.ready", name.replace(':', "-")));
-            let run = RunArgs {
-                daemon: true,
-                ready_file: Some(ready.clone()),
-                ..Default::default()
-            };
-            UnitSpec {
-                kind,
-                program: exe.clone(),
-                args: child.args(&run),
-                env: child
-                    .env(&args.db)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
-                netns,
-                ready_file: Some(ready),
-                name,
-            }
+            apply::unit_spec(&exe, &rdir, &args.db, name, kind, child, netns)
         })
-        .collect())
+        .collect();
+    for d in &fleet.deckies {
+        specs.push(decky_units.unit(d)?);
+    }
+    Ok((specs, decky_units))
 }
 
-async fn record_deckies(repo: &Repository, fleet: &Fleet, status: &str) {
+pub(crate) async fn record_deckies(repo: &Repository, fleet: &Fleet, status: &str) {
     let deckies: Vec<Decky> = fleet
         .deckies
         .iter()

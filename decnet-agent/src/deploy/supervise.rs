@@ -3,6 +3,10 @@
 //! to 1 s after a run of a minute), logs and counts every restart, and stops everything in order
 //! (deckies first, so their last events reach the collector; then the workers).
 //!
+//! The unit set can change while it runs ([`Supervisor::add`], [`Supervisor::retire`]): `decnet
+//! deploy` applies a new fleet generation by retiring the units of removed or changed deckies
+//! and adding new ones; every other unit is left alone (same process, same pid).
+//!
 //! Children run in their own process group (a Ctrl-C in the terminal reaches only the
 //! supervisor, which then stops them in order) and get SIGTERM if the supervisor dies
 //! (`PR_SET_PDEATHSIG`), so a killed deploy leaves no orphan serving decoys. The kernel sends
@@ -39,6 +43,8 @@ pub struct UnitSpec {
     pub netns: Option<String>,
     /// The unit writes this file once it is up (removed before each start).
     pub ready_file: Option<PathBuf>,
+    /// Inherited variables the child must not see.
+    pub env_remove: Vec<&'static str>,
 }
 
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -80,6 +86,8 @@ struct Unit {
     backoff: Backoff,
     next_start: Option<Instant>,
     state: ProcState,
+    /// Taken out of the set: never restarted, not in snapshots.
+    retired: bool,
 }
 
 struct Exit {
@@ -131,6 +139,7 @@ impl Supervisor {
                     started: now,
                     backoff: Backoff::default(),
                     next_start: Some(now),
+                    retired: false,
                 })
                 .collect(),
             tx,
@@ -140,10 +149,120 @@ impl Supervisor {
         }
     }
 
+    /// Adds a unit and starts it now.
+    pub fn add(&mut self, spec: UnitSpec) {
+        self.units.push(Unit {
+            state: ProcState {
+                kind: spec.kind.to_owned(),
+                ..Default::default()
+            },
+            spec,
+            pid: None,
+            generation: 0,
+            started: Instant::now(),
+            backoff: Backoff::default(),
+            next_start: None,
+            retired: false,
+        });
+        self.spawn(self.units.len() - 1);
+    }
+
+    fn live(&self, name: &str) -> Option<usize> {
+        self.units
+            .iter()
+            .position(|u| !u.retired && u.spec.name == name)
+    }
+
+    /// Takes unit `name` out of the set: SIGTERM, SIGKILL after `grace`, never restarted.
+    /// Exits of other units that arrive meanwhile are handled as usual.
+    pub async fn retire(&mut self, name: &str, grace: Duration, changed: Changed<'_>) {
+        let Some(i) = self.live(name) else { return };
+        self.units[i].retired = true;
+        self.units[i].next_start = None;
+        let Some(pid) = self.units[i].pid else { return };
+        signal(pid, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let mut killed = false;
+        while self.units[i].pid.is_some() {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(exit)) => {
+                    self.on_exit(exit);
+                    changed(&self.snapshot());
+                }
+                Ok(None) => break,
+                Err(_) if !killed => {
+                    tracing::warn!(unit = %name, "{name} did not stop within {:.0} s: killing it", grace.as_secs_f64());
+                    signal(pid, libc::SIGKILL);
+                    killed = true;
+                }
+                Err(_) => break,
+            }
+            if killed && Instant::now() > deadline + Duration::from_secs(5) {
+                break;
+            }
+        }
+        tracing::info!(unit = %name, "{name} retired");
+    }
+
+    /// Waits until every unit in `names` runs and has written its ready file. An exit of one
+    /// of them, or `timeout`, is an error naming it (it stays supervised: restarted with
+    /// backoff).
+    pub async fn wait_ready(
+        &mut self,
+        names: &[String],
+        timeout: Duration,
+        changed: Changed<'_>,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut failed: Vec<String> = Vec::new();
+        loop {
+            let not_ready: Vec<&String> = names
+                .iter()
+                .filter(|n| {
+                    self.live(n).is_none_or(|i| {
+                        let u = &self.units[i];
+                        u.pid.is_none() || u.spec.ready_file.as_ref().is_some_and(|f| !f.exists())
+                    })
+                })
+                .collect();
+            if not_ready.is_empty() && failed.is_empty() {
+                return Ok(());
+            }
+            if !failed.is_empty() {
+                return Err(failed.join("; "));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "not up within {:.0} s: {}",
+                    timeout.as_secs_f64(),
+                    not_ready
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let step = (deadline - now).min(Duration::from_millis(20));
+            if let Ok(Some(exit)) = tokio::time::timeout(step, self.rx.recv()).await {
+                let unit = exit.unit;
+                let current = exit.generation == self.units[unit].generation;
+                let how = describe(&exit.status);
+                self.on_exit(exit);
+                changed(&self.snapshot());
+                let u = &self.units[unit];
+                if current && !u.retired && names.contains(&u.spec.name) {
+                    failed.push(format!("{} {how}", u.spec.name));
+                }
+            }
+        }
+    }
+
     /// (unit name, state) of every unit.
     pub fn snapshot(&self) -> Vec<(String, ProcState)> {
         self.units
             .iter()
+            .filter(|u| !u.retired)
             .map(|u| (u.spec.name.clone(), u.state.clone()))
             .collect()
     }
@@ -151,13 +270,14 @@ impl Supervisor {
     pub fn pids(&self) -> Vec<(String, Option<u32>)> {
         self.units
             .iter()
+            .filter(|u| !u.retired)
             .map(|u| (u.spec.name.clone(), u.pid))
             .collect()
     }
 
     /// Whether every unit with a ready file has written it in its current run.
     pub fn all_ready(&self) -> bool {
-        self.units.iter().all(|u| {
+        self.units.iter().filter(|u| !u.retired).all(|u| {
             u.spec
                 .ready_file
                 .as_ref()
@@ -169,6 +289,7 @@ impl Supervisor {
     pub fn not_ready(&self) -> Vec<String> {
         self.units
             .iter()
+            .filter(|u| !u.retired)
             .filter(|u| {
                 u.spec
                     .ready_file
@@ -236,7 +357,7 @@ impl Supervisor {
         unit.pid = None;
         unit.state.pid = None;
         unit.state.last_exit = Some(how.clone());
-        if stopping {
+        if stopping || unit.retired {
             tracing::info!(unit = %unit.spec.name, "{} stopped ({how})", unit.spec.name);
             return;
         }
@@ -261,7 +382,7 @@ impl Supervisor {
         &mut self,
         stop: impl std::future::Future<Output = ()>,
         changed: Changed<'_>,
-        mut ready: Option<Box<dyn FnOnce() + Send + '_>>,
+        ready: &mut Option<Box<dyn FnOnce() + Send + '_>>,
     ) {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -434,6 +555,9 @@ fn spawn(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
 /// Forks and execs `spec` (on the spawner thread).
 fn spawn_child(spec: &UnitSpec) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(&spec.program);
+    for k in &spec.env_remove {
+        cmd.env_remove(k);
+    }
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -503,6 +627,7 @@ mod tests {
             env: Vec::new(),
             netns: None,
             ready_file: None,
+            env_remove: Vec::new(),
         };
         let handle = tokio::runtime::Handle::current();
         let mut child = std::thread::spawn(move || {
@@ -537,6 +662,7 @@ mod tests {
             env: Vec::new(),
             netns: None,
             ready_file: Some(ready.clone()),
+            env_remove: Vec::new(),
         };
         let mut sup = Supervisor::new(vec![spec]);
         let mut changes = 0;
@@ -546,7 +672,7 @@ mod tests {
             sup.run(
                 tokio::time::sleep(Duration::from_millis(600)),
                 &mut |_| changes += 1,
-                Some(Box::new(move || *flag = true)),
+                &mut Some(Box::new(move || *flag = true)),
             )
             .await;
         }
@@ -557,7 +683,7 @@ mod tests {
         sup.run(
             tokio::time::sleep(Duration::from_millis(1600)),
             &mut |_| {},
-            None,
+            &mut None,
         )
         .await;
         let snap = sup.snapshot();
@@ -570,6 +696,79 @@ mod tests {
         assert_eq!(sup.pids()[0].1, None);
         assert!(!std::path::Path::new(&format!("/proc/{second}")).exists());
         assert!(changes >= 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Retiring one unit and adding another leaves every other unit's process alone.
+    #[tokio::test]
+    async fn retire_and_add_touch_only_their_units() {
+        let dir = std::env::temp_dir().join(format!("decnet-sup-mu-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unit = |name: &str| {
+            let ready = dir.join(format!("{name}.ready"));
+            UnitSpec {
+                name: name.into(),
+                kind: "decky",
+                program: "/bin/sh".into(),
+                args: vec![
+                    "-c".into(),
+                    format!("touch {}; exec sleep 30", ready.display()).into(),
+                ],
+                env: Vec::new(),
+                netns: None,
+                ready_file: Some(ready),
+                env_remove: Vec::new(),
+            }
+        };
+        let mut sup = Supervisor::new(vec![unit("a"), unit("b")]);
+        let mut ready = None;
+        sup.run(
+            tokio::time::sleep(Duration::from_millis(300)),
+            &mut |_| {},
+            &mut ready,
+        )
+        .await;
+        sup.wait_ready(
+            &["a".into(), "b".into()],
+            Duration::from_secs(5),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        let pid_a = sup.pids()[0].1.unwrap();
+        let pid_b = sup.pids()[1].1.unwrap();
+        sup.retire("b", Duration::from_secs(5), &mut |_| {}).await;
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid_b}")).exists() || {
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{pid_b}/stat")).unwrap_or_default();
+                stat.contains(") Z")
+            }
+        );
+        sup.add(unit("c"));
+        sup.wait_ready(&["c".into()], Duration::from_secs(5), &mut |_| {})
+            .await
+            .unwrap();
+        // b is not restarted, a kept its process.
+        sup.run(
+            tokio::time::sleep(Duration::from_millis(1500)),
+            &mut |_| {},
+            &mut ready,
+        )
+        .await;
+        let names: Vec<String> = sup.pids().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(sup.pids()[0].1, Some(pid_a));
+        // A unit that exits before it is ready fails the wait, naming it.
+        let mut bad = unit("bad");
+        bad.args = vec!["-c".into(), "exit 3".into()];
+        sup.add(bad);
+        let e = sup
+            .wait_ready(&["bad".into()], Duration::from_secs(5), &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(e.contains("bad exited with code 3"), "{e}");
+        sup.stop_all(Duration::from_secs(5), &mut |_| {}).await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

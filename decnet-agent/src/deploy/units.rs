@@ -34,9 +34,15 @@ pub enum Child {
         listen: SocketAddr,
         jwt_secret_file: PathBuf,
     },
+    /// `decnet mutate --watch`: the fleet file's edits, the operator's requests, the schedule.
+    Mutator {
+        fleet: PathBuf,
+    },
     Decky {
         name: String,
-        fleet: PathBuf,
+        /// The decky as the current fleet generation has it (a JSON `DeckySpec` written by
+        /// deploy): what runs may differ from the fleet file after a rotation.
+        spec: PathBuf,
         collector: CollectorAt,
         state_dir: PathBuf,
     },
@@ -62,6 +68,7 @@ impl Child {
             Child::Retention => decnet_retention::WORKER,
             Child::Prober { .. } => decnet_prober::WORKER,
             Child::Web { .. } => crate::web::WORKER,
+            Child::Mutator { .. } => decnet_mutator::WORKER,
             Child::Decky { .. } => decnet_decoys::decky::WORKER,
         }
     }
@@ -92,14 +99,19 @@ impl Child {
                 flag("listen", listen.to_string().into());
                 flag("jwt-secret-file", jwt_secret_file.into());
             }
+            Child::Mutator { fleet } => {
+                v.push("--watch".into());
+                v.push("--fleet".into());
+                v.push(fleet.into());
+            }
             Child::Decky {
                 name,
-                fleet,
+                spec,
                 collector,
                 state_dir,
             } => {
                 flag("name", name.into());
-                flag("fleet", fleet.into());
+                flag("spec-json", spec.into());
                 match collector {
                     CollectorAt::Socket(path) => flag("collector-socket", path.into()),
                     CollectorAt::Tcp(addr) => flag("collector", addr.to_string().into()),
@@ -173,6 +185,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        match parse(
+            &Child::Mutator {
+                fleet: "/etc/decnet/fleet.toml".into(),
+            },
+            &run,
+        ) {
+            Command::Mutator(a) => {
+                assert!(a.watch);
+                assert_eq!(a.fleet, PathBuf::from("/etc/decnet/fleet.toml"));
+                assert_eq!(a.run, run);
+            }
+            other => panic!("{other:?}"),
+        }
         match parse(&Child::Correlator, &run) {
             Command::Correlator(a) => assert_eq!(a.run, run),
             other => panic!("{other:?}"),
@@ -222,7 +247,7 @@ mod tests {
         ] {
             let decky = Child::Decky {
                 name: "web-01".into(),
-                fleet: "/etc/decnet/fleet.toml".into(),
+                spec: "/run/decnet/decnet0.d/decky-web-01.json".into(),
                 collector,
                 state_dir: "/var/lib/decnet/deckies/web-01".into(),
             };
@@ -230,9 +255,12 @@ mod tests {
                 Command::Decky(a) => {
                     assert_eq!(a.name, "web-01");
                     assert_eq!(
-                        a.fleet.as_deref(),
-                        Some(std::path::Path::new("/etc/decnet/fleet.toml"))
+                        a.spec_json.as_deref(),
+                        Some(std::path::Path::new(
+                            "/run/decnet/decnet0.d/decky-web-01.json"
+                        ))
                     );
+                    assert_eq!(a.fleet, None);
                     assert_eq!((a.collector_socket, a.collector), (via_socket, via_tcp));
                     assert_eq!(
                         a.state_dir.as_deref(),

@@ -28,7 +28,9 @@
 //! | `attacker_profiles` | `profiles` | profiler | API |
 //! | `fingerprints` | `fingerprints`, `decky_fingerprints` | sniffer | profiler, API, prober |
 //! | `deckies`, `decky_services` | `deckies` | `decnet deploy` | correlator, API |
-//! | `mutations` | `mutations` | API | tests |
+//! | `mutations` | `mutations` | mutator (one record per applied change) | API, tests |
+//! | `mutation_requests` | `mutation_requests` | API (requests), mutator (claim, outcome) | mutator, API |
+//! | `fleet_generations` | `fleet_generations` | deploy (start, outcomes), mutator (changes) | deploy, mutator |
 //! | `probe_results`, `probe_vantages` | `probe_results` | prober | API; correlator (vantages) |
 //! | `users` | `users` | API | API |
 //! | `worker_leases` | `leases` | every worker | deploy, API |
@@ -73,8 +75,10 @@ mod deckies;
 mod events;
 mod evidence;
 mod fingerprints;
+mod fleet_generations;
 mod flows;
 mod leases;
+mod mutation_requests;
 mod mutations;
 mod pivots;
 mod probe_results;
@@ -117,6 +121,7 @@ pub use self::{
     credentials::{CredentialFilter, printable},
     dialect::{Dialect, Merge},
     events::{Bucket, DeckyActivity, EventFact, EventFilter, EventRef, TopColumn, dedup_key},
+    fleet_generations::MAX_FLEET_JSON,
     flows::{FlowFilter, FlowRow, ScanRow},
     intel_batch::IntelBatch,
     leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},

@@ -1,8 +1,11 @@
 //! `mutations`: requested and applied live changes to a decky (rotate a banner, change a
 //! persona …), one row per (decky, kind, time); re-recording one updates only its status.
 //!
-//! Written by the API (an admin's mutation request, status `requested`); the fleet worker that
-//! carries them out is a later issue. Read by the tests.
+//! Written by `decnet mutate`: one record per decky a fleet change touched, `kind` = what caused
+//! it (`file`, `operator`, `schedule`), `ts` = the generation's creation time (so recording
+//! the outcome of the same generation again — a mutator restarted mid-way — updates the one
+//! record), `detail` = JSON `{generation, actor, change, before, after}`, `status` = `applied`
+//! or `failed`. Read by the API (the decky's timeline) and the tests.
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, name},

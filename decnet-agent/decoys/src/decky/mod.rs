@@ -264,6 +264,7 @@ async fn bind_retrying(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 pub(crate) fn test_spec() -> DeckySpec {
     DeckySpec {
+        mutate_interval: None,
         name: "web-01".into(),
         ip: std::net::Ipv4Addr::new(10, 0, 0, 5),
         hostname: "web01".into(),

@@ -16,13 +16,16 @@
 //! # os = "linux"              # linux, windows, windows_server, bsd, embedded, cisco
 //! # hostname = "web-01"
 //! # services = ["ssh", { kind = "http", port = 8080, banner = "nginx/1.24.0" }]
+//! # mutate_interval = "12h"  # decnet mutate rotates its services within the archetype's pool
 //! ```
 //!
 //! **Output:** a validated [`Fleet`]: every decky resolved to a [`DeckySpec`] (archetype defaults
 //! applied, ports filled in). Every mistake is reported at once, each naming the decky and the
 //! field ([`FleetError`]).
 pub mod archetype;
+pub mod diff;
 pub mod persona;
+pub mod rotate;
 pub mod service;
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, path::Path};
@@ -65,6 +68,9 @@ pub struct DeckySpec {
     pub os: OsFamily,
     pub archetype: Option<String>,
     pub services: Vec<ServiceSpec>,
+    /// `mutate_interval` in seconds: how often `decnet mutate` rotates the services (None: never).
+    #[serde(default)]
+    pub mutate_interval: Option<u64>,
 }
 
 /// The decoy LAN.
@@ -170,6 +176,8 @@ struct FileDecky {
     archetype: Option<String>,
     #[serde(default)]
     services: Option<Vec<FileService>>,
+    #[serde(default)]
+    mutate_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +250,43 @@ impl Fleet {
         }
     }
 
+    /// Checks a fleet built in code (the mutator's changes to a running fleet) with the rules a
+    /// fleet file is checked with: names, IPs, ports, MACs across deckies. Every problem at once.
+    pub fn check(&self) -> Result<(), FleetError> {
+        let mut problems = Vec::new();
+        let all: Vec<(&str, Ipv4Addr)> = self
+            .deckies
+            .iter()
+            .map(|d| (d.name.as_str(), d.ip))
+            .collect();
+        check_fleet(&self.lan, &all, &self.deckies, &mut problems);
+        for d in &self.deckies {
+            let mut ports = BTreeMap::new();
+            for s in &d.services {
+                if let Some(other) = ports.insert(s.port, s.kind) {
+                    problems.push(format!(
+                        "decky {:?}: port {} is used by both {} and {}",
+                        d.name,
+                        s.port,
+                        other.name(),
+                        s.kind.name()
+                    ));
+                }
+            }
+            if d.services.is_empty() {
+                problems.push(format!("decky {:?}: services is empty", d.name));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(FleetError {
+                source: "the changed fleet".into(),
+                problems,
+            })
+        }
+    }
+
     /// The decky named `name`.
     pub fn decky(&self, name: &str) -> anyhow::Result<&DeckySpec> {
         self.deckies.iter().find(|d| d.name == name).ok_or_else(|| {
@@ -305,6 +350,34 @@ fn resolve_lan(lan: &FileLan, problems: &mut Vec<String>) -> Option<Lan> {
         ok = false;
     }
     ok.then_some(lan)
+}
+
+/// Longest `mutate_interval`: a year.
+pub const MAX_INTERVAL_SECS: u64 = 366 * 86_400;
+
+/// A duration like `30m`, `12h`, `7d`, `45s` (a whole number and one unit: s, m, h, d), from 1 s
+/// to a year; seconds.
+pub fn parse_interval(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let unit = t.chars().last().ok_or("empty (use e.g. 30m, 12h, 7d)")?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => {
+            return Err(format!(
+                "{s:?}: expected a number and a unit s, m, h or d (e.g. 30m, 12h, 7d)"
+            ));
+        }
+    };
+    let n: u64 = t[..t.len() - 1].parse().map_err(|_| {
+        format!("{s:?}: expected a whole number before the unit (e.g. 30m, 12h, 7d)")
+    })?;
+    match n.checked_mul(mult) {
+        Some(v) if (1..=MAX_INTERVAL_SECS).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: must be from 1s to 366d")),
+    }
 }
 
 /// `a.b.c.d/len` with no host bits set; prefix 8..=30 (room for a host and deckies).
@@ -477,10 +550,24 @@ fn resolve_decky(i: usize, d: &FileDecky, problems: &mut Vec<String>) -> Option<
             ));
         }
     }
+    let mutate_interval = match d.mutate_interval.as_deref().map(parse_interval) {
+        None => None,
+        Some(Ok(secs)) => Some(secs),
+        Some(Err(e)) => {
+            problems.push(format!("{at}: mutate_interval: {e}"));
+            None
+        }
+    };
+    if mutate_interval.is_some() && archetype.is_none() {
+        problems.push(format!(
+            "{at}: mutate_interval needs an archetype (its services rotate within the archetype's pool)"
+        ));
+    }
     if problems.len() > before {
         return None;
     }
     Some(DeckySpec {
+        mutate_interval,
         name: d.name.clone(),
         ip: d.ip,
         hostname,

@@ -252,3 +252,165 @@ fn cidr_parsing() {
         assert!(parse_cidr(bad).is_err(), "{bad}");
     }
 }
+
+const MU_LAN: &str = "[lan]\nbridge = \"mu0\"\nsubnet = \"10.9.0.0/24\"\nhost_ip = \"10.9.0.1\"\n";
+
+fn mu_fleet(deckies: &str) -> Fleet {
+    Fleet::parse(&format!("{MU_LAN}{deckies}"), "t").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn intervals_take_a_number_and_a_unit() {
+    assert_eq!(parse_interval("30m"), Ok(1800));
+    assert_eq!(parse_interval("12h"), Ok(43_200));
+    assert_eq!(parse_interval("7d"), Ok(604_800));
+    assert_eq!(parse_interval("3s"), Ok(3));
+    for bad in [
+        "",
+        "m",
+        "30",
+        "30x",
+        "-1m",
+        "0s",
+        "367d",
+        "1.5h",
+        "99999999999999999999d",
+    ] {
+        assert!(parse_interval(bad).is_err(), "{bad:?}");
+    }
+    let f = mu_fleet(
+        "[[decky]]\nname = \"a\"\nip = \"10.9.0.10\"\narchetype = \"database\"\nmutate_interval = \"12h\"\n",
+    );
+    assert_eq!(f.deckies[0].mutate_interval, Some(43_200));
+    let e = Fleet::parse(
+        &format!(
+            "{MU_LAN}[[decky]]\nname = \"a\"\nip = \"10.9.0.10\"\narchetype = \"database\"\nmutate_interval = \"soon\"\n\
+             [[decky]]\nname = \"b\"\nip = \"10.9.0.11\"\nservices = [\"ssh\"]\nmutate_interval = \"1h\"\n"
+        ),
+        "t",
+    )
+    .unwrap_err();
+    assert_eq!(e.problems.len(), 2, "{e}");
+    assert!(
+        e.problems[0].contains("decky \"a\": mutate_interval: \"soon\""),
+        "{e}"
+    );
+    assert!(
+        e.problems[1].contains("decky \"b\": mutate_interval needs an archetype"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_diff_names_added_removed_and_changed_deckies_and_leaves_the_rest() {
+    let old = mu_fleet(
+        "[[decky]]\nname = \"a\"\nip = \"10.9.0.10\"\narchetype = \"web-server\"\n\
+         [[decky]]\nname = \"b\"\nip = \"10.9.0.11\"\narchetype = \"web-server\"\n\
+         [[decky]]\nname = \"d\"\nip = \"10.9.0.13\"\nservices = [\"ssh\"]\n\
+         [[decky]]\nname = \"e\"\nip = \"10.9.0.14\"\nservices = [\"ssh\"]\n",
+    );
+    let new = mu_fleet(
+        "[[decky]]\nname = \"a\"\nip = \"10.9.0.10\"\narchetype = \"web-server\"\n\
+         [[decky]]\nname = \"c\"\nip = \"10.9.0.12\"\narchetype = \"database\"\n\
+         [[decky]]\nname = \"d\"\nip = \"10.9.0.13\"\nservices = [\"ssh\", \"redis\"]\n\
+         [[decky]]\nname = \"e\"\nip = \"10.9.0.24\"\nservices = [\"ssh\"]\n",
+    );
+    let d = diff::diff(&old, &new);
+    assert_eq!(d.touched(), ["b", "c", "d", "e"], "a is untouched");
+    assert_eq!(d.added[0].name, "c");
+    assert_eq!(d.removed[0].name, "b");
+    let dch = &d.changed[0];
+    assert_eq!(
+        (dch.after.name.as_str(), dch.rebuild, dch.restart),
+        ("d", false, true)
+    );
+    assert_eq!(dch.what, ["services"]);
+    let ech = &d.changed[1];
+    assert_eq!(
+        (ech.after.name.as_str(), ech.rebuild, ech.restart),
+        ("e", true, true)
+    );
+    assert_eq!(d.summary(), "+c -b ~d(services) ~e(ip)");
+    assert!(diff::diff(&new, &new).is_empty());
+    assert!(diff::lan_change(&old, &new).is_none());
+    let mut other = new.clone();
+    other.lan.host_ip = "10.9.0.2".parse().unwrap();
+    assert!(diff::lan_change(&new, &other).is_some());
+}
+
+#[test]
+fn a_file_edit_keeps_the_running_form_of_deckies_it_did_not_touch() {
+    let file_old = mu_fleet(
+        "[[decky]]\nname = \"a\"\nip = \"10.9.0.10\"\narchetype = \"web-server\"\n\
+         [[decky]]\nname = \"b\"\nip = \"10.9.0.11\"\narchetype = \"database\"\n",
+    );
+    let mut running = file_old.clone();
+    running.deckies[0] = rotate::rotate(&running.deckies[0], 1).unwrap();
+    running.deckies[1] = rotate::rotate(&running.deckies[1], 1).unwrap();
+    let file_new = mu_fleet(
+        "[[decky]]\nname = \"a\"\nip = \"10.9.0.10\"\narchetype = \"web-server\"\n\
+         [[decky]]\nname = \"b\"\nip = \"10.9.0.11\"\narchetype = \"mail-server\"\n",
+    );
+    let next = diff::rebase(&file_old, &file_new, &running);
+    assert_eq!(next.deckies[0], running.deckies[0], "a keeps its rotation");
+    assert_eq!(next.deckies[1], file_new.deckies[1], "b takes the edit");
+}
+
+#[test]
+fn rotation_stays_in_the_pool_and_passes_the_realism_checks() {
+    for a in archetype::ARCHETYPES {
+        let f = mu_fleet(&format!(
+            "[[decky]]\nname = \"x\"\nip = \"10.9.0.10\"\narchetype = \"{}\"\n",
+            a.name
+        ));
+        let mut d = f.deckies[0].clone();
+        assert!(rotate::realism_problems(&d).is_empty(), "{:?}", d);
+        let pool = rotate::pool(a.name).unwrap();
+        let mut sets = std::collections::BTreeSet::new();
+        for seed in 0..40u64 {
+            let next = rotate::rotate(&d, seed * 7919).unwrap();
+            let p = rotate::realism_problems(&next);
+            assert!(p.is_empty(), "{}: {p:?}", a.name);
+            assert!(next.services.iter().all(|s| pool.contains(&s.kind)));
+            let kinds = |d: &DeckySpec| {
+                let mut k: Vec<_> = d.services.iter().map(|s| s.kind).collect();
+                k.sort();
+                k
+            };
+            assert_ne!(
+                kinds(&next),
+                kinds(&d),
+                "{}: a rotation changes the set",
+                a.name
+            );
+            assert_eq!(
+                rotate::rotate(&d, seed * 7919).unwrap(),
+                next,
+                "deterministic"
+            );
+            sets.insert(kinds(&next));
+            d = next;
+        }
+        assert!(sets.len() >= 2, "{}: {sets:?}", a.name);
+    }
+    // The checks do flag what is implausible.
+    let mut d =
+        mu_fleet("[[decky]]\nname = \"x\"\nip = \"10.9.0.10\"\narchetype = \"iot-camera\"\n")
+            .deckies[0]
+            .clone();
+    d.services.push(ServiceSpec {
+        kind: ServiceKind::Mysql,
+        port: 3306,
+        banner: None,
+        accept: Vec::new(),
+    });
+    d.os = OsFamily::Windows;
+    assert_eq!(rotate::realism_problems(&d).len(), 2);
+    let mut none = d.clone();
+    none.archetype = None;
+    assert!(
+        rotate::rotate(&none, 1)
+            .unwrap_err()
+            .contains("no archetype")
+    );
+}
