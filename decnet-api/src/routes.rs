@@ -12,7 +12,7 @@ use decnet_core::{
     model::{Mutation, Role},
     repo::{
         AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
-        FlowFilter, MAX_PAGE, SessionFilter, TopColumn, Write,
+        FlowFilter, MAX_PAGE, SessionFilter, TopColumn, Write, username_key,
     },
     time_fmt::{now_ns, parse_ts},
 };
@@ -28,8 +28,8 @@ use crate::{
     error::{ApiError, ApiResult},
     metrics::{esc, metric_name},
     views::{
-        AttackerView, CredentialView, DeckyView, EventView, FingerprintView, FlowView, SessionView,
-        TouchView, ts,
+        AttackerView, CredentialReuseView, CredentialView, DeckyView, EventView, FingerprintView,
+        FlowView, PivotView, ScanView, SessionView, TouchView, TraversalView, ts,
     },
 };
 
@@ -79,6 +79,9 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_credentials))
         .routes(routes!(list_flows))
         .routes(routes!(list_scans))
+        .routes(routes!(list_traversals))
+        .routes(routes!(list_pivots))
+        .routes(routes!(list_credential_reuse))
         .routes(routes!(list_deckies))
         .routes(routes!(decky_action))
         .routes(routes!(stats))
@@ -87,6 +90,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(set_role))
         .routes(routes!(reset_password))
+        .routes(routes!(delete_user))
         .routes(routes!(get_config, put_config))
         .routes(routes!(metrics))
 }
@@ -103,6 +107,12 @@ pub async fn openapi_json(_v: Viewer, State(s): St) -> Response {
 fn bad(s: &AppState, msg: impl Into<String>) -> ApiError {
     s.bad_requests.fetch_add(1, Ordering::Relaxed);
     ApiError::bad_request(msg)
+}
+
+/// A parameter outside its schema's range or enum: 422.
+fn unprocessable(s: &AppState, msg: impl Into<String>) -> ApiError {
+    s.bad_requests.fetch_add(1, Ordering::Relaxed);
+    ApiError::unprocessable(msg)
 }
 
 // --- auth -------------------------------------------------------------------------------------
@@ -130,25 +140,22 @@ pub struct TokenResponse {
 async fn login(
     State(s): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(b): Json<LoginBody>,
 ) -> ApiResult<Json2<TokenResponse>> {
     let rt = s.runtime();
-    let user_key = decnet_core::repo::limits::text(&b.username, MAX_USERNAME).to_lowercase();
-    if let Err(wait) = s.limiter.attempt(
-        &peer.ip().to_string(),
-        &user_key,
-        rt.login_max_attempts,
-        Duration::from_secs(rt.login_window_secs),
-    ) {
-        tracing::warn!(peer = %peer.ip(), "login rate limit hit");
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many login attempts: try again later",
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
+    let limits = s.login_limits();
+    let client = auth::client_ip(peer.ip(), &headers, &s.trusted_proxies);
+    let user_key = username_key(&decnet_core::repo::limits::text(&b.username, MAX_USERNAME));
+    if let Err(wait) = s.limiter.check(client, &user_key, limits) {
+        tracing::warn!(client = %client, "login refused: too many failed attempts");
+        return Err(too_many(
+            "too many failed login attempts: try again later",
+            wait,
+        ));
     }
     if b.username.is_empty() || b.username.len() > MAX_USERNAME || b.password.len() > MAX_PASSWORD {
+        s.limiter.failed(client, &user_key, limits);
         return Err(ApiError::unauthorized("invalid username or password"));
     }
     let user = s.repo.user(&b.username).await?;
@@ -164,16 +171,19 @@ async fn login(
             .map_err(ApiError::internal)?
     };
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(peer = %peer.ip(), "failed login");
+        let locked = s.limiter.failed(client, &user_key, limits);
+        tracing::info!(client = %client, locked_secs = ?locked, "failed login");
         return Err(ApiError::unauthorized("invalid username or password"));
     };
+    s.limiter.succeeded(client, &user_key);
     let (token, exp) = s.keys.issue(
         &user.username,
         user.role,
         user.must_change_password,
+        user.token_generation,
         Duration::from_secs(rt.token_lifetime_secs),
     )?;
-    tracing::info!(user = %user.username, peer = %peer.ip(), "login");
+    tracing::info!(user = %user.username, client = %client, "login");
     Ok(Json2(TokenResponse {
         token,
         expires_at: exp,
@@ -181,6 +191,12 @@ async fn login(
         role: user.role.as_str().into(),
         must_change_password: user.must_change_password,
     }))
+}
+
+fn too_many(msg: &str, wait: u64) -> ApiError {
+    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg);
+    e.retry_after = Some(wait);
+    e
 }
 
 /// axum's JSON response.
@@ -213,6 +229,8 @@ pub struct PasswordBody {
     request_body = PasswordBody, responses((status = 200, body = TokenResponse), (status = 400), (status = 401)))]
 async fn change_password(
     State(s): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Pending(c): Pending,
     Json(b): Json<PasswordBody>,
 ) -> ApiResult<Json2<TokenResponse>> {
@@ -221,7 +239,19 @@ async fn change_password(
         .user(&c.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized("no such user"))?;
+    // The current-password check is a password oracle for whoever holds a token: limited like
+    // logins (failed checks per address and user, with backoff).
+    let limits = s.login_limits();
+    let client = auth::client_ip(peer.ip(), &headers, &s.trusted_proxies);
+    let user_key = username_key(&user.username);
+    if let Err(wait) = s.pw_limiter.check(client, &user_key, limits) {
+        return Err(too_many(
+            "too many wrong current passwords: try again later",
+            wait,
+        ));
+    }
     if b.current_password.len() > MAX_PASSWORD {
+        s.pw_limiter.failed(client, &user_key, limits);
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
     let (cur, hash) = (b.current_password.clone(), user.password_hash.clone());
@@ -232,8 +262,10 @@ async fn change_password(
             .map_err(ApiError::internal)?
     };
     if !ok {
+        s.pw_limiter.failed(client, &user_key, limits);
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
+    s.pw_limiter.succeeded(client, &user_key);
     if b.new_password == b.current_password {
         return Err(bad(&s, "the new password must differ from the current one"));
     }
@@ -244,12 +276,18 @@ async fn change_password(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     s.repo.set_password(&c.sub, &new_hash, false).await?;
-    s.revoke(&c.sub);
+    s.forget_user(&c.sub);
+    let user = s
+        .repo
+        .user(&c.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
     let rt = s.runtime();
     let (token, exp) = s.keys.issue(
         &user.username,
         user.role,
         false,
+        user.token_generation,
         Duration::from_secs(rt.token_lifetime_secs),
     )?;
     tracing::info!(user = %user.username, "password changed");
@@ -282,10 +320,11 @@ async fn health(State(s): St) -> Response {
 
 // --- listings ---------------------------------------------------------------------------------
 
-#[derive(Serialize)]
+/// A page of a listing.
+#[derive(Serialize, ToSchema)]
 pub struct Page<T> {
     pub(crate) items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; null on the last page.
     pub(crate) next_cursor: Option<String>,
 }
 
@@ -293,7 +332,10 @@ fn limit_of(s: &AppState, l: Option<u32>) -> ApiResult<u32> {
     match l {
         None => Ok(50),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(bad(s, format!("limit must be 1..={MAX_PAGE}"))),
+        Some(n) => Err(unprocessable(
+            s,
+            format!("limit: {n} is outside 1..={MAX_PAGE}"),
+        )),
     }
 }
 
@@ -369,6 +411,7 @@ pub struct EventQuery {
     /// Substring of the event's fields (at most 128 bytes).
     q: Option<String>,
     /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     cursor: Option<String>,
@@ -433,10 +476,14 @@ async fn list_events(
 #[into_params(parameter_in = Query)]
 pub struct AttackerQuery {
     /// `last_seen` (default) or `events`.
+    #[param(value_type = Option<String>, pattern = "^(last_seen|events)?$")]
     sort: Option<String>,
     /// Addresses starting with this.
     ip: Option<String>,
+    #[param(minimum = 0)]
     min_events: Option<u64>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -596,6 +643,8 @@ pub struct SessionQuery {
     attacker: Option<String>,
     decky: Option<String>,
     service: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -632,6 +681,8 @@ pub struct CredentialQuery {
     service: Option<String>,
     /// Substring of the login name.
     principal: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -669,9 +720,14 @@ async fn list_credentials(
 pub struct FlowQuery {
     src_ip: Option<String>,
     dst_ip: Option<String>,
+    #[param(minimum = 0, maximum = 65535)]
     dst_port: Option<u16>,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    #[param(minimum = 0, maximum = 255)]
     proto: Option<u8>,
     since: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -706,42 +762,226 @@ async fn list_flows(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScanQuery {
-    /// Window start (default: 24 h ago).
+    /// Only this attacker's scans.
+    attacker: Option<String>,
+    /// `tcp_syn`, `tcp_connect`, `udp` or `ping_sweep`.
+    #[param(pattern = "^(tcp_syn|tcp_connect|udp|ping_sweep)?$")]
+    kind: Option<String>,
+    /// Episodes that started at or after this time (RFC 3339 or Unix seconds).
     since: Option<String>,
-    /// Distinct destination ports that make a scan (default 10).
-    min_ports: Option<u32>,
-    /// Distinct destination hosts that make a sweep (default 5).
-    min_hosts: Option<u32>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    cursor: Option<String>,
 }
 
-/// Port scans and host sweeps, derived from the flows (sources touching many ports or hosts).
+fn cursor_err(s: &AppState) -> ApiError {
+    bad(s, "cursor: not a cursor from a previous page")
+}
+
+/// `<ns>.<rest>` of a listing cursor.
+fn split_cursor<'a>(s: &AppState, c: &'a Option<String>) -> ApiResult<Option<(i64, &'a str)>> {
+    let Some(c) = c.as_deref().filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let (t, rest) = c.split_once('.').ok_or_else(|| cursor_err(s))?;
+    Ok(Some((t.parse().map_err(|_| cursor_err(s))?, rest)))
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if h.len() % 2 != 0 || h.len() > 512 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Port scans and host sweeps the correlator detected (episodes per attacker and kind), newest
+/// first. Decnet's own addresses and non-routable sources are never attackers, so they never
+/// appear here.
 #[utoipa::path(get, path = "/api/v1/scans", tag = "viewer", security(("bearer" = [])),
-    params(ScanQuery), responses((status = 200), (status = 400)))]
+    params(ScanQuery), responses((status = 200, body = Page<ScanView>), (status = 400)))]
 async fn list_scans(
     State(s): St,
     _v: Viewer,
     Query(q): Query<ScanQuery>,
-) -> ApiResult<Json2<Value>> {
-    let since =
-        time_of(&s, "since", &q.since)?.unwrap_or_else(|| now_ns() - 86_400 * 1_000_000_000);
+) -> ApiResult<Json2<Page<ScanView>>> {
+    let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k @ ("tcp_syn" | "tcp_connect" | "udp" | "ping_sweep")) => Some(k),
+        Some(_) => {
+            return Err(unprocessable(
+                &s,
+                "kind: tcp_syn, tcp_connect, udp or ping_sweep",
+            ));
+        }
+    };
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, id)) => Some((t, id.parse::<i64>().map_err(|_| cursor_err(&s))?)),
+    };
+    let limit = limit_of(&s, q.limit)?;
     let rows = s
         .repo
-        .flow_scans(
-            since,
-            q.min_ports.unwrap_or(10).max(2),
-            q.min_hosts.unwrap_or(5).max(2),
-            limit_of(&s, q.limit)?,
+        .list_scans(
+            ip_of(&s, "attacker", &q.attacker)?,
+            kind,
+            time_of(&s, "since", &q.since)?,
+            after,
+            limit,
         )
         .await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({"src_ip": r.src_ip.to_string(), "ports": r.ports, "hosts": r.hosts, "flows": r.flows,
-                   "first_seen": ts(r.first_seen_ns), "last_seen": ts(r.last_seen_ns)})
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|(id, r)| format!("{}.{id}", r.started_ns)))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(|(_, r)| ScanView::from(r)).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TraversalQuery {
+    /// Only this attacker's traversal.
+    attacker: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Attackers that moved across two or more deckies, with their hops in time order (the
+/// correlator's `traversals`), most recently active first.
+#[utoipa::path(get, path = "/api/v1/traversals", tag = "viewer", security(("bearer" = [])),
+    params(TraversalQuery), responses((status = 200, body = Page<TraversalView>), (status = 400)))]
+async fn list_traversals(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<TraversalQuery>,
+) -> ApiResult<Json2<Page<TraversalView>>> {
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, ip)) => Some((t, ip.parse().map_err(|_| cursor_err(&s))?)),
+    };
+    let limit = limit_of(&s, q.limit)?;
+    let rows = s
+        .repo
+        .list_traversals(ip_of(&s, "attacker", &q.attacker)?, after, limit)
+        .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}.{}", r.last_seen_ns, r.attacker_ip))
         })
-        .collect();
-    Ok(Json2(json!({ "items": items })))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(TraversalView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PivotQuery {
+    /// Only pivots from or to this decky.
+    decky: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Deckies that opened connections to other deckies (the correlator's `pivots`), most recent
+/// first.
+#[utoipa::path(get, path = "/api/v1/pivots", tag = "viewer", security(("bearer" = [])),
+    params(PivotQuery), responses((status = 200, body = Page<PivotView>), (status = 400)))]
+async fn list_pivots(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<PivotQuery>,
+) -> ApiResult<Json2<Page<PivotView>>> {
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, rest)) => {
+            let mut it = rest.splitn(4, '.');
+            let mut next = || it.next().ok_or_else(|| cursor_err(&s));
+            let port: u16 = next()?.parse().map_err(|_| cursor_err(&s))?;
+            let proto: u8 = next()?.parse().map_err(|_| cursor_err(&s))?;
+            let text = |h: &str| {
+                unhex(h)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| cursor_err(&s))
+            };
+            let src = text(next()?)?;
+            let dst = text(next()?)?;
+            Some((t, src, dst, port, proto))
+        }
+    };
+    let limit = limit_of(&s, q.limit)?;
+    let decky = name_of(&s, "decky", q.decky)?;
+    let rows = s.repo.list_pivots(decky.as_deref(), after, limit).await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last().map(|p| {
+                format!(
+                    "{}.{}.{}.{}.{}",
+                    p.last_seen_ns,
+                    p.dst_port,
+                    p.proto,
+                    crate::views::hex(p.src_decky.as_bytes()),
+                    crate::views::hex(p.dst_decky.as_bytes())
+                )
+            })
+        })
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(PivotView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReuseQuery {
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Secrets tried against two or more (decky, service) targets (the correlator's
+/// `credential_reuse`), most recent first.
+#[utoipa::path(get, path = "/api/v1/credential-reuse", tag = "viewer", security(("bearer" = [])),
+    params(ReuseQuery), responses((status = 200, body = Page<CredentialReuseView>), (status = 400)))]
+async fn list_credential_reuse(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<ReuseQuery>,
+) -> ApiResult<Json2<Page<CredentialReuseView>>> {
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, h)) => {
+            let h: [u8; 32] = unhex(h)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| cursor_err(&s))?;
+            Some((t, h))
+        }
+    };
+    let limit = limit_of(&s, q.limit)?;
+    let rows = s.repo.list_credential_reuse(after, limit).await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}.{}", r.last_seen_ns, crate::views::hex(&r.secret_hash)))
+        })
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(CredentialReuseView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// The decoy fleet: each decky with its services, status and activity in the last 24 h.
@@ -824,6 +1064,7 @@ async fn decky_action(
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// `1h` (minute buckets), `24h` (default, hour buckets) or `7d` (day buckets).
+    #[param(pattern = "^(1h|24h|7d)$")]
     window: Option<String>,
 }
 
@@ -925,6 +1166,7 @@ async fn workers(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Resume after this event id (same as the Last-Event-ID header, which wins).
+    #[param(minimum = 0)]
     last_event_id: Option<i64>,
 }
 
@@ -934,7 +1176,7 @@ pub struct StreamQuery {
     params(StreamQuery), responses((status = 200, content_type = "text/event-stream"), (status = 503)))]
 async fn stream(
     State(s): St,
-    _v: Viewer,
+    Viewer(c): Viewer,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Response> {
@@ -945,18 +1187,73 @@ async fn stream(
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .ok_or_else(|| bad(&s, "Last-Event-ID: not an event id"))?,
         ),
-        None => q.last_event_id,
+        None => match q.last_event_id {
+            Some(n) if n < 0 => {
+                return Err(unprocessable(&s, "last_event_id: must be 0 or more"));
+            }
+            v => v,
+        },
     };
-    if s.hub.clients.load(Ordering::Relaxed) >= s.runtime().max_stream_clients {
+    let rt = s.runtime();
+    if s.hub.clients.load(Ordering::Relaxed) >= rt.max_stream_clients {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many live-feed clients",
         ));
     }
-    let st = s.hub.subscribe(s.repo.clone(), resume);
+    // One user may not hold every slot: at most max_stream_clients_per_user each.
+    let slot = StreamSlot::take(&s.stream_users, &c.sub, rt.max_stream_clients_per_user)
+        .ok_or_else(|| {
+            too_many(
+                "too many live-feed connections for this user: close one first",
+                15,
+            )
+        })?;
+    let st = futures::StreamExt::map(s.hub.subscribe(s.repo.clone(), resume), move |m| {
+        let _held = &slot;
+        m
+    });
     Ok(Sse::new(st)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// One user's live-feed connection, counted while it lives.
+struct StreamSlot {
+    users: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    user: String,
+}
+
+impl StreamSlot {
+    fn take(
+        users: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+        user: &str,
+        max: usize,
+    ) -> Option<StreamSlot> {
+        let key = username_key(user);
+        let mut m = users.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key.clone()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            users: users.clone(),
+            user: key,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 // --- admin ------------------------------------------------------------------------------------
@@ -1033,7 +1330,59 @@ async fn create_user(
 
 #[derive(Deserialize, ToSchema)]
 pub struct RoleBody {
+    role: RoleName,
+}
+
+/// A role.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Viewer,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoleResponse {
+    username: String,
     role: String,
+    /// False when the user already had the role (nothing changed, no token revoked).
+    changed: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedResponse {
+    username: String,
+    deleted: bool,
+}
+
+/// Delete a user (admin); its tokens are refused from then on. The last admin cannot be
+/// deleted.
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = DeletedResponse), (status = 404), (status = 409)))]
+async fn delete_user(
+    State(s): St,
+    Admin(c): Admin,
+    Path(username): Path<String>,
+) -> ApiResult<Json2<DeletedResponse>> {
+    let users = s.repo.users().await?;
+    let key = username_key(&username);
+    let Some(u) = users.iter().find(|u| username_key(&u.username) == key) else {
+        return Err(ApiError::not_found("no such user"));
+    };
+    if u.role == Role::Admin && users.iter().filter(|u| u.role == Role::Admin).count() == 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot delete the last admin",
+        ));
+    }
+    let deleted = s.repo.delete_user(&u.username).await?;
+    s.forget_user(&u.username);
+    tracing::info!(user = %u.username, by = %c.sub, "user deleted");
+    Ok(Json2(DeletedResponse {
+        username: u.username.clone(),
+        deleted,
+    }))
 }
 
 /// Change a user's role (admin). The last admin cannot be demoted.
@@ -1045,25 +1394,38 @@ async fn set_role(
     Admin(c): Admin,
     Path(username): Path<String>,
     Json(b): Json<RoleBody>,
-) -> ApiResult<Json2<Value>> {
-    let role = role_of(&s, &b.role)?;
+) -> ApiResult<Json2<RoleResponse>> {
+    let role = match b.role {
+        RoleName::Admin => Role::Admin,
+        RoleName::Viewer => Role::Viewer,
+    };
     let users = s.repo.users().await?;
-    let Some(u) = users.iter().find(|u| u.username == username) else {
+    let key = username_key(&username);
+    let Some(u) = users.iter().find(|u| username_key(&u.username) == key) else {
         return Err(ApiError::not_found("no such user"));
     };
-    if u.role == Role::Admin
-        && role == Role::Viewer
-        && users.iter().filter(|u| u.role == Role::Admin).count() == 1
-    {
+    if u.role == role {
+        // Nothing changes, so nobody's tokens are revoked (the caller's included).
+        return Ok(Json2(RoleResponse {
+            username: u.username.clone(),
+            role: role.as_str().into(),
+            changed: false,
+        }));
+    }
+    if u.role == Role::Admin && users.iter().filter(|u| u.role == Role::Admin).count() == 1 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "cannot demote the last admin",
         ));
     }
-    s.repo.set_role(&username, role).await?;
-    s.revoke(&username);
-    tracing::info!(user = %username, role = role.as_str(), by = %c.sub, "role changed");
-    Ok(Json2(json!({"username": username, "role": role.as_str()})))
+    let changed = s.repo.set_role(&u.username, role).await?;
+    s.forget_user(&u.username);
+    tracing::info!(user = %u.username, role = role.as_str(), by = %c.sub, "role changed");
+    Ok(Json2(RoleResponse {
+        username: u.username.clone(),
+        role: role.as_str().into(),
+        changed,
+    }))
 }
 
 /// Reset a user's password to a generated one-time password (admin); returned once.
@@ -1083,7 +1445,7 @@ async fn reset_password(
     if !s.repo.set_password(&username, &hash, true).await? {
         return Err(ApiError::not_found("no such user"));
     }
-    s.revoke(&username);
+    s.forget_user(&username);
     tracing::info!(user = %username, by = %c.sub, "password reset");
     Ok(Json2(
         json!({"username": username, "one_time_password": password, "must_change_password": true}),
@@ -1107,20 +1469,26 @@ async fn put_config(
     Json(b): Json<RuntimeConfig>,
 ) -> ApiResult<Json2<RuntimeConfig>> {
     if !(60..=7 * 86_400).contains(&b.token_lifetime_secs) {
-        return Err(bad(&s, "token_lifetime_secs: 60..=604800"));
+        return Err(unprocessable(&s, "token_lifetime_secs: 60..=604800"));
     }
     if !(1..=10_000).contains(&b.login_max_attempts) || !(1..=86_400).contains(&b.login_window_secs)
     {
-        return Err(bad(
+        return Err(unprocessable(
             &s,
             "login_max_attempts: 1..=10000, login_window_secs: 1..=86400",
         ));
     }
-    if !(50..=60_000).contains(&b.stream_poll_ms) || !(1..=10_000).contains(&b.max_stream_clients) {
-        return Err(bad(
+    if !(50..=60_000).contains(&b.stream_poll_ms)
+        || !(1..=10_000).contains(&b.max_stream_clients)
+        || !(1..=10_000).contains(&b.max_stream_clients_per_user)
+    {
+        return Err(unprocessable(
             &s,
-            "stream_poll_ms: 50..=60000, max_stream_clients: 1..=10000",
+            "stream_poll_ms: 50..=60000, max_stream_clients and max_stream_clients_per_user: 1..=10000",
         ));
+    }
+    if !(1..=1_000_000).contains(&b.login_global_max) {
+        return Err(unprocessable(&s, "login_global_max: 1..=1000000"));
     }
     s.hub.poll_ms.store(b.stream_poll_ms, Ordering::Relaxed);
     *s.runtime.write().unwrap_or_else(|p| p.into_inner()) = b.clone();
@@ -1151,9 +1519,7 @@ async fn metrics(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
             .keys
             .verify(token)
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
-        if s.is_revoked(&c) {
-            return Err(ApiError::unauthorized("token revoked"));
-        }
+        s.check_current(&c).await?;
         if c.mcp {
             return Err(ApiError::forbidden("password change required"));
         }

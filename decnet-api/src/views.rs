@@ -277,3 +277,142 @@ impl DeckyView {
         }
     }
 }
+
+/// A detected scan episode, as the correlator computed it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScanView {
+    pub attacker_ip: String,
+    /// `tcp_syn`, `tcp_connect`, `udp` or `ping_sweep`.
+    pub kind: String,
+    pub started: String,
+    pub ended: String,
+    /// Probe flows in the episode.
+    pub probes: u64,
+    /// Distinct destination ports (`ports` lists at most the first few hundred).
+    pub port_count: u64,
+    pub ports: Vec<u16>,
+    /// Distinct destination hosts (decky names where known, else IPs; bounded).
+    pub host_count: u64,
+    pub hosts: Vec<String>,
+    pub rate_per_min: u64,
+}
+
+impl From<&decnet_core::model::Scan> for ScanView {
+    fn from(s: &decnet_core::model::Scan) -> Self {
+        ScanView {
+            attacker_ip: s.attacker_ip.to_string(),
+            kind: s.kind.clone(),
+            started: ts(s.started_ns),
+            ended: ts(s.ended_ns),
+            probes: s.probes,
+            port_count: s.port_count,
+            ports: s.ports.clone(),
+            host_count: s.host_count,
+            hosts: s.hosts.clone(),
+            rate_per_min: s.rate_per_min,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HopView {
+    pub decky: String,
+    pub first_seen: String,
+}
+
+/// An attacker's path through two or more deckies, hops in time order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TraversalView {
+    pub attacker_ip: String,
+    pub hops: Vec<HopView>,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl From<&decnet_core::model::Traversal> for TraversalView {
+    fn from(t: &decnet_core::model::Traversal) -> Self {
+        TraversalView {
+            attacker_ip: t.attacker_ip.to_string(),
+            hops: t
+                .hops
+                .iter()
+                .map(|h| HopView {
+                    decky: h.decky.clone(),
+                    first_seen: ts(h.first_seen_ns),
+                })
+                .collect(),
+            first_seen: ts(t.first_seen_ns),
+            last_seen: ts(t.last_seen_ns),
+        }
+    }
+}
+
+/// A decky that opened connections to another decky.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PivotView {
+    pub src_decky: String,
+    pub dst_decky: String,
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl From<&decnet_core::model::Pivot> for PivotView {
+    fn from(p: &decnet_core::model::Pivot) -> Self {
+        PivotView {
+            src_decky: p.src_decky.clone(),
+            dst_decky: p.dst_decky.clone(),
+            dst_port: p.dst_port,
+            proto: p.proto,
+            first_seen: ts(p.first_seen_ns),
+            last_seen: ts(p.last_seen_ns),
+        }
+    }
+}
+
+/// One secret tried against two or more (decky, service) targets.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CredentialReuseView {
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    pub secret_kind: String,
+    /// The secret as printable text (escaped where not printable).
+    pub secret: String,
+    pub target_count: u64,
+    /// `decky/service`, bounded.
+    pub targets: Vec<String>,
+    pub attacker_count: u64,
+    /// Attacker IPs, bounded.
+    pub attackers: Vec<String>,
+    pub credential_rows: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+impl From<&decnet_core::model::CredentialReuse> for CredentialReuseView {
+    fn from(r: &decnet_core::model::CredentialReuse) -> Self {
+        CredentialReuseView {
+            secret_sha256: hex(&r.secret_hash),
+            secret_kind: r.secret_kind.clone(),
+            secret: r.secret_printable.clone(),
+            target_count: r.target_count,
+            targets: r.targets.clone(),
+            attacker_count: r.attacker_count,
+            attackers: r.attackers.clone(),
+            credential_rows: r.credential_rows,
+            first_seen: ts(r.first_seen_ns),
+            last_seen: ts(r.last_seen_ns),
+        }
+    }
+}
