@@ -3,7 +3,8 @@
 //! login limiter (failures only, per address and user with backoff, a global bound, trusted
 //! proxies), the current-password check's limit, case-insensitive usernames (and the migration
 //! of existing rows), the live feed's per-user bound, `WWW-Authenticate`, 422 on out-of-range
-//! parameters.
+//! parameters; and the correlator tables the API serves (scans, traversals, pivots, credential
+//! reuse).
 mod support;
 
 use std::time::Duration;
@@ -511,4 +512,173 @@ async fn unauthorized_names_the_scheme_and_out_of_range_parameters_are_422() {
         assert!(e["error"].as_str().unwrap().contains(k), "{k}: {e}");
     }
     s.stop().await;
+}
+
+/// What the correlator computed is what `/scans`, `/traversals`, `/pivots` and
+/// `/credential-reuse` serve: detected episodes only, newest first, paged by cursor without
+/// gaps or repeats, filtered.
+async fn correlator_tables_are_served(b: Backend) {
+    use decnet_core::{
+        model::{CredentialReuse, Hop, Pivot, Scan, Traversal},
+        repo::{IntelBatch, ScanReplace, Write},
+    };
+    use support::{SEC, attacker};
+    let s = Server::start(b, "sec_intel", test_config()).await;
+    let t0 = s.t0;
+    let scan = |a: u32, kind: &str, k: i64, detected: bool| Scan {
+        attacker_ip: attacker(a),
+        kind: kind.into(),
+        started_ns: t0 + k * 60 * SEC,
+        ended_ns: t0 + k * 60 * SEC + 30 * SEC,
+        probes: 100 + k as u64,
+        port_count: 50,
+        ports: vec![22, 80, 443],
+        host_count: 2,
+        hosts: vec!["decky-0".into(), "decky-1".into()],
+        rate_per_min: 200,
+        detected,
+    };
+    let mut scans = Vec::new();
+    for (a, kind) in [(3, "tcp_syn"), (3, "udp"), (4, "tcp_syn")] {
+        scans.push(ScanReplace {
+            attacker_ip: attacker(a),
+            kind: kind.into(),
+            from_ns: t0,
+            scans: (0..3)
+                .map(|k| scan(a, kind, k * 3 + i64::from(a), k != 1))
+                .collect(),
+        });
+    }
+    let traversals: Vec<Traversal> = (1..=5u32)
+        .map(|a| Traversal {
+            attacker_ip: attacker(a),
+            hops: vec![
+                Hop {
+                    decky: "decky-0".into(),
+                    first_seen_ns: t0,
+                },
+                Hop {
+                    decky: "decky-1".into(),
+                    first_seen_ns: t0 + SEC,
+                },
+            ],
+            first_seen_ns: t0,
+            last_seen_ns: t0 + i64::from(a % 3) * SEC, // ties on last_seen
+        })
+        .collect();
+    let pivots: Vec<Pivot> = (0..5u16)
+        .map(|i| Pivot {
+            src_decky: "decky-0".into(),
+            dst_decky: format!("decky-{}", 1 + i % 2),
+            dst_port: 22 + i,
+            proto: 6,
+            first_seen_ns: t0,
+            last_seen_ns: t0 + i64::from(i % 2) * SEC,
+        })
+        .collect();
+    let reuse: Vec<CredentialReuse> = (0..5u8)
+        .map(|i| CredentialReuse {
+            secret_hash: [i; 32],
+            secret_kind: "password".into(),
+            secret_printable: format!("hunter{i}"),
+            target_count: 2,
+            targets: vec!["decky-0/ssh".into(), "decky-1/ssh".into()],
+            attacker_count: 1,
+            attackers: vec![attacker(1).to_string()],
+            credential_rows: 2,
+            first_seen_ns: t0,
+            last_seen_ns: t0 + i64::from(i % 2) * SEC,
+        })
+        .collect();
+    s.repo
+        .write(&[Write::Intel(&IntelBatch {
+            scans,
+            traversals,
+            pivots,
+            reuse,
+            ..IntelBatch::default()
+        })])
+        .await
+        .unwrap();
+    let v = Some(s.viewer.as_str());
+
+    /// Every page of `path` with `limit=2`: the items' `key`s in order.
+    async fn walk(s: &Server, path: &str, key: &dyn Fn(&Value) -> String) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..20 {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = match &cursor {
+                None => format!("{path}{sep}limit=2"),
+                Some(c) => format!("{path}{sep}limit=2&cursor={c}"),
+            };
+            let (st, page) = s.get(&url, Some(&s.viewer)).await;
+            assert_eq!(st, 200, "{url}: {page}");
+            out.extend(page["items"].as_array().unwrap().iter().map(key));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+        panic!("{path}: more than 20 pages");
+    }
+    let scans = walk(&s, "/api/v1/scans", &|i| {
+        format!("{} {} {}", i["attacker_ip"].as_str().unwrap(), i["kind"], i["started"])
+    })
+    .await;
+    assert_eq!(scans.len(), 6, "detected episodes only: {scans:?}");
+    let mut sorted = scans.clone();
+    sorted.sort_by(|a, b| b.rsplit(' ').next().cmp(&a.rsplit(' ').next()));
+    assert_eq!(scans, sorted, "newest first");
+    let (_, p) = s
+        .get("/api/v1/scans?attacker=203.0.113.3&kind=udp", v)
+        .await;
+    let items = p["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{p}");
+    assert!(items.iter().all(|i| i["kind"] == "udp" && i["attacker_ip"] == "203.0.113.3"));
+    assert_eq!(items[0]["ports"], json!([22, 80, 443]));
+    assert_eq!(s.get("/api/v1/scans?kind=xmas", v).await.0, 422);
+    assert_eq!(s.get("/api/v1/scans?cursor=zzz", v).await.0, 400);
+
+    let tr = walk(&s, "/api/v1/traversals", &|i| {
+        i["attacker_ip"].as_str().unwrap().to_owned()
+    })
+    .await;
+    let mut uniq = tr.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!((tr.len(), uniq.len()), (5, 5), "{tr:?}");
+    let (_, p) = s.get("/api/v1/traversals?attacker=203.0.113.2", v).await;
+    assert_eq!(p["items"][0]["hops"][1]["decky"], "decky-1", "{p}");
+
+    let pv = walk(&s, "/api/v1/pivots", &|i| {
+        format!("{}>{}:{}", i["src_decky"].as_str().unwrap(), i["dst_decky"].as_str().unwrap(), i["dst_port"])
+    })
+    .await;
+    let mut uniq = pv.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!((pv.len(), uniq.len()), (5, 5), "{pv:?}");
+    let (_, p) = s.get("/api/v1/pivots?decky=decky-2", v).await;
+    assert_eq!(p["items"].as_array().unwrap().len(), 2, "{p}");
+
+    let ru = walk(&s, "/api/v1/credential-reuse", &|i| {
+        i["secret"].as_str().unwrap().to_owned()
+    })
+    .await;
+    let mut uniq = ru.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!((ru.len(), uniq.len()), (5, 5), "{ru:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlator_tables_are_served_sqlite() {
+    correlator_tables_are_served(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlator_tables_are_served_mysql() {
+    correlator_tables_are_served(Backend::MySql).await;
 }
