@@ -343,7 +343,10 @@ impl Web {
             started: Instant::now(),
             bad_requests: Default::default(),
         });
-        let (api, openapi) = routes::router().split_for_parts();
+        let (api, mut openapi) = routes::router().split_for_parts();
+        // Error responses are declared over the assembled paths (the routes are merged after
+        // the document's own modifiers ran).
+        routes::declare_errors(&mut openapi);
         let _ = state
             .openapi
             .set(openapi.to_json().unwrap_or_else(|_| "{}".into()));

@@ -66,6 +66,132 @@ impl Modify for Bearer {
     }
 }
 
+/// An error response's body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, safe to show (internal failures say only `internal error`).
+    error: String,
+    /// Ties the response to the server's log line.
+    id: String,
+}
+
+/// Declares the errors every operation can answer, with [`ErrorBody`]: 401 (with
+/// `WWW-Authenticate`) and 403 where a token is needed, 400/413/415/422 where a JSON body is
+/// read, 400/422 where parameters are, 429 where a limiter applies, 500 everywhere.
+struct Errors;
+
+impl Modify for Errors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, RefOr, ResponseBuilder,
+            header::HeaderBuilder,
+            schema::{ObjectBuilder, Type},
+        };
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.schemas.insert(
+            "ErrorBody".into(),
+            <ErrorBody as utoipa::PartialSchema>::schema(),
+        );
+        let err = |code: &str, desc: &str| {
+            let mut r = ResponseBuilder::new().description(desc).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if code == "401" {
+                r = r.header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some("`Bearer realm=\"decnet\"`"))
+                        .build(),
+                );
+            }
+            if code == "429" {
+                r = r.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                        .description(Some("Seconds to wait"))
+                        .build(),
+                );
+            }
+            r.build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .cloned()
+                    .unwrap_or_default();
+                let mut codes: Vec<(&str, &str)> = Vec::new();
+                if tag != "public" {
+                    codes.push(("401", "No token, or an invalid, expired or revoked one"));
+                }
+                if tag == "viewer" || tag == "admin" {
+                    codes.push((
+                        "403",
+                        "The role does not allow it, or the password must be changed first",
+                    ));
+                }
+                if op.request_body.is_some() {
+                    codes.push(("400", "Malformed JSON or an invalid value"));
+                    codes.push(("413", "Body too large"));
+                    codes.push(("415", "Content-Type is not application/json"));
+                    codes.push(("422", "The JSON does not match the schema"));
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    codes.push(("400", "An invalid parameter"));
+                    codes.push(("422", "A parameter outside its schema (type, range, enum)"));
+                }
+                if matches!(
+                    path.as_str(),
+                    "/api/v1/auth/login" | "/api/v1/auth/password" | "/api/v1/stream"
+                ) {
+                    codes.push(("429", "Too many failed attempts or connections"));
+                }
+                codes.push(("500", "Internal error (the id is in the server's log)"));
+                let r = &mut op.responses.responses;
+                for (code, desc) in codes {
+                    r.entry(code.into())
+                        .or_insert_with(|| RefOr::T(err(code, desc)));
+                }
+                // Error statuses declared by the handlers without a body get the error body.
+                for (code, resp) in r.iter_mut() {
+                    if let RefOr::T(x) = resp
+                        && (code.starts_with('4') || code.starts_with('5'))
+                        && x.content.is_empty()
+                    {
+                        let desc = if x.description.is_empty() {
+                            "Error".to_owned()
+                        } else {
+                            x.description.clone()
+                        };
+                        *resp = RefOr::T(err(code, &desc));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Declares the error responses of every operation of `doc` (see [`Errors`]).
+pub fn declare_errors(doc: &mut utoipa::openapi::OpenApi) {
+    Errors.modify(doc);
+}
+
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(login))
@@ -210,11 +336,23 @@ impl<T: Serialize> IntoResponse for Json2<T> {
 
 /// Who the token belongs to.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "pending", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn me(Pending(c): Pending) -> Json2<Value> {
-    Json2(
-        json!({"username": c.sub, "role": c.role, "must_change_password": c.mcp, "expires_at": c.exp}),
-    )
+    responses((status = 200, body = MeResponse)))]
+async fn me(Pending(c): Pending) -> Json2<MeResponse> {
+    Json2(MeResponse {
+        username: c.sub,
+        role: c.role,
+        must_change_password: c.mcp,
+        expires_at: c.exp,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    username: String,
+    role: String,
+    must_change_password: bool,
+    /// Unix seconds.
+    expires_at: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -300,22 +438,100 @@ async fn change_password(
     }))
 }
 
-/// Liveness and database reachability.
-#[utoipa::path(get, path = "/api/v1/health", tag = "public", responses((status = 200), (status = 503)))]
+/// A worker lease is stale when its last heartbeat is older than this (the workers' lease
+/// lifetime: a live holder heartbeats every third of it).
+pub const STALE_SECS: f64 = 15.0;
+
+/// A worker lease: who runs, and how fresh its heartbeat is.
+#[derive(Serialize, ToSchema)]
+pub struct LeaseView {
+    kind: String,
+    host: String,
+    holder: String,
+    pid: u32,
+    acquired_at: String,
+    heartbeat_at: String,
+    heartbeat_age_secs: f64,
+    /// Heartbeat within the last 15 s.
+    alive: bool,
+}
+
+fn lease_views(leases: &[decnet_core::model::Lease]) -> Vec<LeaseView> {
+    let now = now_ns();
+    leases
+        .iter()
+        .map(|l| {
+            let age = (now - l.heartbeat_at_ns) as f64 / 1e9;
+            LeaseView {
+                kind: l.kind.clone(),
+                host: l.host.clone(),
+                holder: l.holder.clone(),
+                pid: l.pid,
+                acquired_at: ts(l.acquired_at_ns),
+                heartbeat_at: ts(l.heartbeat_at_ns),
+                heartbeat_age_secs: age,
+                alive: age < STALE_SECS,
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`; `degraded` when a worker's heartbeat is stale (its process died or hangs);
+    /// `no_workers` when no worker holds a lease (nothing feeds the data);
+    /// `database_unreachable`.
+    status: String,
+    database: String,
+    uptime_secs: u64,
+    /// Every worker lease with its heartbeat age.
+    workers: Vec<LeaseView>,
+    /// `kind@host` of the workers whose heartbeat is stale.
+    stale: Vec<String>,
+}
+
+/// Health: the database is reachable and every worker of the pipeline heartbeats (from the
+/// worker leases). 200 only when `ok`; 503 otherwise, with the same body saying what is wrong.
+#[utoipa::path(get, path = "/api/v1/health", tag = "public",
+    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 async fn health(State(s): St) -> Response {
-    match s.repo.ping().await {
-        Ok(()) => Json2(json!({"status": "ok", "database": s.repo.dialect().name(),
-            "uptime_secs": s.started.elapsed().as_secs()}))
-        .into_response(),
+    let mut h = HealthResponse {
+        status: "ok".into(),
+        database: s.repo.dialect().name().into(),
+        uptime_secs: s.started.elapsed().as_secs(),
+        workers: Vec::new(),
+        stale: Vec::new(),
+    };
+    let leases = match s.repo.ping().await {
+        Ok(()) => s.repo.leases().await,
+        Err(e) => Err(e),
+    };
+    match leases {
+        Ok(l) => {
+            h.workers = lease_views(&l);
+            h.stale = h
+                .workers
+                .iter()
+                .filter(|w| !w.alive)
+                .map(|w| format!("{}@{}", w.kind, w.host))
+                .collect();
+            if !h.stale.is_empty() {
+                h.status = "degraded".into();
+            } else if h.workers.is_empty() {
+                h.status = "no_workers".into();
+            }
+        }
         Err(e) => {
             tracing::warn!("health: database unreachable: {e}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json2(json!({"status": "database unreachable"})),
-            )
-                .into_response()
+            h.status = "database_unreachable".into();
         }
     }
+    let code = if h.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json2(h)).into_response()
 }
 
 // --- listings ---------------------------------------------------------------------------------
@@ -421,7 +637,7 @@ pub struct EventQuery {
 
 /// Events, newest first, filtered and paginated (keyset cursor).
 #[utoipa::path(get, path = "/api/v1/events", tag = "viewer", security(("bearer" = [])),
-    params(EventQuery), responses((status = 200), (status = 400)))]
+    params(EventQuery), responses((status = 200, body = Page<EventView>), (status = 400)))]
 async fn list_events(
     State(s): St,
     _v: Viewer,
@@ -513,7 +729,7 @@ fn attacker_cursor(
 
 /// Attackers, most recently active (or most events) first, paginated.
 #[utoipa::path(get, path = "/api/v1/attackers", tag = "viewer", security(("bearer" = [])),
-    params(AttackerQuery), responses((status = 200), (status = 400)))]
+    params(AttackerQuery), responses((status = 200, body = Page<AttackerView>), (status = 400)))]
 async fn list_attackers(
     State(s): St,
     _v: Viewer,
@@ -569,7 +785,7 @@ async fn list_attackers(
 /// fingerprints and recent events.
 #[utoipa::path(get, path = "/api/v1/attackers/{ip}", tag = "viewer", security(("bearer" = [])),
     params(("ip" = String, Path, description = "The attacker's IP address")),
-    responses((status = 200), (status = 400), (status = 404)))]
+    responses((status = 200, body = serde_json::Value), (status = 400), (status = 404)))]
 async fn attacker_detail(
     State(s): St,
     _v: Viewer,
@@ -651,7 +867,7 @@ pub struct SessionQuery {
 
 /// Sessions (attacker × decky × service), newest first.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "viewer", security(("bearer" = [])),
-    params(SessionQuery), responses((status = 200), (status = 400)))]
+    params(SessionQuery), responses((status = 200, body = Page<SessionView>), (status = 400)))]
 async fn list_sessions(
     State(s): St,
     _v: Viewer,
@@ -689,7 +905,7 @@ pub struct CredentialQuery {
 
 /// Captured credentials, newest first.
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "viewer", security(("bearer" = [])),
-    params(CredentialQuery), responses((status = 200), (status = 400)))]
+    params(CredentialQuery), responses((status = 200, body = Page<CredentialView>), (status = 400)))]
 async fn list_credentials(
     State(s): St,
     _v: Viewer,
@@ -734,7 +950,7 @@ pub struct FlowQuery {
 
 /// Flows the sensor exported, newest first.
 #[utoipa::path(get, path = "/api/v1/flows", tag = "viewer", security(("bearer" = [])),
-    params(FlowQuery), responses((status = 200), (status = 400)))]
+    params(FlowQuery), responses((status = 200, body = Page<FlowView>), (status = 400)))]
 async fn list_flows(
     State(s): St,
     _v: Viewer,
@@ -986,8 +1202,8 @@ async fn list_credential_reuse(
 
 /// The decoy fleet: each decky with its services, status and activity in the last 24 h.
 #[utoipa::path(get, path = "/api/v1/deckies", tag = "viewer", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
+    responses((status = 200, body = DeckiesResponse)))]
+async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<DeckiesResponse>> {
     let deckies = s.repo.deckies().await?;
     let activity = s
         .repo
@@ -1018,7 +1234,12 @@ async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
         v.attackers_24h = a.attackers;
         v.last_event = a.last_event_ns.map(ts);
     }
-    Ok(Json2(json!({ "items": out })))
+    Ok(Json2(DeckiesResponse { items: out }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeckiesResponse {
+    items: Vec<DeckyView>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -1070,7 +1291,7 @@ pub struct StatsQuery {
 
 /// Counts, top attackers/services/deckies and the event histogram (cached for 5 s).
 #[utoipa::path(get, path = "/api/v1/stats", tag = "viewer", security(("bearer" = [])),
-    params(StatsQuery), responses((status = 200), (status = 400)))]
+    params(StatsQuery), responses((status = 200, body = serde_json::Value), (status = 400)))]
 async fn stats(State(s): St, _v: Viewer, Query(q): Query<StatsQuery>) -> ApiResult<Json2<Value>> {
     let (window, secs, bucket) = match q.window.as_deref().unwrap_or("24h") {
         "1h" => ("1h", 3600, Bucket::Minute),
@@ -1135,31 +1356,38 @@ fn live(s: &AppState) -> Value {
     })
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct CounterView {
+    worker: String,
+    host: String,
+    name: String,
+    value: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkersResponse {
+    leases: Vec<LeaseView>,
+    counters: Vec<CounterView>,
+}
+
 /// Worker leases (who runs, heartbeat age) and the workers' counters.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "viewer", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn workers(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
-    let now = now_ns();
-    let leases: Vec<Value> = s
-        .repo
-        .leases()
-        .await?
-        .iter()
-        .map(|l| {
-            let age = (now - l.heartbeat_at_ns) as f64 / 1e9;
-            json!({"kind": l.kind, "host": l.host, "holder": l.holder, "pid": l.pid,
-                   "acquired_at": ts(l.acquired_at_ns), "heartbeat_at": ts(l.heartbeat_at_ns),
-                   "heartbeat_age_secs": age, "alive": age < 15.0})
-        })
-        .collect();
-    let counters: Vec<Value> = s
+    responses((status = 200, body = WorkersResponse)))]
+async fn workers(State(s): St, _v: Viewer) -> ApiResult<Json2<WorkersResponse>> {
+    let leases = lease_views(&s.repo.leases().await?);
+    let counters = s
         .repo
         .counters()
         .await?
         .into_iter()
-        .map(|(w, h, n, v)| json!({"worker": w, "host": h, "name": n, "value": v}))
+        .map(|(worker, host, name, value)| CounterView {
+            worker,
+            host,
+            name,
+            value,
+        })
         .collect();
-    Ok(Json2(json!({"leases": leases, "counters": counters})))
+    Ok(Json2(WorkersResponse { leases, counters }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -1260,10 +1488,42 @@ impl Drop for StreamSlot {
 
 /// Every user (admin).
 #[utoipa::path(get, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn list_users(State(s): St, _a: Admin) -> ApiResult<Json2<Value>> {
+    responses((status = 200, body = UsersResponse)))]
+async fn list_users(State(s): St, _a: Admin) -> ApiResult<Json2<UsersResponse>> {
     let users = s.repo.users().await?;
-    Ok(Json2(json!({ "items": users })))
+    Ok(Json2(UsersResponse {
+        items: users
+            .into_iter()
+            .map(|u| UserView {
+                id: u.id,
+                username: u.username,
+                role: u.role.as_str().into(),
+                must_change_password: u.must_change_password,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    id: i64,
+    username: String,
+    role: String,
+    must_change_password: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsersResponse {
+    items: Vec<UserView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUser {
+    username: String,
+    role: String,
+    must_change_password: bool,
+    /// The generated password, shown this once (null when one was given).
+    one_time_password: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -1293,12 +1553,12 @@ fn valid_username(u: &str) -> bool {
 
 /// Create a user (admin).
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
-    request_body = CreateUserBody, responses((status = 201), (status = 400), (status = 409)))]
+    request_body = CreateUserBody, responses((status = 201, body = CreatedUser), (status = 400), (status = 409)))]
 async fn create_user(
     State(s): St,
     Admin(c): Admin,
     Json(b): Json<CreateUserBody>,
-) -> ApiResult<(StatusCode, Json2<Value>)> {
+) -> ApiResult<(StatusCode, Json2<CreatedUser>)> {
     if !valid_username(&b.username) {
         return Err(bad(&s, "username: 1..=64 of A-Z a-z 0-9 . _ - @"));
     }
@@ -1321,10 +1581,12 @@ async fn create_user(
     tracing::info!(user = %b.username, role = role.as_str(), by = %c.sub, "user created");
     Ok((
         StatusCode::CREATED,
-        Json2(
-            json!({"username": b.username, "role": role.as_str(), "must_change_password": true,
-                     "one_time_password": generated.then_some(password)}),
-        ),
+        Json2(CreatedUser {
+            username: b.username,
+            role: role.as_str().into(),
+            must_change_password: true,
+            one_time_password: generated.then_some(password),
+        }),
     ))
 }
 
@@ -1388,7 +1650,7 @@ async fn delete_user(
 /// Change a user's role (admin). The last admin cannot be demoted.
 #[utoipa::path(put, path = "/api/v1/users/{username}/role", tag = "admin", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = RoleBody,
-    responses((status = 200), (status = 400), (status = 404), (status = 409)))]
+    responses((status = 200, body = RoleResponse), (status = 400), (status = 404), (status = 409)))]
 async fn set_role(
     State(s): St,
     Admin(c): Admin,
@@ -1430,12 +1692,12 @@ async fn set_role(
 
 /// Reset a user's password to a generated one-time password (admin); returned once.
 #[utoipa::path(post, path = "/api/v1/users/{username}/password", tag = "admin", security(("bearer" = [])),
-    params(("username" = String, Path)), responses((status = 200), (status = 404)))]
+    params(("username" = String, Path)), responses((status = 200, body = CreatedUser), (status = 404)))]
 async fn reset_password(
     State(s): St,
     Admin(c): Admin,
     Path(username): Path<String>,
-) -> ApiResult<Json2<Value>> {
+) -> ApiResult<Json2<CreatedUser>> {
     let password = auth::generate_password();
     let pw = password.clone();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
@@ -1447,9 +1709,18 @@ async fn reset_password(
     }
     s.forget_user(&username);
     tracing::info!(user = %username, by = %c.sub, "password reset");
-    Ok(Json2(
-        json!({"username": username, "one_time_password": password, "must_change_password": true}),
-    ))
+    let role = s
+        .repo
+        .user(&username)
+        .await?
+        .map(|u| u.role.as_str().to_owned())
+        .unwrap_or_default();
+    Ok(Json2(CreatedUser {
+        username,
+        role,
+        must_change_password: true,
+        one_time_password: Some(password),
+    }))
 }
 
 /// Runtime settings (admin).

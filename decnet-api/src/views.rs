@@ -12,7 +12,7 @@ pub fn ts(ns: i64) -> String {
     format_ts(ns)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub ts: String,
@@ -23,6 +23,7 @@ pub struct EventView {
     pub attacker_port: Option<u16>,
     /// The event's fields (the JSON object as stored, passed through; a string if it is not
     /// JSON).
+    #[schema(value_type = Object)]
     pub fields: Box<serde_json::value::RawValue>,
     /// The raw line (listings include it only when asked).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,7 +56,7 @@ pub fn event_json(e: &Event) -> String {
     serde_json::to_string(&EventView::from(e)).unwrap_or_default()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttackerView {
     pub id: i64,
     pub ip: String,
@@ -87,7 +88,7 @@ impl From<&AttackerRow> for AttackerView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: i64,
     pub attacker_ip: String,
@@ -119,7 +120,7 @@ impl From<&SessionRow> for SessionView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CredentialView {
     pub id: i64,
     pub attacker_ip: String,
@@ -152,7 +153,7 @@ impl From<&Credential> for CredentialView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FlowView {
     pub id: i64,
     pub bridge: String,
@@ -194,7 +195,7 @@ impl From<&FlowRow> for FlowView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TouchView {
     pub decky: String,
     pub service: String,
@@ -213,7 +214,7 @@ impl From<&Touch> for TouchView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FingerprintView {
     pub kind: String,
     pub value: String,
@@ -234,7 +235,7 @@ impl From<&Fingerprint> for FingerprintView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeckyView {
     pub name: String,
     pub ip: String,
@@ -248,7 +249,7 @@ pub struct DeckyView {
     pub last_event: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeckyServiceView {
     pub service: String,
     pub port: u16,

@@ -168,10 +168,10 @@ async fn filters_and_pagination(b: Backend) {
     assert_eq!(p["items"].as_array().unwrap().len(), 15);
     let (_, p) = s.get("/api/v1/flows?dst_port=1003", v).await;
     assert_eq!(p["items"].as_array().unwrap().len(), 1);
+    // Scans are the correlator's (tests/security.rs seeds and pages them); attacker 3's 15
+    // ports of raw flows are not recomputed into one here.
     let (_, p) = s.get("/api/v1/scans", v).await;
-    assert_eq!(p["items"].as_array().unwrap().len(), 1, "{p}");
-    assert_eq!(p["items"][0]["src_ip"], attacker(3).to_string());
-    assert_eq!(p["items"][0]["ports"], 15);
+    assert_eq!(p["items"].as_array().unwrap().len(), 0, "{p}");
     let (_, p) = s.get("/api/v1/deckies", v).await;
     let d0 = p["items"]
         .as_array()

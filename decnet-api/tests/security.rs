@@ -623,7 +623,12 @@ async fn correlator_tables_are_served(b: Backend) {
         panic!("{path}: more than 20 pages");
     }
     let scans = walk(&s, "/api/v1/scans", &|i| {
-        format!("{} {} {}", i["attacker_ip"].as_str().unwrap(), i["kind"], i["started"])
+        format!(
+            "{} {} {}",
+            i["attacker_ip"].as_str().unwrap(),
+            i["kind"],
+            i["started"]
+        )
     })
     .await;
     assert_eq!(scans.len(), 6, "detected episodes only: {scans:?}");
@@ -635,7 +640,11 @@ async fn correlator_tables_are_served(b: Backend) {
         .await;
     let items = p["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{p}");
-    assert!(items.iter().all(|i| i["kind"] == "udp" && i["attacker_ip"] == "203.0.113.3"));
+    assert!(
+        items
+            .iter()
+            .all(|i| i["kind"] == "udp" && i["attacker_ip"] == "203.0.113.3")
+    );
     assert_eq!(items[0]["ports"], json!([22, 80, 443]));
     assert_eq!(s.get("/api/v1/scans?kind=xmas", v).await.0, 422);
     assert_eq!(s.get("/api/v1/scans?cursor=zzz", v).await.0, 400);
@@ -652,7 +661,12 @@ async fn correlator_tables_are_served(b: Backend) {
     assert_eq!(p["items"][0]["hops"][1]["decky"], "decky-1", "{p}");
 
     let pv = walk(&s, "/api/v1/pivots", &|i| {
-        format!("{}>{}:{}", i["src_decky"].as_str().unwrap(), i["dst_decky"].as_str().unwrap(), i["dst_port"])
+        format!(
+            "{}>{}:{}",
+            i["src_decky"].as_str().unwrap(),
+            i["dst_decky"].as_str().unwrap(),
+            i["dst_port"]
+        )
     })
     .await;
     let mut uniq = pv.clone();
@@ -681,4 +695,110 @@ async fn correlator_tables_are_served_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlator_tables_are_served_mysql() {
     correlator_tables_are_served(Backend::MySql).await;
+}
+
+/// `/api/v1/health` comes from the workers' heartbeats: no worker → 503 `no_workers`; a live
+/// lease → 200 `ok`; a lease whose heartbeat stopped (its process died) → 503 `degraded`
+/// naming it, and `/api/v1/workers` says it is not alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_comes_from_worker_heartbeats() {
+    use decnet_core::repo::LeaseHolder;
+    let s = Server::start(Backend::Sqlite, "sec_health", test_config()).await;
+    let (st, h) = s.get("/api/v1/health", None).await;
+    assert_eq!((st, h["status"].as_str()), (503, Some("no_workers")), "{h}");
+    // A lease taken once and never heartbeaten again: alive now, stale after 15 s.
+    let who = LeaseHolder {
+        kind: "correlator".into(),
+        host: "h1".into(),
+        holder: "h1:4242:1".into(),
+        pid: 4242,
+    };
+    s.repo
+        .acquire_lease(&who, Duration::from_secs(15))
+        .await
+        .unwrap();
+    let (st, h) = s.get("/api/v1/health", None).await;
+    assert_eq!((st, h["status"].as_str()), (200, Some("ok")), "{h}");
+    assert_eq!(h["workers"][0]["kind"], "correlator");
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let (st, h) = s.get("/api/v1/health", None).await;
+    assert_eq!((st, h["status"].as_str()), (503, Some("degraded")), "{h}");
+    assert_eq!(h["stale"], json!(["correlator@h1"]));
+    let (_, w) = s.get("/api/v1/workers", Some(&s.viewer)).await;
+    assert_eq!(w["leases"][0]["alive"], false, "{w}");
+    s.stop().await;
+}
+
+/// The OpenAPI document declares every error a route can answer (with the error body) and
+/// types every JSON response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_declares_errors_and_types_responses() {
+    let s = Server::start(Backend::Sqlite, "sec_openapi", test_config()).await;
+    let (st, doc) = s.get("/api/v1/openapi.json", Some(&s.viewer)).await;
+    assert_eq!(st, 200);
+    let mut untyped = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let r = &op["responses"];
+            let tag = op["tags"][0].as_str().unwrap();
+            if tag != "public" {
+                assert!(
+                    r["401"]["headers"]["WWW-Authenticate"].is_object(),
+                    "{method} {path}"
+                );
+            }
+            if tag == "viewer" || tag == "admin" {
+                assert!(r["403"].is_object(), "{method} {path}");
+            }
+            if op["requestBody"].is_object() {
+                for code in ["400", "413", "415", "422"] {
+                    assert!(r[code].is_object(), "{method} {path} {code}");
+                }
+            }
+            if op["parameters"].as_array().is_some_and(|p| !p.is_empty()) {
+                assert!(r["422"].is_object(), "{method} {path}");
+            }
+            for (code, resp) in r.as_object().unwrap() {
+                // Health's 503 is its own body (what is unhealthy); every other error is the
+                // error body.
+                let own = path == "/api/v1/health" && code == "503";
+                if (code.starts_with('4') || code.starts_with('5')) && !own {
+                    assert_eq!(
+                        resp["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {code}"
+                    );
+                }
+                if code.starts_with('2') && resp["content"]["application/json"].is_object() {
+                    continue;
+                }
+                if code.starts_with('2') && resp["content"].as_object().is_none_or(|c| c.is_empty())
+                {
+                    untyped.push(format!("{method} {path} {code}"));
+                }
+            }
+        }
+    }
+    // The attacker page and stats are assembled JSON (typed as objects) and the decky action
+    // is another helper's; everything else names its schema.
+    untyped.retain(|u| !u.contains("/deckies/{name}/actions"));
+    assert!(
+        untyped.is_empty(),
+        "responses without a schema: {untyped:?}"
+    );
+    let limit = doc["paths"]["/api/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(500)),
+        "{limit}"
+    );
+    let rt = &doc["components"]["schemas"]["RuntimeConfig"]["properties"]["token_lifetime_secs"];
+    assert_eq!(rt["maximum"], 604800, "{rt}");
+    s.stop().await;
 }
