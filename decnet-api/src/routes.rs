@@ -1005,7 +1005,7 @@ fn split_cursor<'a>(s: &AppState, c: &'a Option<String>) -> ApiResult<Option<(i6
 }
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 || h.len() > 512 {
+    if !h.len().is_multiple_of(2) || h.len() > 512 {
         return None;
     }
     (0..h.len())
