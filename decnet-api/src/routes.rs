@@ -696,7 +696,7 @@ pub struct AttackerQuery {
     sort: Option<String>,
     /// Addresses starting with this.
     ip: Option<String>,
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     min_events: Option<u64>,
     /// 1..=500, default 50.
     #[param(minimum = 1, maximum = 500)]
@@ -748,6 +748,10 @@ async fn list_attackers(
         Some("events") => AttackerSort::Events,
         Some(_) => return Err(bad(&s, "sort: last_seen or events")),
     };
+    // Stored counts are signed 64-bit: a bound beyond them is outside the schema, not "none".
+    if q.min_events.is_some_and(|n| i64::try_from(n).is_err()) {
+        return Err(unprocessable(&s, "min_events: 0..=9223372036854775807"));
+    }
     if q.ip.as_deref().is_some_and(|p| p.len() > 45) {
         return Err(bad(&s, "ip: longer than an address"));
     }
