@@ -458,6 +458,7 @@ fn correlator_config(batch: u32) -> CorrelatorConfig {
         batch,
         flow_settle_ns: 0,
         host: "test-host".into(),
+        own_addresses: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! it ([`Pending`]); a viewer on an admin route → 403.
 use std::{
     collections::{HashMap, VecDeque},
+    net::IpAddr,
     path::Path,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -36,6 +37,10 @@ pub const MIN_SECRET: usize = 32;
 /// Longest username and password accepted (bytes).
 pub const MAX_USERNAME: usize = 64;
 pub const MAX_PASSWORD: usize = 1024;
+/// The longest token lifetime (seconds); a token claiming longer is refused.
+pub const MAX_LIFETIME: i64 = 7 * 86_400;
+/// How far in the future a token's `iat` may be (seconds) and still be accepted.
+pub const CLOCK_SKEW: i64 = 60;
 
 /// What a token says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,8 +52,8 @@ pub struct Claims {
     /// Issued at, Unix seconds.
     pub iat: i64,
     pub exp: i64,
-    /// Issued at, Unix nanoseconds (orders tokens against revocations).
-    pub iatn: i64,
+    /// The user's token generation when it was issued (see `decnet_core::repo::users`).
+    pub tgen: i64,
 }
 
 impl Claims {
@@ -79,10 +84,10 @@ impl Keys {
         user: &str,
         role: Role,
         mcp: bool,
+        generation: i64,
         lifetime: Duration,
     ) -> Result<(String, i64), ApiError> {
-        let now = now_ns();
-        let iat = now / 1_000_000_000;
+        let iat = now_ns() / 1_000_000_000;
         let exp = iat + i64::try_from(lifetime.as_secs()).unwrap_or(3600).max(1);
         let claims = Claims {
             sub: user.to_owned(),
@@ -90,20 +95,28 @@ impl Keys {
             mcp,
             iat,
             exp,
-            iatn: now,
+            tgen: generation,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
             .map_err(ApiError::internal)?;
         Ok((token, exp))
     }
 
+    /// The claims of a token we signed that is valid now: not expired, not issued in the
+    /// future (beyond [`CLOCK_SKEW`]) and not living longer than [`MAX_LIFETIME`].
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 0;
-        v.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
-            .ok()
-            .map(|d| d.claims)
+        v.set_required_spec_claims(&["exp", "sub", "iat"]);
+        let c = jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
+            .ok()?
+            .claims;
+        let now = now_ns() / 1_000_000_000;
+        let sane = c.iat <= now + CLOCK_SKEW
+            && c.exp > c.iat
+            && c.exp - c.iat <= MAX_LIFETIME
+            && c.exp <= now + MAX_LIFETIME;
+        sane.then_some(c)
     }
 }
 
@@ -283,58 +296,152 @@ pub async fn bootstrap_admin(
     Ok(generated.then_some(hash.1))
 }
 
-/// Sliding-window login limit, per client address and per username. Memory is bounded: at most
-/// [`RateLimiter::MAX_KEYS`] keys per map (expired ones are pruned first; beyond that new keys
-/// are refused, which fails closed).
+/// The login (and password-check) limiter. Only failed attempts count:
+///
+/// - per (client address, username): after `max` failures within `window` of each other, that
+///   pair is refused for `window`, doubled for every further failure (capped at
+///   [`LoginLimiter::MAX_BACKOFF`]); a success clears the pair. Nobody can lock a user out from
+///   an address that is not theirs.
+/// - globally: at most `global_max` failures within `window` across every pair (a distributed
+///   guessing run); beyond that every attempt is refused until the window slides.
+///
+/// Memory is bounded: at most [`LoginLimiter::MAX_KEYS`] pairs (idle ones are pruned first;
+/// beyond that new pairs are refused, which fails closed).
 #[derive(Default)]
-pub struct RateLimiter {
-    by_ip: Mutex<HashMap<String, VecDeque<Instant>>>,
-    by_user: Mutex<HashMap<String, VecDeque<Instant>>>,
+pub struct LoginLimiter {
+    pairs: Mutex<HashMap<(IpAddr, String), Failures>>,
+    global: Mutex<VecDeque<Instant>>,
 }
 
-impl RateLimiter {
+struct Failures {
+    count: u32,
+    last: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// The limits a [`LoginLimiter`] applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max: u32,
+    pub window: Duration,
+    pub global_max: u32,
+}
+
+impl LoginLimiter {
     pub const MAX_KEYS: usize = 100_000;
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
 
-    /// Records an attempt; `Err(seconds to wait)` if either key is over `max` in `window`.
-    pub fn attempt(&self, ip: &str, user: &str, max: u32, window: Duration) -> Result<(), u64> {
+    /// `Err(seconds to wait)` if `(ip, user)` is locked or the global bound is reached. Counts
+    /// nothing: report the outcome with [`LoginLimiter::failed`] or
+    /// [`LoginLimiter::succeeded`].
+    pub fn check(&self, ip: IpAddr, user: &str, l: Limits) -> Result<(), u64> {
         let now = Instant::now();
-        let a = Self::check(&self.by_ip, ip, max, window, now);
-        let b = Self::check(&self.by_user, user, max, window, now);
-        match (a, b) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(x), Err(y)) => Err(x.max(y)),
-            (Err(x), _) | (_, Err(x)) => Err(x),
-        }
-    }
-
-    fn check(
-        map: &Mutex<HashMap<String, VecDeque<Instant>>>,
-        key: &str,
-        max: u32,
-        window: Duration,
-        now: Instant,
-    ) -> Result<(), u64> {
-        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
-        if !m.contains_key(key) && m.len() >= Self::MAX_KEYS {
-            m.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
-            if m.len() >= Self::MAX_KEYS {
-                return Err(window.as_secs().max(1));
+        {
+            let m = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(f) = m.get(&(ip, user.to_owned()))
+                && let Some(until) = f.locked_until
+                && until > now
+            {
+                return Err(until.duration_since(now).as_secs() + 1);
             }
         }
-        let q = m.entry(key.to_owned()).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
-            q.pop_front();
+        let mut g = self.global.lock().unwrap_or_else(|p| p.into_inner());
+        while g
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= l.window)
+        {
+            g.pop_front();
         }
-        if q.len() >= max as usize {
-            let wait = q
+        if g.len() >= l.global_max as usize {
+            let wait = g
                 .front()
-                .map(|t| window.saturating_sub(now.duration_since(*t)).as_secs() + 1)
+                .map(|t| l.window.saturating_sub(now.duration_since(*t)).as_secs() + 1)
                 .unwrap_or(1);
             return Err(wait);
         }
-        q.push_back(now);
         Ok(())
     }
+
+    /// Records a failed attempt; returns the lock-out now in force (seconds), if any.
+    pub fn failed(&self, ip: IpAddr, user: &str, l: Limits) -> Option<u64> {
+        let now = Instant::now();
+        {
+            let mut g = self.global.lock().unwrap_or_else(|p| p.into_inner());
+            while g
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= l.window)
+            {
+                g.pop_front();
+            }
+            if g.len() < l.global_max as usize {
+                g.push_back(now);
+            }
+        }
+        let mut m = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (ip, user.to_owned());
+        if !m.contains_key(&key) && m.len() >= Self::MAX_KEYS {
+            m.retain(|_, f| {
+                f.locked_until.is_some_and(|u| u > now) || now.duration_since(f.last) < l.window
+            });
+            if m.len() >= Self::MAX_KEYS {
+                return Some(l.window.as_secs().max(1));
+            }
+        }
+        let f = m.entry(key).or_insert(Failures {
+            count: 0,
+            last: now,
+            locked_until: None,
+        });
+        if now.duration_since(f.last) >= l.window && f.locked_until.is_none_or(|u| u <= now) {
+            f.count = 0;
+        }
+        f.count = f.count.saturating_add(1);
+        f.last = now;
+        if f.count >= l.max {
+            let doublings = (f.count - l.max).min(20);
+            let lock = l
+                .window
+                .saturating_mul(1u32 << doublings)
+                .min(Self::MAX_BACKOFF);
+            f.locked_until = Some(now + lock);
+            return Some(lock.as_secs().max(1));
+        }
+        None
+    }
+
+    /// A success: forgets the pair's failures.
+    pub fn succeeded(&self, ip: IpAddr, user: &str) {
+        self.pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(ip, user.to_owned()));
+    }
+}
+
+/// The client's address: the peer's, or — when the peer is one of `trusted` proxies — the
+/// right-most address in `X-Forwarded-For` that is not a trusted proxy (the left part of the
+/// header is whatever the client wrote, so it is never believed).
+pub fn client_ip(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else {
+            return peer;
+        };
+        for part in v.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A hop we cannot read: stop believing the header at that point.
+                Err(_) => hops.clear(),
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
 }
 
 /// Any authenticated user, including one who must still change the password.
@@ -368,9 +475,7 @@ impl FromRequestParts<Arc<AppState>> for Pending {
             .keys
             .verify(token)
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
-        if state.is_revoked(&claims) {
-            return Err(ApiError::unauthorized("token revoked: log in again"));
-        }
+        state.check_current(&claims).await?;
         Ok(Pending(claims))
     }
 }
@@ -428,7 +533,7 @@ mod tests {
     fn tokens_round_trip_and_expire() {
         let k = Keys::new(&[7u8; 32]);
         let (t, _) = k
-            .issue("bob", Role::Viewer, false, Duration::from_secs(60))
+            .issue("bob", Role::Viewer, false, 0, Duration::from_secs(60))
             .unwrap();
         let c = k.verify(&t).unwrap();
         assert_eq!(
@@ -442,15 +547,90 @@ mod tests {
     }
 
     #[test]
-    fn limiter_counts_per_ip_and_per_user() {
-        let l = RateLimiter::default();
-        let w = Duration::from_secs(60);
-        for _ in 0..3 {
-            assert!(l.attempt("1.1.1.1", "a", 3, w).is_ok());
+    fn limiter_counts_failures_per_address_and_user_with_backoff() {
+        let l = LoginLimiter::default();
+        let lim = Limits {
+            max: 3,
+            window: Duration::from_secs(60),
+            global_max: 10,
+        };
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        for _ in 0..10 {
+            assert!(
+                l.check(a, "alice", lim).is_ok(),
+                "successes are not counted"
+            );
+            l.succeeded(a, "alice");
         }
-        assert!(l.attempt("1.1.1.1", "b", 3, w).is_err(), "same ip");
-        assert!(l.attempt("2.2.2.2", "a", 3, w).is_err(), "same user");
-        assert!(l.attempt("2.2.2.2", "c", 3, w).is_ok());
+        assert_eq!(l.failed(a, "alice", lim), None);
+        assert_eq!(l.failed(a, "alice", lim), None);
+        assert_eq!(
+            l.failed(a, "alice", lim),
+            Some(60),
+            "third failure locks the pair"
+        );
+        assert!(l.check(a, "alice", lim).unwrap_err() >= 59);
+        assert!(
+            l.check(b, "alice", lim).is_ok(),
+            "another address is not locked"
+        );
+        assert!(l.check(a, "bob", lim).is_ok(), "another user is not locked");
+        assert_eq!(l.failed(a, "alice", lim), Some(120), "backoff doubles");
+        assert_eq!(l.failed(a, "alice", lim), Some(240));
+        // Global bound: 10 failures in the window across all pairs (5 so far).
+        for i in 0..5 {
+            l.failed(b, &format!("u{i}"), lim);
+        }
+        assert!(l.check(b, "carol", lim).is_err(), "global bound");
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        use axum::http::HeaderMap;
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "198.51.100.7".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        assert_eq!(client_ip(other, &h, &[proxy]), other, "untrusted peer");
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "right-most hop, not the client-written left part"
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
+    }
+
+    #[test]
+    fn far_future_tokens_are_refused() {
+        let secret = [7u8; 32];
+        let k = Keys::new(&secret);
+        let now = now_ns() / 1_000_000_000;
+        let forge = |iat: i64, exp: i64| {
+            let c = Claims {
+                sub: "bob".into(),
+                role: "admin".into(),
+                mcp: false,
+                iat,
+                exp,
+                tgen: 0,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &c,
+                &EncodingKey::from_secret(&secret),
+            )
+            .unwrap()
+        };
+        assert!(k.verify(&forge(now, now + 60)).is_some());
+        assert!(
+            k.verify(&forge(now, now + 100 * 365 * 86_400)).is_none(),
+            "far-future exp"
+        );
+        assert!(
+            k.verify(&forge(now + 86_400, now + 2 * 86_400)).is_none(),
+            "future iat"
+        );
+        assert!(k.verify(&forge(now - 10, now - 1)).is_none(), "expired");
     }
 
     #[test]

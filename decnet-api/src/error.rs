@@ -46,6 +46,10 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
+    /// A parameter outside its schema (range, enum).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
     /// An internal failure: the cause is logged under a fresh id, the client sees only the id.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         ApiError {
@@ -77,6 +81,13 @@ impl IntoResponse for ApiError {
             self.message.as_str()
         };
         let mut resp = (self.status, Json(Body { error: message, id })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §15.5.2: a 401 names the scheme that would work.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"decnet\""),
+            );
+        }
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {

@@ -27,7 +27,7 @@ pub mod views;
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, OnceLock, RwLock},
     time::{Duration, Instant},
 };
@@ -40,12 +40,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use decnet_core::{Repository, time_fmt::now_ns};
+use decnet_core::{Repository, model::Role, repo::username_key};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use crate::{
-    auth::{Claims, Keys, RateLimiter},
+    auth::{Claims, Keys, Limits, LoginLimiter},
     error::ApiError,
     metrics::Metrics,
     stream::Hub,
@@ -56,14 +56,22 @@ use crate::{
 pub struct WebConfig {
     /// How long a token is valid.
     pub token_lifetime: Duration,
-    /// Login attempts per client address and per username in `login_window`.
+    /// Failed logins per (client address, username) within `login_window` before that pair is
+    /// locked out (for `login_window`, doubled by every further failure).
     pub login_max_attempts: u32,
     pub login_window: Duration,
+    /// Failed logins within `login_window` across all addresses and users before every login
+    /// is refused until the window slides.
+    pub login_global_max: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (the client address of a login).
+    pub trusted_proxies: Vec<IpAddr>,
     /// How often the live feed looks for new rows.
     pub stream_poll: Duration,
     /// Messages a live-feed client may fall behind before it is dropped.
     pub stream_buffer: usize,
     pub max_stream_clients: usize,
+    /// Live-feed connections one user may hold.
+    pub max_stream_clients_per_user: usize,
     /// Largest request body, bytes.
     pub max_body: usize,
     /// A static bearer token that may also read `/metrics` (for Prometheus).
@@ -79,9 +87,12 @@ impl Default for WebConfig {
             token_lifetime: Duration::from_secs(3600),
             login_max_attempts: 10,
             login_window: Duration::from_secs(300),
+            login_global_max: 1000,
+            trusted_proxies: Vec::new(),
             stream_poll: Duration::from_millis(500),
             stream_buffer: 1024,
             max_stream_clients: 256,
+            max_stream_clients_per_user: 8,
             max_body: 16 * 1024,
             metrics_token: None,
             list_cache: Duration::from_millis(1000),
@@ -92,22 +103,56 @@ impl Default for WebConfig {
 /// Settings an admin may change at runtime (`PUT /api/v1/config`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RuntimeConfig {
+    #[schema(minimum = 60, maximum = 604800)]
     pub token_lifetime_secs: u64,
+    /// Failed logins per (address, username) before a lock-out.
+    #[schema(minimum = 1, maximum = 10000)]
     pub login_max_attempts: u32,
+    #[schema(minimum = 1, maximum = 86400)]
     pub login_window_secs: u64,
+    /// Failed logins across everyone in the window before all logins wait.
+    #[serde(default = "default_global_max")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub login_global_max: u32,
+    #[schema(minimum = 50, maximum = 60000)]
     pub stream_poll_ms: u64,
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_stream_clients: usize,
+    /// Live-feed connections one user may hold.
+    #[serde(default = "default_per_user")]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_stream_clients_per_user: usize,
 }
+
+fn default_global_max() -> u32 {
+    WebConfig::default().login_global_max
+}
+
+fn default_per_user() -> usize {
+    WebConfig::default().max_stream_clients_per_user
+}
+
+/// How long a user's token generation is remembered before it is read again (another `decnet
+/// web` process's revocations take effect within this; this process's at once).
+pub const USER_CACHE: Duration = Duration::from_secs(1);
+
+/// What a token is checked against: (token generation, role, must change password).
+type Current = Option<(i64, Role, bool)>;
 
 /// Everything the handlers share.
 pub struct AppState {
     pub repo: Repository,
     pub keys: Keys,
-    pub limiter: RateLimiter,
+    /// Failed logins.
+    pub limiter: LoginLimiter,
+    /// Failed current-password checks of `POST /auth/password`.
+    pub pw_limiter: LoginLimiter,
+    pub trusted_proxies: Vec<IpAddr>,
     pub runtime: RwLock<RuntimeConfig>,
-    /// Tokens of these users issued before this time (ns) are refused (password reset, role
-    /// change, password change).
-    pub revoked: RwLock<HashMap<String, i64>>,
+    /// Users' current token generations, by username key, read at most [`USER_CACHE`] ago.
+    pub users: std::sync::Mutex<HashMap<String, (Instant, Current)>>,
+    /// Live-feed connections per user.
+    pub stream_users: Arc<std::sync::Mutex<HashMap<String, usize>>>,
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
     /// argon2 runs at most this many at once (each takes ≈19 MiB and tens of ms).
@@ -129,19 +174,58 @@ impl AppState {
             .clone()
     }
 
-    pub fn is_revoked(&self, c: &Claims) -> bool {
-        self.revoked
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&c.sub)
-            .is_some_and(|t| *t > c.iatn)
+    pub fn login_limits(&self) -> Limits {
+        let rt = self.runtime();
+        Limits {
+            max: rt.login_max_attempts,
+            window: Duration::from_secs(rt.login_window_secs),
+            global_max: rt.login_global_max,
+        }
     }
 
-    pub fn revoke(&self, user: &str) {
-        self.revoked
-            .write()
+    /// `Ok` if the token's user still exists and its token generation, role and
+    /// password-change flag are the ones the token was issued with (a password change or reset,
+    /// a role change and deletion all revoke, persistently).
+    pub async fn check_current(&self, c: &Claims) -> Result<(), ApiError> {
+        let key = username_key(&c.sub);
+        let cached = self
+            .users
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(user.to_owned(), now_ns());
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < USER_CACHE)
+            .map(|(_, v)| *v);
+        let cur = match cached {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .repo
+                    .user(&c.sub)
+                    .await?
+                    .map(|u| (u.token_generation, u.role, u.must_change_password));
+                let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                if m.len() >= 10_000 {
+                    m.clear();
+                }
+                m.insert(key, (Instant::now(), v));
+                v
+            }
+        };
+        match cur {
+            None => Err(ApiError::unauthorized("the token's user no longer exists")),
+            Some((g, role, mcp)) if g != c.tgen || role != c.role() || mcp != c.mcp => {
+                Err(ApiError::unauthorized("token revoked: log in again"))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Forgets what [`AppState::check_current`] remembers of `user` (after changing it).
+    pub fn forget_user(&self, user: &str) {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&username_key(user));
     }
 }
 
@@ -235,15 +319,20 @@ impl Web {
         let state = Arc::new(AppState {
             repo,
             keys: Keys::new(jwt_secret),
-            limiter: RateLimiter::default(),
+            limiter: LoginLimiter::default(),
+            pw_limiter: LoginLimiter::default(),
+            trusted_proxies: cfg.trusted_proxies.clone(),
             runtime: RwLock::new(RuntimeConfig {
                 token_lifetime_secs: cfg.token_lifetime.as_secs().max(1),
                 login_max_attempts: cfg.login_max_attempts.max(1),
                 login_window_secs: cfg.login_window.as_secs().max(1),
+                login_global_max: cfg.login_global_max.max(1),
                 stream_poll_ms: u64::try_from(cfg.stream_poll.as_millis()).unwrap_or(500),
                 max_stream_clients: cfg.max_stream_clients,
+                max_stream_clients_per_user: cfg.max_stream_clients_per_user.max(1),
             }),
-            revoked: RwLock::new(HashMap::new()),
+            users: Default::default(),
+            stream_users: Default::default(),
             hub,
             metrics: Metrics::default(),
             hash_slots: Semaphore::new(2),
@@ -255,7 +344,10 @@ impl Web {
             started: Instant::now(),
             bad_requests: Default::default(),
         });
-        let (api, openapi) = routes::router().split_for_parts();
+        let (api, mut openapi) = routes::router().split_for_parts();
+        // Error responses are declared over the assembled paths (the routes are merged after
+        // the document's own modifiers ran).
+        routes::declare_errors(&mut openapi);
         let _ = state
             .openapi
             .set(openapi.to_json().unwrap_or_else(|_| "{}".into()));
@@ -352,7 +444,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
-            Err(e) => Err(ApiError::bad_request(e.body_text())),
+            // A parameter that does not fit its schema (type or range, e.g. `limit=-1`,
+            // `dst_port=70000`): 422 with axum's message naming the parameter.
+            Err(e) => Err(ApiError::unprocessable(e.body_text())),
         }
     }
 }

@@ -12,7 +12,7 @@ use decnet_core::{
     model::Role,
     repo::{
         AttackerCursor, AttackerFilter, AttackerSort, Bucket, CredentialFilter, EventFilter,
-        FlowFilter, MAX_PAGE, SessionFilter, TopColumn,
+        FlowFilter, MAX_PAGE, SessionFilter, TopColumn, username_key,
     },
     time_fmt::{now_ns, parse_ts},
 };
@@ -28,8 +28,8 @@ use crate::{
     error::{ApiError, ApiResult},
     metrics::{esc, metric_name},
     views::{
-        AttackerView, CredentialView, DeckyView, EventView, FingerprintView, FlowView, SessionView,
-        TouchView, ts,
+        AttackerView, CredentialReuseView, CredentialView, DeckyView, EventView, FingerprintView,
+        FlowView, PivotView, ScanView, SessionView, TouchView, TraversalView, ts,
     },
 };
 
@@ -66,6 +66,132 @@ impl Modify for Bearer {
     }
 }
 
+/// An error response's body.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, safe to show (internal failures say only `internal error`).
+    error: String,
+    /// Ties the response to the server's log line.
+    id: String,
+}
+
+/// Declares the errors every operation can answer, with [`ErrorBody`]: 401 (with
+/// `WWW-Authenticate`) and 403 where a token is needed, 400/413/415/422 where a JSON body is
+/// read, 400/422 where parameters are, 429 where a limiter applies, 500 everywhere.
+struct Errors;
+
+impl Modify for Errors {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, Ref, RefOr, ResponseBuilder,
+            header::HeaderBuilder,
+            schema::{ObjectBuilder, Type},
+        };
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.schemas.insert(
+            "ErrorBody".into(),
+            <ErrorBody as utoipa::PartialSchema>::schema(),
+        );
+        let err = |code: &str, desc: &str| {
+            let mut r = ResponseBuilder::new().description(desc).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            );
+            if code == "401" {
+                r = r.header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some("`Bearer realm=\"decnet\"`"))
+                        .build(),
+                );
+            }
+            if code == "429" {
+                r = r.header(
+                    "Retry-After",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                        .description(Some("Seconds to wait"))
+                        .build(),
+                );
+            }
+            r.build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .cloned()
+                    .unwrap_or_default();
+                let mut codes: Vec<(&str, &str)> = Vec::new();
+                if tag != "public" {
+                    codes.push(("401", "No token, or an invalid, expired or revoked one"));
+                }
+                if tag == "viewer" || tag == "admin" {
+                    codes.push((
+                        "403",
+                        "The role does not allow it, or the password must be changed first",
+                    ));
+                }
+                if op.request_body.is_some() {
+                    codes.push(("400", "Malformed JSON or an invalid value"));
+                    codes.push(("413", "Body too large"));
+                    codes.push(("415", "Content-Type is not application/json"));
+                    codes.push(("422", "The JSON does not match the schema"));
+                }
+                if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+                    codes.push(("400", "An invalid parameter"));
+                    codes.push(("422", "A parameter outside its schema (type, range, enum)"));
+                }
+                if matches!(
+                    path.as_str(),
+                    "/api/v1/auth/login" | "/api/v1/auth/password" | "/api/v1/stream"
+                ) {
+                    codes.push(("429", "Too many failed attempts or connections"));
+                }
+                codes.push(("500", "Internal error (the id is in the server's log)"));
+                let r = &mut op.responses.responses;
+                for (code, desc) in codes {
+                    r.entry(code.into())
+                        .or_insert_with(|| RefOr::T(err(code, desc)));
+                }
+                // Error statuses declared by the handlers without a body get the error body.
+                for (code, resp) in r.iter_mut() {
+                    if let RefOr::T(x) = resp
+                        && (code.starts_with('4') || code.starts_with('5'))
+                        && x.content.is_empty()
+                    {
+                        let desc = if x.description.is_empty() {
+                            "Error".to_owned()
+                        } else {
+                            x.description.clone()
+                        };
+                        *resp = RefOr::T(err(code, &desc));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Declares the error responses of every operation of `doc` (see [`Errors`]).
+pub fn declare_errors(doc: &mut utoipa::openapi::OpenApi) {
+    Errors.modify(doc);
+}
+
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(login))
@@ -79,6 +205,9 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_credentials))
         .routes(routes!(list_flows))
         .routes(routes!(list_scans))
+        .routes(routes!(list_traversals))
+        .routes(routes!(list_pivots))
+        .routes(routes!(list_credential_reuse))
         .routes(routes!(list_deckies))
         .routes(routes!(decky_action, decky_actions))
         .routes(routes!(stats))
@@ -87,6 +216,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_users, create_user))
         .routes(routes!(set_role))
         .routes(routes!(reset_password))
+        .routes(routes!(delete_user))
         .routes(routes!(get_config, put_config))
         .routes(routes!(metrics))
         .merge(crate::probes::router())
@@ -104,6 +234,12 @@ pub async fn openapi_json(_v: Viewer, State(s): St) -> Response {
 fn bad(s: &AppState, msg: impl Into<String>) -> ApiError {
     s.bad_requests.fetch_add(1, Ordering::Relaxed);
     ApiError::bad_request(msg)
+}
+
+/// A parameter outside its schema's range or enum: 422.
+fn unprocessable(s: &AppState, msg: impl Into<String>) -> ApiError {
+    s.bad_requests.fetch_add(1, Ordering::Relaxed);
+    ApiError::unprocessable(msg)
 }
 
 // --- auth -------------------------------------------------------------------------------------
@@ -131,25 +267,22 @@ pub struct TokenResponse {
 async fn login(
     State(s): St,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(b): Json<LoginBody>,
 ) -> ApiResult<Json2<TokenResponse>> {
     let rt = s.runtime();
-    let user_key = decnet_core::repo::limits::text(&b.username, MAX_USERNAME).to_lowercase();
-    if let Err(wait) = s.limiter.attempt(
-        &peer.ip().to_string(),
-        &user_key,
-        rt.login_max_attempts,
-        Duration::from_secs(rt.login_window_secs),
-    ) {
-        tracing::warn!(peer = %peer.ip(), "login rate limit hit");
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many login attempts: try again later",
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
+    let limits = s.login_limits();
+    let client = auth::client_ip(peer.ip(), &headers, &s.trusted_proxies);
+    let user_key = username_key(&decnet_core::repo::limits::text(&b.username, MAX_USERNAME));
+    if let Err(wait) = s.limiter.check(client, &user_key, limits) {
+        tracing::warn!(client = %client, "login refused: too many failed attempts");
+        return Err(too_many(
+            "too many failed login attempts: try again later",
+            wait,
+        ));
     }
     if b.username.is_empty() || b.username.len() > MAX_USERNAME || b.password.len() > MAX_PASSWORD {
+        s.limiter.failed(client, &user_key, limits);
         return Err(ApiError::unauthorized("invalid username or password"));
     }
     let user = s.repo.user(&b.username).await?;
@@ -165,16 +298,19 @@ async fn login(
             .map_err(ApiError::internal)?
     };
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(peer = %peer.ip(), "failed login");
+        let locked = s.limiter.failed(client, &user_key, limits);
+        tracing::info!(client = %client, locked_secs = ?locked, "failed login");
         return Err(ApiError::unauthorized("invalid username or password"));
     };
+    s.limiter.succeeded(client, &user_key);
     let (token, exp) = s.keys.issue(
         &user.username,
         user.role,
         user.must_change_password,
+        user.token_generation,
         Duration::from_secs(rt.token_lifetime_secs),
     )?;
-    tracing::info!(user = %user.username, peer = %peer.ip(), "login");
+    tracing::info!(user = %user.username, client = %client, "login");
     Ok(Json2(TokenResponse {
         token,
         expires_at: exp,
@@ -182,6 +318,12 @@ async fn login(
         role: user.role.as_str().into(),
         must_change_password: user.must_change_password,
     }))
+}
+
+fn too_many(msg: &str, wait: u64) -> ApiError {
+    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg);
+    e.retry_after = Some(wait);
+    e
 }
 
 /// axum's JSON response.
@@ -195,11 +337,23 @@ impl<T: Serialize> IntoResponse for Json2<T> {
 
 /// Who the token belongs to.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "pending", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn me(Pending(c): Pending) -> Json2<Value> {
-    Json2(
-        json!({"username": c.sub, "role": c.role, "must_change_password": c.mcp, "expires_at": c.exp}),
-    )
+    responses((status = 200, body = MeResponse)))]
+async fn me(Pending(c): Pending) -> Json2<MeResponse> {
+    Json2(MeResponse {
+        username: c.sub,
+        role: c.role,
+        must_change_password: c.mcp,
+        expires_at: c.exp,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    username: String,
+    role: String,
+    must_change_password: bool,
+    /// Unix seconds.
+    expires_at: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -214,6 +368,8 @@ pub struct PasswordBody {
     request_body = PasswordBody, responses((status = 200, body = TokenResponse), (status = 400), (status = 401)))]
 async fn change_password(
     State(s): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Pending(c): Pending,
     Json(b): Json<PasswordBody>,
 ) -> ApiResult<Json2<TokenResponse>> {
@@ -222,7 +378,19 @@ async fn change_password(
         .user(&c.sub)
         .await?
         .ok_or_else(|| ApiError::unauthorized("no such user"))?;
+    // The current-password check is a password oracle for whoever holds a token: limited like
+    // logins (failed checks per address and user, with backoff).
+    let limits = s.login_limits();
+    let client = auth::client_ip(peer.ip(), &headers, &s.trusted_proxies);
+    let user_key = username_key(&user.username);
+    if let Err(wait) = s.pw_limiter.check(client, &user_key, limits) {
+        return Err(too_many(
+            "too many wrong current passwords: try again later",
+            wait,
+        ));
+    }
     if b.current_password.len() > MAX_PASSWORD {
+        s.pw_limiter.failed(client, &user_key, limits);
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
     let (cur, hash) = (b.current_password.clone(), user.password_hash.clone());
@@ -233,8 +401,10 @@ async fn change_password(
             .map_err(ApiError::internal)?
     };
     if !ok {
+        s.pw_limiter.failed(client, &user_key, limits);
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
+    s.pw_limiter.succeeded(client, &user_key);
     if b.new_password == b.current_password {
         return Err(bad(&s, "the new password must differ from the current one"));
     }
@@ -245,12 +415,18 @@ async fn change_password(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     s.repo.set_password(&c.sub, &new_hash, false).await?;
-    s.revoke(&c.sub);
+    s.forget_user(&c.sub);
+    let user = s
+        .repo
+        .user(&c.sub)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("no such user"))?;
     let rt = s.runtime();
     let (token, exp) = s.keys.issue(
         &user.username,
         user.role,
         false,
+        user.token_generation,
         Duration::from_secs(rt.token_lifetime_secs),
     )?;
     tracing::info!(user = %user.username, "password changed");
@@ -263,30 +439,109 @@ async fn change_password(
     }))
 }
 
-/// Liveness and database reachability.
-#[utoipa::path(get, path = "/api/v1/health", tag = "public", responses((status = 200), (status = 503)))]
+/// A worker lease is stale when its last heartbeat is older than this (the workers' lease
+/// lifetime: a live holder heartbeats every third of it).
+pub const STALE_SECS: f64 = 15.0;
+
+/// A worker lease: who runs, and how fresh its heartbeat is.
+#[derive(Serialize, ToSchema)]
+pub struct LeaseView {
+    kind: String,
+    host: String,
+    holder: String,
+    pid: u32,
+    acquired_at: String,
+    heartbeat_at: String,
+    heartbeat_age_secs: f64,
+    /// Heartbeat within the last 15 s.
+    alive: bool,
+}
+
+fn lease_views(leases: &[decnet_core::model::Lease]) -> Vec<LeaseView> {
+    let now = now_ns();
+    leases
+        .iter()
+        .map(|l| {
+            let age = (now - l.heartbeat_at_ns) as f64 / 1e9;
+            LeaseView {
+                kind: l.kind.clone(),
+                host: l.host.clone(),
+                holder: l.holder.clone(),
+                pid: l.pid,
+                acquired_at: ts(l.acquired_at_ns),
+                heartbeat_at: ts(l.heartbeat_at_ns),
+                heartbeat_age_secs: age,
+                alive: age < STALE_SECS,
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`; `degraded` when a worker's heartbeat is stale (its process died or hangs);
+    /// `no_workers` when no worker holds a lease (nothing feeds the data);
+    /// `database_unreachable`.
+    status: String,
+    database: String,
+    uptime_secs: u64,
+    /// Every worker lease with its heartbeat age.
+    workers: Vec<LeaseView>,
+    /// `kind@host` of the workers whose heartbeat is stale.
+    stale: Vec<String>,
+}
+
+/// Health: the database is reachable and every worker of the pipeline heartbeats (from the
+/// worker leases). 200 only when `ok`; 503 otherwise, with the same body saying what is wrong.
+#[utoipa::path(get, path = "/api/v1/health", tag = "public",
+    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 async fn health(State(s): St) -> Response {
-    match s.repo.ping().await {
-        Ok(()) => Json2(json!({"status": "ok", "database": s.repo.dialect().name(),
-            "uptime_secs": s.started.elapsed().as_secs()}))
-        .into_response(),
+    let mut h = HealthResponse {
+        status: "ok".into(),
+        database: s.repo.dialect().name().into(),
+        uptime_secs: s.started.elapsed().as_secs(),
+        workers: Vec::new(),
+        stale: Vec::new(),
+    };
+    let leases = match s.repo.ping().await {
+        Ok(()) => s.repo.leases().await,
+        Err(e) => Err(e),
+    };
+    match leases {
+        Ok(l) => {
+            h.workers = lease_views(&l);
+            h.stale = h
+                .workers
+                .iter()
+                .filter(|w| !w.alive)
+                .map(|w| format!("{}@{}", w.kind, w.host))
+                .collect();
+            if !h.stale.is_empty() {
+                h.status = "degraded".into();
+            } else if h.workers.is_empty() {
+                h.status = "no_workers".into();
+            }
+        }
         Err(e) => {
             tracing::warn!("health: database unreachable: {e}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json2(json!({"status": "database unreachable"})),
-            )
-                .into_response()
+            h.status = "database_unreachable".into();
         }
     }
+    let code = if h.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json2(h)).into_response()
 }
 
 // --- listings ---------------------------------------------------------------------------------
 
-#[derive(Serialize)]
+/// A page of a listing.
+#[derive(Serialize, ToSchema)]
 pub struct Page<T> {
     pub(crate) items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; null on the last page.
     pub(crate) next_cursor: Option<String>,
 }
 
@@ -294,7 +549,10 @@ fn limit_of(s: &AppState, l: Option<u32>) -> ApiResult<u32> {
     match l {
         None => Ok(50),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(bad(s, format!("limit must be 1..={MAX_PAGE}"))),
+        Some(n) => Err(unprocessable(
+            s,
+            format!("limit: {n} is outside 1..={MAX_PAGE}"),
+        )),
     }
 }
 
@@ -370,6 +628,7 @@ pub struct EventQuery {
     /// Substring of the event's fields (at most 128 bytes).
     q: Option<String>,
     /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     cursor: Option<String>,
@@ -379,7 +638,7 @@ pub struct EventQuery {
 
 /// Events, newest first, filtered and paginated (keyset cursor).
 #[utoipa::path(get, path = "/api/v1/events", tag = "viewer", security(("bearer" = [])),
-    params(EventQuery), responses((status = 200), (status = 400)))]
+    params(EventQuery), responses((status = 200, body = Page<EventView>), (status = 400)))]
 async fn list_events(
     State(s): St,
     _v: Viewer,
@@ -434,10 +693,14 @@ async fn list_events(
 #[into_params(parameter_in = Query)]
 pub struct AttackerQuery {
     /// `last_seen` (default) or `events`.
+    #[param(value_type = Option<String>, pattern = "^(last_seen|events)?$")]
     sort: Option<String>,
     /// Addresses starting with this.
     ip: Option<String>,
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     min_events: Option<u64>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -467,7 +730,7 @@ fn attacker_cursor(
 
 /// Attackers, most recently active (or most events) first, paginated.
 #[utoipa::path(get, path = "/api/v1/attackers", tag = "viewer", security(("bearer" = [])),
-    params(AttackerQuery), responses((status = 200), (status = 400)))]
+    params(AttackerQuery), responses((status = 200, body = Page<AttackerView>), (status = 400)))]
 async fn list_attackers(
     State(s): St,
     _v: Viewer,
@@ -486,6 +749,10 @@ async fn list_attackers(
         Some("events") => AttackerSort::Events,
         Some(_) => return Err(bad(&s, "sort: last_seen or events")),
     };
+    // Stored counts are signed 64-bit: a bound beyond them is outside the schema, not "none".
+    if q.min_events.is_some_and(|n| i64::try_from(n).is_err()) {
+        return Err(unprocessable(&s, "min_events: 0..=9223372036854775807"));
+    }
     if q.ip.as_deref().is_some_and(|p| p.len() > 45) {
         return Err(bad(&s, "ip: longer than an address"));
     }
@@ -523,7 +790,7 @@ async fn list_attackers(
 /// fingerprints and recent events.
 #[utoipa::path(get, path = "/api/v1/attackers/{ip}", tag = "viewer", security(("bearer" = [])),
     params(("ip" = String, Path, description = "The attacker's IP address")),
-    responses((status = 200), (status = 400), (status = 404)))]
+    responses((status = 200, body = serde_json::Value), (status = 400), (status = 404)))]
 async fn attacker_detail(
     State(s): St,
     _v: Viewer,
@@ -597,13 +864,15 @@ pub struct SessionQuery {
     attacker: Option<String>,
     decky: Option<String>,
     service: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// Sessions (attacker × decky × service), newest first.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "viewer", security(("bearer" = [])),
-    params(SessionQuery), responses((status = 200), (status = 400)))]
+    params(SessionQuery), responses((status = 200, body = Page<SessionView>), (status = 400)))]
 async fn list_sessions(
     State(s): St,
     _v: Viewer,
@@ -633,13 +902,15 @@ pub struct CredentialQuery {
     service: Option<String>,
     /// Substring of the login name.
     principal: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// Captured credentials, newest first.
 #[utoipa::path(get, path = "/api/v1/credentials", tag = "viewer", security(("bearer" = [])),
-    params(CredentialQuery), responses((status = 200), (status = 400)))]
+    params(CredentialQuery), responses((status = 200, body = Page<CredentialView>), (status = 400)))]
 async fn list_credentials(
     State(s): St,
     _v: Viewer,
@@ -670,16 +941,21 @@ async fn list_credentials(
 pub struct FlowQuery {
     src_ip: Option<String>,
     dst_ip: Option<String>,
+    #[param(minimum = 0, maximum = 65535)]
     dst_port: Option<u16>,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    #[param(minimum = 0, maximum = 255)]
     proto: Option<u8>,
     since: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// Flows the sensor exported, newest first.
 #[utoipa::path(get, path = "/api/v1/flows", tag = "viewer", security(("bearer" = [])),
-    params(FlowQuery), responses((status = 200), (status = 400)))]
+    params(FlowQuery), responses((status = 200, body = Page<FlowView>), (status = 400)))]
 async fn list_flows(
     State(s): St,
     _v: Viewer,
@@ -707,48 +983,232 @@ async fn list_flows(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ScanQuery {
-    /// Window start (default: 24 h ago).
+    /// Only this attacker's scans.
+    attacker: Option<String>,
+    /// `tcp_syn`, `tcp_connect`, `udp` or `ping_sweep`.
+    #[param(pattern = "^(tcp_syn|tcp_connect|udp|ping_sweep)?$")]
+    kind: Option<String>,
+    /// Episodes that started at or after this time (RFC 3339 or Unix seconds).
     since: Option<String>,
-    /// Distinct destination ports that make a scan (default 10).
-    min_ports: Option<u32>,
-    /// Distinct destination hosts that make a sweep (default 5).
-    min_hosts: Option<u32>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    cursor: Option<String>,
 }
 
-/// Port scans and host sweeps, derived from the flows (sources touching many ports or hosts).
+fn cursor_err(s: &AppState) -> ApiError {
+    bad(s, "cursor: not a cursor from a previous page")
+}
+
+/// `<ns>.<rest>` of a listing cursor.
+fn split_cursor<'a>(s: &AppState, c: &'a Option<String>) -> ApiResult<Option<(i64, &'a str)>> {
+    let Some(c) = c.as_deref().filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let (t, rest) = c.split_once('.').ok_or_else(|| cursor_err(s))?;
+    Ok(Some((t.parse().map_err(|_| cursor_err(s))?, rest)))
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    if !h.len().is_multiple_of(2) || h.len() > 512 {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Port scans and host sweeps the correlator detected (episodes per attacker and kind), newest
+/// first. Decnet's own addresses and non-routable sources are never attackers, so they never
+/// appear here.
 #[utoipa::path(get, path = "/api/v1/scans", tag = "viewer", security(("bearer" = [])),
-    params(ScanQuery), responses((status = 200), (status = 400)))]
+    params(ScanQuery), responses((status = 200, body = Page<ScanView>), (status = 400)))]
 async fn list_scans(
     State(s): St,
     _v: Viewer,
     Query(q): Query<ScanQuery>,
-) -> ApiResult<Json2<Value>> {
-    let since =
-        time_of(&s, "since", &q.since)?.unwrap_or_else(|| now_ns() - 86_400 * 1_000_000_000);
+) -> ApiResult<Json2<Page<ScanView>>> {
+    let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
+        None => None,
+        Some(k @ ("tcp_syn" | "tcp_connect" | "udp" | "ping_sweep")) => Some(k),
+        Some(_) => {
+            return Err(unprocessable(
+                &s,
+                "kind: tcp_syn, tcp_connect, udp or ping_sweep",
+            ));
+        }
+    };
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, id)) => Some((t, id.parse::<i64>().map_err(|_| cursor_err(&s))?)),
+    };
+    let limit = limit_of(&s, q.limit)?;
     let rows = s
         .repo
-        .flow_scans(
-            since,
-            q.min_ports.unwrap_or(10).max(2),
-            q.min_hosts.unwrap_or(5).max(2),
-            limit_of(&s, q.limit)?,
+        .list_scans(
+            ip_of(&s, "attacker", &q.attacker)?,
+            kind,
+            time_of(&s, "since", &q.since)?,
+            after,
+            limit,
         )
         .await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({"src_ip": r.src_ip.to_string(), "ports": r.ports, "hosts": r.hosts, "flows": r.flows,
-                   "first_seen": ts(r.first_seen_ns), "last_seen": ts(r.last_seen_ns)})
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|(id, r)| format!("{}.{id}", r.started_ns)))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(|(_, r)| ScanView::from(r)).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TraversalQuery {
+    /// Only this attacker's traversal.
+    attacker: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Attackers that moved across two or more deckies, with their hops in time order (the
+/// correlator's `traversals`), most recently active first.
+#[utoipa::path(get, path = "/api/v1/traversals", tag = "viewer", security(("bearer" = [])),
+    params(TraversalQuery), responses((status = 200, body = Page<TraversalView>), (status = 400)))]
+async fn list_traversals(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<TraversalQuery>,
+) -> ApiResult<Json2<Page<TraversalView>>> {
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, ip)) => Some((t, ip.parse().map_err(|_| cursor_err(&s))?)),
+    };
+    let limit = limit_of(&s, q.limit)?;
+    let rows = s
+        .repo
+        .list_traversals(ip_of(&s, "attacker", &q.attacker)?, after, limit)
+        .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}.{}", r.last_seen_ns, r.attacker_ip))
         })
-        .collect();
-    Ok(Json2(json!({ "items": items })))
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(TraversalView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PivotQuery {
+    /// Only pivots from or to this decky.
+    decky: Option<String>,
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Deckies that opened connections to other deckies (the correlator's `pivots`), most recent
+/// first.
+#[utoipa::path(get, path = "/api/v1/pivots", tag = "viewer", security(("bearer" = [])),
+    params(PivotQuery), responses((status = 200, body = Page<PivotView>), (status = 400)))]
+async fn list_pivots(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<PivotQuery>,
+) -> ApiResult<Json2<Page<PivotView>>> {
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, rest)) => {
+            let mut it = rest.splitn(4, '.');
+            let mut next = || it.next().ok_or_else(|| cursor_err(&s));
+            let port: u16 = next()?.parse().map_err(|_| cursor_err(&s))?;
+            let proto: u8 = next()?.parse().map_err(|_| cursor_err(&s))?;
+            let text = |h: &str| {
+                unhex(h)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| cursor_err(&s))
+            };
+            let src = text(next()?)?;
+            let dst = text(next()?)?;
+            Some((t, src, dst, port, proto))
+        }
+    };
+    let limit = limit_of(&s, q.limit)?;
+    let decky = name_of(&s, "decky", q.decky)?;
+    let rows = s.repo.list_pivots(decky.as_deref(), after, limit).await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last().map(|p| {
+                format!(
+                    "{}.{}.{}.{}.{}",
+                    p.last_seen_ns,
+                    p.dst_port,
+                    p.proto,
+                    crate::views::hex(p.src_decky.as_bytes()),
+                    crate::views::hex(p.dst_decky.as_bytes())
+                )
+            })
+        })
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(PivotView::from).collect(),
+        next_cursor: next,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReuseQuery {
+    /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Secrets tried against two or more (decky, service) targets (the correlator's
+/// `credential_reuse`), most recent first.
+#[utoipa::path(get, path = "/api/v1/credential-reuse", tag = "viewer", security(("bearer" = [])),
+    params(ReuseQuery), responses((status = 200, body = Page<CredentialReuseView>), (status = 400)))]
+async fn list_credential_reuse(
+    State(s): St,
+    _v: Viewer,
+    Query(q): Query<ReuseQuery>,
+) -> ApiResult<Json2<Page<CredentialReuseView>>> {
+    let after = match split_cursor(&s, &q.cursor)? {
+        None => None,
+        Some((t, h)) => {
+            let h: [u8; 32] = unhex(h)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| cursor_err(&s))?;
+            Some((t, h))
+        }
+    };
+    let limit = limit_of(&s, q.limit)?;
+    let rows = s.repo.list_credential_reuse(after, limit).await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}.{}", r.last_seen_ns, crate::views::hex(&r.secret_hash)))
+        })
+        .flatten();
+    Ok(Json2(Page {
+        items: rows.iter().map(CredentialReuseView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// The decoy fleet: each decky with its services, status and activity in the last 24 h.
 #[utoipa::path(get, path = "/api/v1/deckies", tag = "viewer", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
+    responses((status = 200, body = DeckiesResponse)))]
+async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<DeckiesResponse>> {
     let deckies = s.repo.deckies().await?;
     let activity = s
         .repo
@@ -779,7 +1239,12 @@ async fn list_deckies(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
         v.attackers_24h = a.attackers;
         v.last_event = a.last_event_ns.map(ts);
     }
-    Ok(Json2(json!({ "items": out })))
+    Ok(Json2(DeckiesResponse { items: out }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeckiesResponse {
+    items: Vec<DeckyView>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -889,12 +1354,13 @@ async fn decky_actions(
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// `1h` (minute buckets), `24h` (default, hour buckets) or `7d` (day buckets).
+    #[param(pattern = "^(1h|24h|7d)$")]
     window: Option<String>,
 }
 
 /// Counts, top attackers/services/deckies and the event histogram (cached for 5 s).
 #[utoipa::path(get, path = "/api/v1/stats", tag = "viewer", security(("bearer" = [])),
-    params(StatsQuery), responses((status = 200), (status = 400)))]
+    params(StatsQuery), responses((status = 200, body = serde_json::Value), (status = 400)))]
 async fn stats(State(s): St, _v: Viewer, Query(q): Query<StatsQuery>) -> ApiResult<Json2<Value>> {
     let (window, secs, bucket) = match q.window.as_deref().unwrap_or("24h") {
         "1h" => ("1h", 3600, Bucket::Minute),
@@ -959,37 +1425,45 @@ fn live(s: &AppState) -> Value {
     })
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct CounterView {
+    worker: String,
+    host: String,
+    name: String,
+    value: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkersResponse {
+    leases: Vec<LeaseView>,
+    counters: Vec<CounterView>,
+}
+
 /// Worker leases (who runs, heartbeat age) and the workers' counters.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "viewer", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn workers(State(s): St, _v: Viewer) -> ApiResult<Json2<Value>> {
-    let now = now_ns();
-    let leases: Vec<Value> = s
-        .repo
-        .leases()
-        .await?
-        .iter()
-        .map(|l| {
-            let age = (now - l.heartbeat_at_ns) as f64 / 1e9;
-            json!({"kind": l.kind, "host": l.host, "holder": l.holder, "pid": l.pid,
-                   "acquired_at": ts(l.acquired_at_ns), "heartbeat_at": ts(l.heartbeat_at_ns),
-                   "heartbeat_age_secs": age, "alive": age < 15.0})
-        })
-        .collect();
-    let counters: Vec<Value> = s
+    responses((status = 200, body = WorkersResponse)))]
+async fn workers(State(s): St, _v: Viewer) -> ApiResult<Json2<WorkersResponse>> {
+    let leases = lease_views(&s.repo.leases().await?);
+    let counters = s
         .repo
         .counters()
         .await?
         .into_iter()
-        .map(|(w, h, n, v)| json!({"worker": w, "host": h, "name": n, "value": v}))
+        .map(|(worker, host, name, value)| CounterView {
+            worker,
+            host,
+            name,
+            value,
+        })
         .collect();
-    Ok(Json2(json!({"leases": leases, "counters": counters})))
+    Ok(Json2(WorkersResponse { leases, counters }))
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Resume after this event id (same as the Last-Event-ID header, which wins).
+    #[param(minimum = 0)]
     last_event_id: Option<i64>,
 }
 
@@ -999,7 +1473,7 @@ pub struct StreamQuery {
     params(StreamQuery), responses((status = 200, content_type = "text/event-stream"), (status = 503)))]
 async fn stream(
     State(s): St,
-    _v: Viewer,
+    Viewer(c): Viewer,
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> ApiResult<Response> {
@@ -1010,28 +1484,115 @@ async fn stream(
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .ok_or_else(|| bad(&s, "Last-Event-ID: not an event id"))?,
         ),
-        None => q.last_event_id,
+        None => match q.last_event_id {
+            Some(n) if n < 0 => {
+                return Err(unprocessable(&s, "last_event_id: must be 0 or more"));
+            }
+            v => v,
+        },
     };
-    if s.hub.clients.load(Ordering::Relaxed) >= s.runtime().max_stream_clients {
+    let rt = s.runtime();
+    if s.hub.clients.load(Ordering::Relaxed) >= rt.max_stream_clients {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many live-feed clients",
         ));
     }
-    let st = s.hub.subscribe(s.repo.clone(), resume);
+    // One user may not hold every slot: at most max_stream_clients_per_user each.
+    let slot = StreamSlot::take(&s.stream_users, &c.sub, rt.max_stream_clients_per_user)
+        .ok_or_else(|| {
+            too_many(
+                "too many live-feed connections for this user: close one first",
+                15,
+            )
+        })?;
+    let st = futures::StreamExt::map(s.hub.subscribe(s.repo.clone(), resume), move |m| {
+        let _held = &slot;
+        m
+    });
     Ok(Sse::new(st)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// One user's live-feed connection, counted while it lives.
+struct StreamSlot {
+    users: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    user: String,
+}
+
+impl StreamSlot {
+    fn take(
+        users: &Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+        user: &str,
+        max: usize,
+    ) -> Option<StreamSlot> {
+        let key = username_key(user);
+        let mut m = users.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key.clone()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            users: users.clone(),
+            user: key,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
 }
 
 // --- admin ------------------------------------------------------------------------------------
 
 /// Every user (admin).
 #[utoipa::path(get, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
-    responses((status = 200)))]
-async fn list_users(State(s): St, _a: Admin) -> ApiResult<Json2<Value>> {
+    responses((status = 200, body = UsersResponse)))]
+async fn list_users(State(s): St, _a: Admin) -> ApiResult<Json2<UsersResponse>> {
     let users = s.repo.users().await?;
-    Ok(Json2(json!({ "items": users })))
+    Ok(Json2(UsersResponse {
+        items: users
+            .into_iter()
+            .map(|u| UserView {
+                id: u.id,
+                username: u.username,
+                role: u.role.as_str().into(),
+                must_change_password: u.must_change_password,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    id: i64,
+    username: String,
+    role: String,
+    must_change_password: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsersResponse {
+    items: Vec<UserView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUser {
+    username: String,
+    role: String,
+    must_change_password: bool,
+    /// The generated password, shown this once (null when one was given).
+    one_time_password: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -1061,12 +1622,12 @@ fn valid_username(u: &str) -> bool {
 
 /// Create a user (admin).
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", security(("bearer" = [])),
-    request_body = CreateUserBody, responses((status = 201), (status = 400), (status = 409)))]
+    request_body = CreateUserBody, responses((status = 201, body = CreatedUser), (status = 400), (status = 409)))]
 async fn create_user(
     State(s): St,
     Admin(c): Admin,
     Json(b): Json<CreateUserBody>,
-) -> ApiResult<(StatusCode, Json2<Value>)> {
+) -> ApiResult<(StatusCode, Json2<CreatedUser>)> {
     if !valid_username(&b.username) {
         return Err(bad(&s, "username: 1..=64 of A-Z a-z 0-9 . _ - @"));
     }
@@ -1089,56 +1650,123 @@ async fn create_user(
     tracing::info!(user = %b.username, role = role.as_str(), by = %c.sub, "user created");
     Ok((
         StatusCode::CREATED,
-        Json2(
-            json!({"username": b.username, "role": role.as_str(), "must_change_password": true,
-                     "one_time_password": generated.then_some(password)}),
-        ),
+        Json2(CreatedUser {
+            username: b.username,
+            role: role.as_str().into(),
+            must_change_password: true,
+            one_time_password: generated.then_some(password),
+        }),
     ))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct RoleBody {
+    role: RoleName,
+}
+
+/// A role.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Viewer,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RoleResponse {
+    username: String,
     role: String,
+    /// False when the user already had the role (nothing changed, no token revoked).
+    changed: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedResponse {
+    username: String,
+    deleted: bool,
+}
+
+/// Delete a user (admin); its tokens are refused from then on. The last admin cannot be
+/// deleted.
+#[utoipa::path(delete, path = "/api/v1/users/{username}", tag = "admin", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = DeletedResponse), (status = 404), (status = 409)))]
+async fn delete_user(
+    State(s): St,
+    Admin(c): Admin,
+    Path(username): Path<String>,
+) -> ApiResult<Json2<DeletedResponse>> {
+    let users = s.repo.users().await?;
+    let key = username_key(&username);
+    let Some(u) = users.iter().find(|u| username_key(&u.username) == key) else {
+        return Err(ApiError::not_found("no such user"));
+    };
+    if u.role == Role::Admin && users.iter().filter(|u| u.role == Role::Admin).count() == 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot delete the last admin",
+        ));
+    }
+    let deleted = s.repo.delete_user(&u.username).await?;
+    s.forget_user(&u.username);
+    tracing::info!(user = %u.username, by = %c.sub, "user deleted");
+    Ok(Json2(DeletedResponse {
+        username: u.username.clone(),
+        deleted,
+    }))
 }
 
 /// Change a user's role (admin). The last admin cannot be demoted.
 #[utoipa::path(put, path = "/api/v1/users/{username}/role", tag = "admin", security(("bearer" = [])),
     params(("username" = String, Path)), request_body = RoleBody,
-    responses((status = 200), (status = 400), (status = 404), (status = 409)))]
+    responses((status = 200, body = RoleResponse), (status = 400), (status = 404), (status = 409)))]
 async fn set_role(
     State(s): St,
     Admin(c): Admin,
     Path(username): Path<String>,
     Json(b): Json<RoleBody>,
-) -> ApiResult<Json2<Value>> {
-    let role = role_of(&s, &b.role)?;
+) -> ApiResult<Json2<RoleResponse>> {
+    let role = match b.role {
+        RoleName::Admin => Role::Admin,
+        RoleName::Viewer => Role::Viewer,
+    };
     let users = s.repo.users().await?;
-    let Some(u) = users.iter().find(|u| u.username == username) else {
+    let key = username_key(&username);
+    let Some(u) = users.iter().find(|u| username_key(&u.username) == key) else {
         return Err(ApiError::not_found("no such user"));
     };
-    if u.role == Role::Admin
-        && role == Role::Viewer
-        && users.iter().filter(|u| u.role == Role::Admin).count() == 1
-    {
+    if u.role == role {
+        // Nothing changes, so nobody's tokens are revoked (the caller's included).
+        return Ok(Json2(RoleResponse {
+            username: u.username.clone(),
+            role: role.as_str().into(),
+            changed: false,
+        }));
+    }
+    if u.role == Role::Admin && users.iter().filter(|u| u.role == Role::Admin).count() == 1 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "cannot demote the last admin",
         ));
     }
-    s.repo.set_role(&username, role).await?;
-    s.revoke(&username);
-    tracing::info!(user = %username, role = role.as_str(), by = %c.sub, "role changed");
-    Ok(Json2(json!({"username": username, "role": role.as_str()})))
+    let changed = s.repo.set_role(&u.username, role).await?;
+    s.forget_user(&u.username);
+    tracing::info!(user = %u.username, role = role.as_str(), by = %c.sub, "role changed");
+    Ok(Json2(RoleResponse {
+        username: u.username.clone(),
+        role: role.as_str().into(),
+        changed,
+    }))
 }
 
 /// Reset a user's password to a generated one-time password (admin); returned once.
 #[utoipa::path(post, path = "/api/v1/users/{username}/password", tag = "admin", security(("bearer" = [])),
-    params(("username" = String, Path)), responses((status = 200), (status = 404)))]
+    params(("username" = String, Path)), responses((status = 200, body = CreatedUser), (status = 404)))]
 async fn reset_password(
     State(s): St,
     Admin(c): Admin,
     Path(username): Path<String>,
-) -> ApiResult<Json2<Value>> {
+) -> ApiResult<Json2<CreatedUser>> {
     let password = auth::generate_password();
     let pw = password.clone();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
@@ -1148,11 +1776,20 @@ async fn reset_password(
     if !s.repo.set_password(&username, &hash, true).await? {
         return Err(ApiError::not_found("no such user"));
     }
-    s.revoke(&username);
+    s.forget_user(&username);
     tracing::info!(user = %username, by = %c.sub, "password reset");
-    Ok(Json2(
-        json!({"username": username, "one_time_password": password, "must_change_password": true}),
-    ))
+    let role = s
+        .repo
+        .user(&username)
+        .await?
+        .map(|u| u.role.as_str().to_owned())
+        .unwrap_or_default();
+    Ok(Json2(CreatedUser {
+        username,
+        role,
+        must_change_password: true,
+        one_time_password: Some(password),
+    }))
 }
 
 /// Runtime settings (admin).
@@ -1172,20 +1809,26 @@ async fn put_config(
     Json(b): Json<RuntimeConfig>,
 ) -> ApiResult<Json2<RuntimeConfig>> {
     if !(60..=7 * 86_400).contains(&b.token_lifetime_secs) {
-        return Err(bad(&s, "token_lifetime_secs: 60..=604800"));
+        return Err(unprocessable(&s, "token_lifetime_secs: 60..=604800"));
     }
     if !(1..=10_000).contains(&b.login_max_attempts) || !(1..=86_400).contains(&b.login_window_secs)
     {
-        return Err(bad(
+        return Err(unprocessable(
             &s,
             "login_max_attempts: 1..=10000, login_window_secs: 1..=86400",
         ));
     }
-    if !(50..=60_000).contains(&b.stream_poll_ms) || !(1..=10_000).contains(&b.max_stream_clients) {
-        return Err(bad(
+    if !(50..=60_000).contains(&b.stream_poll_ms)
+        || !(1..=10_000).contains(&b.max_stream_clients)
+        || !(1..=10_000).contains(&b.max_stream_clients_per_user)
+    {
+        return Err(unprocessable(
             &s,
-            "stream_poll_ms: 50..=60000, max_stream_clients: 1..=10000",
+            "stream_poll_ms: 50..=60000, max_stream_clients and max_stream_clients_per_user: 1..=10000",
         ));
+    }
+    if !(1..=1_000_000).contains(&b.login_global_max) {
+        return Err(unprocessable(&s, "login_global_max: 1..=1000000"));
     }
     s.hub.poll_ms.store(b.stream_poll_ms, Ordering::Relaxed);
     *s.runtime.write().unwrap_or_else(|p| p.into_inner()) = b.clone();
@@ -1216,9 +1859,7 @@ async fn metrics(State(s): St, headers: HeaderMap) -> ApiResult<Response> {
             .keys
             .verify(token)
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
-        if s.is_revoked(&c) {
-            return Err(ApiError::unauthorized("token revoked"));
-        }
+        s.check_current(&c).await?;
         if c.mcp {
             return Err(ApiError::forbidden("password change required"));
         }

@@ -12,7 +12,7 @@ pub fn ts(ns: i64) -> String {
     format_ts(ns)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub ts: String,
@@ -23,6 +23,7 @@ pub struct EventView {
     pub attacker_port: Option<u16>,
     /// The event's fields (the JSON object as stored, passed through; a string if it is not
     /// JSON).
+    #[schema(value_type = Object)]
     pub fields: Box<serde_json::value::RawValue>,
     /// The raw line (listings include it only when asked).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,7 +56,7 @@ pub fn event_json(e: &Event) -> String {
     serde_json::to_string(&EventView::from(e)).unwrap_or_default()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttackerView {
     pub id: i64,
     pub ip: String,
@@ -87,7 +88,7 @@ impl From<&AttackerRow> for AttackerView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: i64,
     pub attacker_ip: String,
@@ -119,7 +120,7 @@ impl From<&SessionRow> for SessionView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CredentialView {
     pub id: i64,
     pub attacker_ip: String,
@@ -152,7 +153,7 @@ impl From<&Credential> for CredentialView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FlowView {
     pub id: i64,
     pub bridge: String,
@@ -194,7 +195,7 @@ impl From<&FlowRow> for FlowView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TouchView {
     pub decky: String,
     pub service: String,
@@ -213,7 +214,7 @@ impl From<&Touch> for TouchView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FingerprintView {
     pub kind: String,
     pub value: String,
@@ -248,7 +249,7 @@ impl From<&Fingerprint> for FingerprintView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeckyView {
     pub name: String,
     pub ip: String,
@@ -262,7 +263,7 @@ pub struct DeckyView {
     pub last_event: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeckyServiceView {
     pub service: String,
     pub port: u16,
@@ -288,6 +289,145 @@ impl DeckyView {
             events_24h: 0,
             attackers_24h: 0,
             last_event: None,
+        }
+    }
+}
+
+/// A detected scan episode, as the correlator computed it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScanView {
+    pub attacker_ip: String,
+    /// `tcp_syn`, `tcp_connect`, `udp` or `ping_sweep`.
+    pub kind: String,
+    pub started: String,
+    pub ended: String,
+    /// Probe flows in the episode.
+    pub probes: u64,
+    /// Distinct destination ports (`ports` lists at most the first few hundred).
+    pub port_count: u64,
+    pub ports: Vec<u16>,
+    /// Distinct destination hosts (decky names where known, else IPs; bounded).
+    pub host_count: u64,
+    pub hosts: Vec<String>,
+    pub rate_per_min: u64,
+}
+
+impl From<&decnet_core::model::Scan> for ScanView {
+    fn from(s: &decnet_core::model::Scan) -> Self {
+        ScanView {
+            attacker_ip: s.attacker_ip.to_string(),
+            kind: s.kind.clone(),
+            started: ts(s.started_ns),
+            ended: ts(s.ended_ns),
+            probes: s.probes,
+            port_count: s.port_count,
+            ports: s.ports.clone(),
+            host_count: s.host_count,
+            hosts: s.hosts.clone(),
+            rate_per_min: s.rate_per_min,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HopView {
+    pub decky: String,
+    pub first_seen: String,
+}
+
+/// An attacker's path through two or more deckies, hops in time order.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TraversalView {
+    pub attacker_ip: String,
+    pub hops: Vec<HopView>,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl From<&decnet_core::model::Traversal> for TraversalView {
+    fn from(t: &decnet_core::model::Traversal) -> Self {
+        TraversalView {
+            attacker_ip: t.attacker_ip.to_string(),
+            hops: t
+                .hops
+                .iter()
+                .map(|h| HopView {
+                    decky: h.decky.clone(),
+                    first_seen: ts(h.first_seen_ns),
+                })
+                .collect(),
+            first_seen: ts(t.first_seen_ns),
+            last_seen: ts(t.last_seen_ns),
+        }
+    }
+}
+
+/// A decky that opened connections to another decky.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PivotView {
+    pub src_decky: String,
+    pub dst_decky: String,
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl From<&decnet_core::model::Pivot> for PivotView {
+    fn from(p: &decnet_core::model::Pivot) -> Self {
+        PivotView {
+            src_decky: p.src_decky.clone(),
+            dst_decky: p.dst_decky.clone(),
+            dst_port: p.dst_port,
+            proto: p.proto,
+            first_seen: ts(p.first_seen_ns),
+            last_seen: ts(p.last_seen_ns),
+        }
+    }
+}
+
+/// One secret tried against two or more (decky, service) targets.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CredentialReuseView {
+    /// SHA-256 of the secret, hex.
+    pub secret_sha256: String,
+    pub secret_kind: String,
+    /// The secret as printable text (escaped where not printable).
+    pub secret: String,
+    pub target_count: u64,
+    /// `decky/service`, bounded.
+    pub targets: Vec<String>,
+    pub attacker_count: u64,
+    /// Attacker IPs, bounded.
+    pub attackers: Vec<String>,
+    pub credential_rows: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+impl From<&decnet_core::model::CredentialReuse> for CredentialReuseView {
+    fn from(r: &decnet_core::model::CredentialReuse) -> Self {
+        CredentialReuseView {
+            secret_sha256: hex(&r.secret_hash),
+            secret_kind: r.secret_kind.clone(),
+            secret: r.secret_printable.clone(),
+            target_count: r.target_count,
+            targets: r.targets.clone(),
+            attacker_count: r.attacker_count,
+            attackers: r.attackers.clone(),
+            credential_rows: r.credential_rows,
+            first_seen: ts(r.first_seen_ns),
+            last_seen: ts(r.last_seen_ns),
         }
     }
 }

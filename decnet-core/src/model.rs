@@ -480,6 +480,10 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub must_change_password: bool,
+    /// Tokens issued at an older generation are refused (bumped by a password change or reset,
+    /// a role change and deletion).
+    #[serde(skip)]
+    pub token_generation: i64,
 }
 
 /// Who holds a worker lease.

@@ -90,6 +90,7 @@ fn correlator_config() -> Config {
         batch: 500,
         flow_settle_ns: 0,
         host: "test-host".into(),
+        own_addresses: Vec::new(),
     }
 }
 

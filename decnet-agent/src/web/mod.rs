@@ -82,12 +82,29 @@ pub struct WebArgs {
     )]
     pub admin_user: String,
 
-    /// Login attempts per client address and per username within --login-window.
+    /// Failed logins per (client address, username) within --login-window before that pair
+    /// is locked out for --login-window, doubled by each further failure (successes do not
+    /// count).
     #[arg(long, value_name = "N", env = "DECNET_WEB_LOGIN_MAX", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_max_attempts: u32,
 
     #[arg(long, value_name = "SECS", env = "DECNET_WEB_LOGIN_WINDOW", default_value = "300", value_parser = positive_secs)]
     pub login_window: f64,
+
+    /// Failed logins within --login-window across every address and user before all logins
+    /// wait for the window to slide (bounds a distributed guessing run).
+    #[arg(long, value_name = "N", env = "DECNET_WEB_LOGIN_GLOBAL_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub login_global_max: u32,
+
+    /// A reverse proxy whose X-Forwarded-For is believed for the client address (repeat or
+    /// comma-separate; e.g. the TLS proxy's address). Others' X-Forwarded-For is ignored.
+    #[arg(
+        long,
+        value_name = "IP",
+        env = "DECNET_WEB_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
 
     /// How often the live feed looks for new events and sessions.
     #[arg(long, value_name = "MS", env = "DECNET_WEB_STREAM_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -100,6 +117,10 @@ pub struct WebArgs {
     /// Live-feed clients at most.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_stream_clients: u64,
+
+    /// Live-feed connections one user may hold.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_stream_clients_per_user: u64,
 
     /// Largest request body, bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
@@ -246,9 +267,12 @@ pub async fn run(ctx: Context, args: WebArgs) -> anyhow::Result<Report> {
         token_lifetime: Duration::from_secs_f64(args.token_lifetime),
         login_max_attempts: args.login_max_attempts,
         login_window: Duration::from_secs_f64(args.login_window),
+        login_global_max: args.login_global_max,
+        trusted_proxies: args.trusted_proxy.clone(),
         stream_poll: Duration::from_millis(args.stream_poll_ms),
         stream_buffer: usize::try_from(args.stream_buffer).unwrap_or(1024),
         max_stream_clients: usize::try_from(args.max_stream_clients).unwrap_or(256),
+        max_stream_clients_per_user: usize::try_from(args.max_stream_clients_per_user).unwrap_or(8),
         max_body: usize::try_from(args.max_body).unwrap_or(16384),
         metrics_token: args.metrics_token.clone().filter(|t| !t.is_empty()),
         list_cache: Duration::from_millis(args.list_cache_ms),

@@ -452,8 +452,10 @@ async function renderWorkers() {
   listen(() => {});
   v.append(el("h1", {}, "Workers and health"));
   try {
-    const [w, h] = await Promise.all([api("/api/v1/workers"), api("/api/v1/health")]);
-    v.append(el("p", {}, "API: ", el("span", { class: "ok" }, h.status), " · database ", h.database, " · up ", num(h.uptime_secs), " s"));
+    // Health answers 503 with the same body when the pipeline is not healthy.
+    const health = fetch("/api/v1/health", { cache: "no-store" }).then(r => r.json());
+    const [w, h] = await Promise.all([api("/api/v1/workers"), health]);
+    v.append(el("p", { id: "health-line" }, "Pipeline: ", el("span", { class: h.status === "ok" ? "ok" : "error" }, h.status), " · database ", h.database, " · up ", num(h.uptime_secs), " s"));
     v.append(el("h2", {}, "Leases"), table(["worker", "host", "holder", "pid", "since", "last heartbeat", "state"], w.leases,
       l => el("tr", {}, el("td", {}, l.kind), el("td", {}, l.host), el("td", { class: "mono" }, l.holder), el("td", {}, l.pid), el("td", { class: "mono" }, fmtTs(l.acquired_at)), el("td", {}, l.heartbeat_age_secs.toFixed(1) + " s ago"),
         el("td", { class: l.alive ? "alive" : "dead" }, l.alive ? "alive" : "stale")), { id: "leases" }));
@@ -508,8 +510,32 @@ function route() {
   }
 }
 
+// ---- pipeline health: a red banner on every page while a worker's heartbeat is stale ----------
+const HEALTH_WHY = {
+  degraded: "a worker's heartbeat is stale (its process died or hangs): the data shown is not being updated",
+  no_workers: "no worker is running: nothing collects or correlates new data",
+  database_unreachable: "the database is unreachable",
+};
+async function checkHealth() {
+  const b = document.getElementById("health-banner");
+  let h = null;
+  try {
+    const r = await fetch("/api/v1/health", { cache: "no-store" });
+    h = await r.json();
+  } catch (e) {
+    h = { status: "unreachable" };
+  }
+  if (h && h.status === "ok") { b.hidden = true; b.textContent = ""; return; }
+  const why = HEALTH_WHY[h && h.status] || "decnet web is unreachable";
+  const stale = h && Array.isArray(h.stale) && h.stale.length ? " (stale: " + h.stale.join(", ") + ")" : "";
+  b.textContent = "Pipeline unhealthy — " + why + stale;
+  b.hidden = false;
+}
+
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("logout").addEventListener("click", () => logout());
   route();
+  checkHealth();
+  setInterval(checkHealth, 10000);
 });

@@ -334,6 +334,27 @@ impl Server {
         (st, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Stops this `decnet web` app and starts a new one on a freshly opened repository over
+    /// the same database (nothing of the old process's memory survives); logs in again.
+    pub async fn restart(mut self, cfg: WebConfig) -> Server {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.repo.close().await;
+        let db = self
+            .db
+            .take()
+            .expect("restart needs a Server::start database");
+        let repo = db.open().await;
+        let mut s = Self::start_on(repo, cfg).await;
+        s.db = Some(db);
+        s.t0 = self.t0;
+        s
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());

@@ -227,3 +227,25 @@ impl Repository {
         Ok(out)
     }
 }
+
+impl Repository {
+    /// Credential-reuse records, most recent first (by last seen, then secret hash); at most
+    /// `limit`, after `after` (the previous page's last (last seen, hash)). The API's listing.
+    pub async fn list_credential_reuse(
+        &self,
+        after: Option<(i64, [u8; 32])>,
+        limit: u32,
+    ) -> Result<Vec<CredentialReuse>, RepoError> {
+        let mut sql = format!("{} WHERE 1 = 1", select());
+        if after.is_some() {
+            sql.push_str(" AND (last_seen < ? OR (last_seen = ? AND secret_hash < ?))");
+        }
+        sql.push_str(" ORDER BY last_seen DESC, secret_hash DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some((t, h)) = after {
+            q = q.bind(format_ts(t)).bind(format_ts(t)).bind(h.to_vec());
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()).await?;
+        rows.iter().map(decode).collect()
+    }
+}

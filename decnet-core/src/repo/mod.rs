@@ -126,11 +126,13 @@ pub use self::{
     intel_batch::IntelBatch,
     leases::{LeaseHolder, LeaseKeeper, hostname, pid_alive},
     listing::{MAX_NEEDLE, MAX_PAGE, NameCount},
+    pivots::PivotCursor,
     probe_results::{ProbeFilter, ProbeTally},
-    scans::ScanReplace,
+    scans::{ScanCursor, ScanReplace},
     sessions::{SessionBytes, SessionFilter, SessionReplace, SessionRow},
     stats::Counts,
     storage::{AutoVacuum, Purge, Space},
+    users::username_key,
 };
 
 /// Entries kept in a stored list (ports, hosts, targets, attackers, hops); the counts stay

@@ -75,3 +75,49 @@ impl Repository {
         rows.iter().map(decode).collect()
     }
 }
+
+/// Where a page of [`Repository::list_pivots`] starts: after this pivot's (last seen, key).
+pub type PivotCursor = (i64, String, String, u16, u8);
+
+impl Repository {
+    /// Pivots, most recent first (by last seen, then key), optionally from or to one decky; at
+    /// most `limit`, after `after`. The API's listing.
+    pub async fn list_pivots(
+        &self,
+        decky: Option<&str>,
+        after: Option<PivotCursor>,
+        limit: u32,
+    ) -> Result<Vec<Pivot>, RepoError> {
+        let mut sql = format!("SELECT {} FROM pivots WHERE 1 = 1", COLUMNS.join(", "));
+        if decky.is_some() {
+            sql.push_str(" AND (src_decky = ? OR dst_decky = ?)");
+        }
+        if after.is_some() {
+            sql.push_str(
+                " AND (last_seen < ? OR (last_seen = ? AND (src_decky < ? OR (src_decky = ? AND \
+                 (dst_decky < ? OR (dst_decky = ? AND (dst_port < ? OR (dst_port = ? AND proto < ?))))))))",
+            );
+        }
+        sql.push_str(
+            " ORDER BY last_seen DESC, src_decky DESC, dst_decky DESC, dst_port DESC, proto DESC LIMIT ?",
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(d) = decky {
+            q = q.bind(name(d)).bind(name(d));
+        }
+        if let Some((t, src, dst, port, proto)) = after {
+            q = q
+                .bind(format_ts(t))
+                .bind(format_ts(t))
+                .bind(src.clone())
+                .bind(src)
+                .bind(dst.clone())
+                .bind(dst)
+                .bind(i64::from(port))
+                .bind(i64::from(port))
+                .bind(i64::from(proto));
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()).await?;
+        rows.iter().map(decode).collect()
+    }
+}

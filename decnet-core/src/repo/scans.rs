@@ -219,3 +219,52 @@ impl Repository {
         Ok(out)
     }
 }
+
+/// Where a page of [`Repository::list_scans`] starts: after this (start, id).
+pub type ScanCursor = (i64, i64);
+
+impl Repository {
+    /// The detected scan episodes, newest first (by start, then id), optionally of one
+    /// attacker, one kind, or starting at or after `since_ns`; at most `limit`, after `after`.
+    /// Each with its id (the page's cursor is the last row's (start, id)). The API's listing.
+    pub async fn list_scans(
+        &self,
+        attacker: Option<IpAddr>,
+        kind: Option<&str>,
+        since_ns: Option<i64>,
+        after: Option<ScanCursor>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Scan)>, RepoError> {
+        let mut sql = format!("{} WHERE detected = 1", *SELECT);
+        if attacker.is_some() {
+            sql.push_str(" AND attacker_ip = ?");
+        }
+        if kind.is_some() {
+            sql.push_str(" AND kind = ?");
+        }
+        if since_ns.is_some() {
+            sql.push_str(" AND started_at >= ?");
+        }
+        if after.is_some() {
+            sql.push_str(" AND (started_at < ? OR (started_at = ? AND id < ?))");
+        }
+        sql.push_str(" ORDER BY started_at DESC, id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(ip) = attacker {
+            q = q.bind(ip.to_string());
+        }
+        if let Some(k) = kind {
+            q = q.bind(name(k));
+        }
+        if let Some(t) = since_ns {
+            q = q.bind(format_ts(t));
+        }
+        if let Some((t, id)) = after {
+            q = q.bind(format_ts(t)).bind(format_ts(t)).bind(id);
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| Ok((Decoder::new(r, "scans").i64("id")?, decode(r)?)))
+            .collect()
+    }
+}

@@ -103,3 +103,33 @@ impl Repository {
         rows.iter().map(decode).collect()
     }
 }
+
+impl Repository {
+    /// Traversals, most recently active first (by last seen, then attacker), optionally of one
+    /// attacker; at most `limit`, after `after` (the previous page's last (last seen, attacker)).
+    /// The API's listing.
+    pub async fn list_traversals(
+        &self,
+        attacker: Option<IpAddr>,
+        after: Option<(i64, IpAddr)>,
+        limit: u32,
+    ) -> Result<Vec<Traversal>, RepoError> {
+        let mut sql = format!("{} WHERE 1 = 1", select());
+        if attacker.is_some() {
+            sql.push_str(" AND attacker_ip = ?");
+        }
+        if after.is_some() {
+            sql.push_str(" AND (last_seen < ? OR (last_seen = ? AND attacker_ip < ?))");
+        }
+        sql.push_str(" ORDER BY last_seen DESC, attacker_ip DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(ip) = attacker {
+            q = q.bind(ip.to_string());
+        }
+        if let Some((t, ip)) = after {
+            q = q.bind(format_ts(t)).bind(format_ts(t)).bind(ip.to_string());
+        }
+        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()).await?;
+        rows.iter().map(decode).collect()
+    }
+}

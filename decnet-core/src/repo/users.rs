@@ -3,6 +3,12 @@
 //!
 //! Written and read by the API (login, account management, the first-admin bootstrap) and
 //! `decnet web`'s user commands.
+//!
+//! Usernames are unique regardless of case: every lookup is by `username_key`, the name in
+//! lower case ([`username_key`]); `username` keeps the spelling it was created with. Each user
+//! has a `token_generation`, bumped by every change that must end the sessions of the user
+//! (password change or reset, role change, deletion: the row is gone): the API refuses tokens
+//! carrying another generation, so revocation survives a restart.
 use super::{RepoError, Repository, decode::Decoder, limits};
 use crate::{
     model::{Role, User},
@@ -10,7 +16,13 @@ use crate::{
 };
 
 /// What a [`User`] is read from.
-const SELECT: &str = "SELECT id, username, password_hash, role, must_change_password FROM users";
+const SELECT: &str =
+    "SELECT id, username, password_hash, role, must_change_password, token_generation FROM users";
+
+/// The case-insensitive key a username is looked up by.
+pub fn username_key(username: &str) -> String {
+    limits::text(username, 255).to_lowercase()
+}
 
 fn decode(row: &sqlx::any::AnyRow) -> Result<User, RepoError> {
     let d = Decoder::new(row, "users");
@@ -33,11 +45,12 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<User, RepoError> {
         password_hash: d.text("password_hash")?,
         role,
         must_change_password: d.flag("must_change_password")?,
+        token_generation: d.i64("token_generation")?,
     })
 }
 
 impl Repository {
-    /// Creates a user; `Ok(false)` if the username is taken.
+    /// Creates a user; `Ok(false)` if the username is taken (in any case).
     pub async fn create_user(
         &self,
         username: &str,
@@ -48,16 +61,20 @@ impl Repository {
         let now = format_ts(now_ns());
         let mut tx = self.begin().await?;
         let sql = format!(
-            "{} users (username, password_hash, role, must_change_password, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) {}",
+            "{} users (username, username_key, password_hash, role, must_change_password, \
+             token_generation, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) {}",
             self.dialect().insert_ignore(),
             self.dialect().ignore_tail()
         );
         let r = sqlx::query(&sql)
             .bind(limits::text(username, 255).into_owned())
+            .bind(username_key(username))
             .bind(password_hash.to_owned())
             .bind(role.as_str())
             .bind(i64::from(must_change_password))
+            // A user deleted and created again under the same name starts at a generation its
+            // old tokens never carried.
+            .bind(now_ns())
             .bind(now.clone())
             .bind(now)
             .execute(&mut *tx.tx)
@@ -66,9 +83,10 @@ impl Repository {
         Ok(r.rows_affected() == 1)
     }
 
+    /// The user named `username` in any case.
     pub async fn user(&self, username: &str) -> Result<Option<User>, RepoError> {
-        let row = sqlx::query(&format!("{SELECT} WHERE username = ?"))
-            .bind(username.to_owned())
+        let row = sqlx::query(&format!("{SELECT} WHERE username_key = ?"))
+            .bind(username_key(username))
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(decode).transpose()
@@ -88,7 +106,8 @@ impl Repository {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Sets a new password hash (and whether it must be changed at next login).
+    /// Sets a new password hash (and whether it must be changed at next login) and bumps the
+    /// token generation; `Ok(false)` if there is no such user.
     pub async fn set_password(
         &self,
         username: &str,
@@ -96,23 +115,43 @@ impl Repository {
         must_change: bool,
     ) -> Result<bool, RepoError> {
         let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE users SET password_hash = ?, must_change_password = ?, updated_at = ? WHERE username = ?")
-            .bind(password_hash.to_owned())
-            .bind(i64::from(must_change))
-            .bind(format_ts(now_ns()))
-            .bind(username.to_owned())
-            .execute(&mut *tx.tx)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE users SET password_hash = ?, must_change_password = ?, \
+             token_generation = token_generation + 1, updated_at = ? WHERE username_key = ?",
+        )
+        .bind(password_hash.to_owned())
+        .bind(i64::from(must_change))
+        .bind(format_ts(now_ns()))
+        .bind(username_key(username))
+        .execute(&mut *tx.tx)
+        .await?;
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
 
+    /// Gives the user `role` and bumps its token generation; `Ok(false)` if there is no such
+    /// user or it already has that role (then nothing changes: its tokens stay valid).
     pub async fn set_role(&self, username: &str, role: Role) -> Result<bool, RepoError> {
         let mut tx = self.begin().await?;
-        let r = sqlx::query("UPDATE users SET role = ?, updated_at = ? WHERE username = ?")
-            .bind(role.as_str())
-            .bind(format_ts(now_ns()))
-            .bind(username.to_owned())
+        let r = sqlx::query(
+            "UPDATE users SET role = ?, token_generation = token_generation + 1, updated_at = ? \
+             WHERE username_key = ? AND role <> ?",
+        )
+        .bind(role.as_str())
+        .bind(format_ts(now_ns()))
+        .bind(username_key(username))
+        .bind(role.as_str())
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Deletes the user (its tokens are refused from then on); `Ok(false)` if there is none.
+    pub async fn delete_user(&self, username: &str) -> Result<bool, RepoError> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query("DELETE FROM users WHERE username_key = ?")
+            .bind(username_key(username))
             .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;

@@ -9,7 +9,8 @@
 //! counters re-derived from the facts) and `attacker_touches` (the (decky, service) pairs each
 //! touched), `traversals` and `pivots` ([`traversal`]), `credential_reuse` ([`reuse`]), `scans`
 //! ([`scans`]), `attacker_evidence` (the profiler's queue), and counters in `worker_counters`.
-//! [`crate::vocab`] says how an event is read; [`pass`] does the repository I/O.
+//! [`crate::vocab`] says how an event is read; [`pass`] does the repository I/O. Decnet's own
+//! addresses and non-routable sources are never attackers ([`own`]).
 //!
 //! Runs through `decnet-runtime` and [`crate::passes`]: without `--daemon`/`--duration` it
 //! processes everything pending and exits; with either, it does that every `--interval` until
@@ -17,6 +18,7 @@
 //! is one transaction with its cursor, so each input row is taken in exactly once: a batch adds
 //! what it brings to what is stored (its cost follows its input, not the history — see
 //! [`pass::State`]), and a crash, a restart or a second pass changes nothing.
+pub mod own;
 pub mod pass;
 pub mod reuse;
 pub mod scans;
@@ -72,6 +74,17 @@ pub struct CorrelateArgs {
     #[arg(long, value_name = "SECS", env = "DECNET_CORRELATOR_FLOW_SETTLE", default_value = "10", value_parser = non_negative_secs)]
     pub flow_settle: f64,
 
+    /// Decnet's own address (never an attacker), besides this host's addresses, which are
+    /// always excluded: repeat or comma-separate (e.g. the decoy host's bridge address when the
+    /// correlator runs elsewhere).
+    #[arg(
+        long,
+        value_name = "IP",
+        env = "DECNET_OWN_ADDRESSES",
+        value_delimiter = ','
+    )]
+    pub own_address: Vec<std::net::IpAddr>,
+
     /// Input rows per transaction.
     #[arg(long, value_name = "N", env = "DECNET_CORRELATOR_BATCH", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch: u32,
@@ -93,6 +106,7 @@ impl CorrelateArgs {
             batch: self.batch,
             flow_settle_ns: ns(self.flow_settle),
             host: hostname(),
+            own_addresses: self.own_address.clone(),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Config {
     pub flow_settle_ns: i64,
     /// Host name under which cursors and counters are kept.
     pub host: String,
+    /// Decnet's own addresses besides this host's (never attackers; see [`super::own`]).
+    pub own_addresses: Vec<IpAddr>,
 }
 
 /// The recorded fleet: decky by IP, service ports.
@@ -67,7 +69,9 @@ pub struct Directory {
     pub ip_of: HashMap<String, IpAddr>,
     pub ports: HashMap<(String, String), u16>,
     /// The prober's vantage addresses (`probe_vantages`): its probes are never an attacker's.
-    pub vantages: std::collections::HashSet<IpAddr>,
+    pub vantages: HashSet<IpAddr>,
+    /// Decnet's own addresses (see [`super::own`]).
+    pub own: HashSet<IpAddr>,
 }
 
 /// Well-known ports of the decoy services, when the fleet records none.
@@ -96,7 +100,13 @@ impl Directory {
             ip_of,
             ports,
             vantages,
+            own: HashSet::new(),
         })
+    }
+
+    /// Whether `ip` is never an attacker: decnet's own or non-routable ([`super::own`]).
+    pub fn not_attacker(&self, ip: IpAddr) -> bool {
+        super::own::non_routable(ip) || self.own.contains(&ip)
     }
 
     fn has_services(&self, decky: &str) -> bool {
@@ -358,6 +368,8 @@ fn probe(f: &FlowRecord, dir: &Directory) -> Probe {
 /// or that service's reply to the attacker.
 fn flow_key(f: &FlowRecord, dir: &Directory) -> Option<Key> {
     match (dir.by_ip.get(&f.src_ip), dir.by_ip.get(&f.dst_ip)) {
+        (None, _) if dir.not_attacker(f.src_ip) => None,
+        (Some(_), None) if dir.not_attacker(f.dst_ip) => None,
         (None, Some(decky)) => {
             let service = dir.service(decky, f.dst_port)?;
             Some((f.src_ip, decky.clone(), service))
@@ -419,7 +431,9 @@ async fn pass(
     state: &mut State,
 ) -> Result<Counters, RepoError> {
     let mut total = Counters::default();
-    let dir = Directory::load(repo).await?;
+    let mut dir = Directory::load(repo).await?;
+    dir.own = super::own::local_addresses();
+    dir.own.extend(cfg.own_addresses.iter().copied());
     let mut p = Pending::default();
     // Where each input's cursor stands: read once, then moved here as each batch commits (this
     // correlator, holding the lease, is the only one moving them).
@@ -477,7 +491,7 @@ async fn pass(
             1 => {
                 let creds = p.credentials.take().unwrap_or_default();
                 let last = creds.last().map_or(0, |c| c.id);
-                let (b, c) = credentials_batch(repo, &creds, at[1], state).await?;
+                let (b, c) = credentials_batch(repo, &dir, &creds, at[1], state).await?;
                 (b, last, c)
             }
             _ => {
@@ -698,6 +712,10 @@ async fn events_batch(
             c.add("events_of_prober", 1);
             continue;
         }
+        if dir.not_attacker(ip) {
+            c.add("events_not_attacker", 1);
+            continue;
+        }
         let i = vocab::interpret(&f.event_type, &f.fields);
         if i.bad_fields {
             c.add("events_bad_fields", 1);
@@ -867,6 +885,7 @@ async fn events_batch(
 /// the new rows' attackers do.
 async fn credentials_batch(
     repo: &Repository,
+    dir: &Directory,
     creds: &[Credential],
     position: i64,
     state: &mut State,
@@ -877,6 +896,10 @@ async fn credentials_batch(
     let mut by_secret: BTreeMap<[u8; 32], Vec<&Credential>> = BTreeMap::new();
     let mut attackers: BTreeMap<IpAddr, AttackerUpdate> = BTreeMap::new();
     for cred in creds {
+        if dir.not_attacker(cred.attacker_ip) {
+            c.add("credentials_not_attacker", 1);
+            continue;
+        }
         by_secret.entry(cred.secret_hash).or_default().push(cred);
         add_fact(
             &mut attackers,
@@ -989,6 +1012,10 @@ async fn flows_batch(
             continue;
         }
         if dir.by_ip.is_empty() && looks_like_reply(f) {
+            continue;
+        }
+        if dir.not_attacker(f.src_ip) {
+            c.add("flows_not_attacker", 1);
             continue;
         }
         add_fact(&mut attackers, f.src_ip, f.first_seen_ns, f.last_seen_ns).flow_count += 1;

@@ -1,7 +1,10 @@
 //! Telnet: option negotiation tolerated (IAC commands and subnegotiations are skipped), the
 //! persona's banner and `login:`/`Password:` prompts; every attempt is logged (`auth_attempt`),
 //! three per connection like `login(1)`. An accepted login gets the fake shell, every line
-//! logged as `command`.
+//! logged as `command`. A line at the login prompt that cannot be a login name — another
+//! protocol's request (`GET / HTTP/1.0`, `OPTIONS sip:nm SIP/2.0`, nmap's binary probes) — is
+//! logged as a `probe` event with the line, never as a credential ([`protocol_garbage`]); at
+//! most [`MAX_PROBE_LINES`] of them per connection.
 use std::{sync::Arc, time::Duration};
 
 use tokio::{
@@ -27,6 +30,24 @@ const DONT: u8 = 254;
 const NEGOTIATION: [u8; 9] = [IAC, WILL, 1, IAC, WILL, 3, IAC, 253, 31];
 /// Longest subnegotiation skipped (longer ones end it anyway).
 const MAX_SB: usize = 512;
+/// Probe lines logged per connection before it is closed.
+pub const MAX_PROBE_LINES: usize = 8;
+/// Longest plausible login name (bytes).
+const MAX_LOGIN_NAME: usize = 64;
+
+/// Whether a line typed at the login prompt is another protocol's request or binary noise
+/// rather than a login name: whitespace inside (no login name has any: `GET / HTTP/1.0`), a
+/// control or non-UTF-8 byte, longer than any login name, or a bare protocol verb (`HELP`).
+pub fn protocol_garbage(line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return true;
+    };
+    let t = text.trim();
+    t.len() > MAX_LOGIN_NAME
+        || t.chars().any(|c| c.is_whitespace() || c.is_control())
+        || t.contains("://")
+        || ["HELP", "QUIT", "EHLO", "HELO", "STAT", "STATUS"].contains(&t)
+}
 
 /// What one input byte means once the telnet layer is peeled off.
 #[derive(Debug, PartialEq, Eq)]
@@ -223,17 +244,30 @@ async fn session(stream: TcpStream, conn: Conn, banner: &str, accept: &[Login]) 
         return;
     }
     let prompt = persona::telnet_login_prompt(&spec);
-    for _ in 0..3 {
+    let mut probes = 0usize;
+    let mut tries = 0;
+    while tries < 3 {
         if !t.write(prompt.as_bytes()).await {
             return;
         }
         let Some(user) = t.line(true).await else {
             return;
         };
-        let user = lossy(&user).trim().to_owned();
-        if user.is_empty() {
+        if protocol_garbage(&user) {
+            // Not a login attempt: recorded as what it is, and no password is asked for.
+            conn.event("probe", &[("line", &lossy(&user))]);
+            probes += 1;
+            if probes >= MAX_PROBE_LINES {
+                return;
+            }
             continue;
         }
+        let user = lossy(&user).trim().to_owned();
+        if user.is_empty() {
+            tries += 1;
+            continue;
+        }
+        tries += 1;
         if !t.write(b"Password: ").await {
             return;
         }
@@ -300,6 +334,34 @@ mod tests {
             .map(|&b| d.feed(b))
             .filter(|i| *i != Input::Nothing)
             .collect()
+    }
+
+    #[test]
+    fn probe_lines_are_not_login_names() {
+        for garbage in [
+            &b"OPTIONS sip:nm SIP/2.0"[..],
+            b"GET / HTTP/1.0",
+            b"OPTIONS / RTSP/1.0",
+            b"HELP",
+            b"\x16\x03\x01\x00\xa5\x01",
+            b"l\x0b\x00\x00\x00\x00",
+            b"\xff\xfe\x80",
+            b"Via: SIP/2.0/TCP nm;branch=foo",
+            &[b'a'; 65],
+        ] {
+            assert!(protocol_garbage(garbage), "{garbage:?}");
+        }
+        for name in [
+            &b"root"[..],
+            b"admin",
+            b"support",
+            b"user@example.com",
+            b"Administrator",
+            b"enable",
+            b" root ",
+        ] {
+            assert!(!protocol_garbage(name), "{name:?}");
+        }
     }
 
     #[test]
