@@ -7,10 +7,14 @@
 //! clients) and the API's attacker page.
 use std::net::IpAddr;
 
-use super::{RepoError, Repository, decode::Decoder, listing::each_row_of_ips};
+use super::{
+    RepoError, Repository,
+    decode::{Decoder, Src},
+    listing::each_row_of_ips,
+};
 use crate::model::Fingerprint;
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Fingerprint, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Fingerprint, RepoError> {
     let d = Decoder::new(row, "fingerprints");
     Ok(Fingerprint {
         kind: d.text("kind")?,
@@ -42,18 +46,17 @@ impl Repository {
 
     /// The fingerprints of each of `ips` (any order): the profiler's batch read.
     pub async fn fingerprints_of(&self, ips: &[IpAddr]) -> Result<Vec<Fingerprint>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
             |list| format!("SELECT id, kind, value, attacker_ip, first_seen, last_seen, count FROM fingerprints \
                  WHERE attacker_ip IN ({list})"),
-            |row| {
+            Vec::new(),
+            |out, row| {
                 out.push(decode(row)?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 }

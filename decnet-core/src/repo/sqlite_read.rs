@@ -134,6 +134,8 @@ fn run<S>(
 /// One result row's cells by position, borrowed (what listing visitors read rows through, on
 /// either backend). A cell of the wrong type is an error naming the column's position.
 pub(crate) trait Cells {
+    /// The position of the column named `name` in the row.
+    fn index_of(&self, name: &str) -> Option<usize>;
     fn i64(&self, i: usize) -> Result<i64, CellError>;
     fn opt_i64(&self, i: usize) -> Result<Option<i64>, CellError>;
     fn str(&self, i: usize) -> Result<&str, CellError>;
@@ -158,6 +160,11 @@ fn utf8(b: &[u8]) -> Result<&str, CellError> {
 }
 
 impl Cells for RowCells<'_, '_> {
+    fn index_of(&self, name: &str) -> Option<usize> {
+        let stmt = self.0.as_ref();
+        (0..stmt.column_count()).find(|&i| stmt.column_name(i).is_ok_and(|n| n == name))
+    }
+
     fn i64(&self, i: usize) -> Result<i64, CellError> {
         match self.get(i)? {
             ValueRef::Integer(v) => Ok(v),
@@ -202,6 +209,11 @@ impl Cells for RowCells<'_, '_> {
 pub(crate) struct AnyCells<'r>(pub(crate) &'r sqlx::any::AnyRow);
 
 impl Cells for AnyCells<'_> {
+    fn index_of(&self, name: &str) -> Option<usize> {
+        use sqlx::{Column as _, Row as _};
+        self.0.columns().iter().position(|c| c.name() == name)
+    }
+
     fn i64(&self, i: usize) -> Result<i64, CellError> {
         use sqlx::Row as _;
         self.0
