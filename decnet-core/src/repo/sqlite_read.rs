@@ -124,9 +124,11 @@ fn run<S>(
             Arg::Int(v) => stmt.raw_bind_parameter(i + 1, *v)?,
         }
     }
+    // The column names, once per statement: decoders look columns up by name on every cell.
+    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next()? {
-        each(state, &RowCells(row))?;
+        each(state, &RowCells(row, &names))?;
     }
     Ok(())
 }
@@ -147,7 +149,7 @@ pub(crate) trait Cells {
 #[derive(Debug)]
 pub(crate) struct CellError(pub(crate) String);
 
-struct RowCells<'a, 'r>(&'a rusqlite::Row<'r>);
+struct RowCells<'a, 'r>(&'a rusqlite::Row<'r>, &'a [String]);
 
 impl RowCells<'_, '_> {
     fn get(&self, i: usize) -> Result<ValueRef<'_>, CellError> {
@@ -161,8 +163,7 @@ fn utf8(b: &[u8]) -> Result<&str, CellError> {
 
 impl Cells for RowCells<'_, '_> {
     fn index_of(&self, name: &str) -> Option<usize> {
-        let stmt = self.0.as_ref();
-        (0..stmt.column_count()).find(|&i| stmt.column_name(i).is_ok_and(|n| n == name))
+        self.1.iter().position(|n| n == name)
     }
 
     fn i64(&self, i: usize) -> Result<i64, CellError> {
