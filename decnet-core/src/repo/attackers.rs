@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows},
-    decode::{Decoder, sat},
+    decode::{Decoder, Src, sat},
     listing::{Arg, Where, each_row_of_ips, like_prefix, page_limit, rows_after},
     sqlite_read::{AnyCells, CellError, Cells},
 };
@@ -61,7 +61,7 @@ const WITH_VERDICT: &str = "SELECT a.id, a.ip, a.first_seen, a.last_seen, a.even
      a.session_count, a.credential_count, a.flow_count, p.score, p.behaviour FROM attackers a \
      LEFT JOIN attacker_profiles p ON p.attacker_ip = a.ip";
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Attacker, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Attacker, RepoError> {
     let d = Decoder::new(row, "attackers");
     Ok(Attacker {
         id: d.i64("id")?,
@@ -328,18 +328,17 @@ impl Repository {
 
     /// The attacker rows of `ips` (those that have one; any order): the profiler's batch read.
     pub async fn attackers_of(&self, ips: &[IpAddr]) -> Result<Vec<Attacker>, RepoError> {
-        let mut out = Vec::with_capacity(ips.len());
         each_row_of_ips(
             self,
             ips,
             |list| format!("{SELECT} WHERE ip IN ({list})"),
-            |row| {
+            Vec::with_capacity(ips.len()),
+            |out, row| {
                 out.push(decode(row)?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// Attackers by id, `id > after`, at most `limit` (keyset pagination).

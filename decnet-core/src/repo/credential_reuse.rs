@@ -160,7 +160,6 @@ impl Repository {
         &self,
         ips: &[IpAddr],
     ) -> Result<HashMap<IpAddr, u64>, RepoError> {
-        let mut out = HashMap::with_capacity(ips.len());
         each_row_of_ips(
             self,
             ips,
@@ -171,14 +170,14 @@ impl Repository {
                  WHERE c.attacker_ip IN ({list}) GROUP BY c.attacker_ip"
                 )
             },
-            |row| {
+            HashMap::with_capacity(ips.len()),
+            |out, row| {
                 let d = Decoder::new(row, "credential_reuse");
                 out.insert(d.ip("attacker_ip")?, d.u64("n")?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// The stored reuse records of these secrets (those that have one).

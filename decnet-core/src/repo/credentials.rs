@@ -19,10 +19,10 @@ use sha2::{Digest as _, Sha256};
 use super::{
     LIST_MAX, Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, name, placeholders},
-    decode::{Decoder, sat},
+    decode::{Decoder, Src, sat},
     dialect::Dialect,
     limits,
-    listing::{Where, each_row_of_ips, like_anywhere, newest_first, rows_after},
+    listing::{Where, decoded_after, each_row_of_ips, like_anywhere, newest_first},
 };
 use crate::{
     model::{Credential, CredentialAttempt, CredentialReuse, NewEvent},
@@ -82,7 +82,7 @@ const MERGE: [(&str, Merge); 3] = [
 /// What a [`Credential`] is read from.
 const SELECT: &str = "SELECT id, attacker_ip, decky, service, principal, secret_kind, secret_hash, \
                       secret_printable, attempts, first_seen, last_seen FROM credentials";
-fn decode(row: &sqlx::any::AnyRow) -> Result<Credential, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Credential, RepoError> {
     let d = Decoder::new(row, "credentials");
     Ok(Credential {
         id: d.i64("id")?,
@@ -297,8 +297,7 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Credential>, RepoError> {
-        let rows = rows_after(self, SELECT, after, limit).await?;
-        rows.iter().map(decode).collect()
+        decoded_after(self, SELECT, after, limit, |c| decode(c)).await
     }
 
     /// Every credential row with one of these secret hashes and an id up to `max_id`, by id.
@@ -344,7 +343,6 @@ impl Repository {
         &self,
         ips: &[IpAddr],
     ) -> Result<HashMap<IpAddr, u64>, RepoError> {
-        let mut out = HashMap::with_capacity(ips.len());
         each_row_of_ips(
             self,
             ips,
@@ -356,14 +354,14 @@ impl Repository {
                     list
                 )
             },
-            |row| {
+            HashMap::with_capacity(ips.len()),
+            |out, row| {
                 let d = Decoder::new(row, "credentials");
                 out.insert(d.ip("attacker_ip")?, d.u64("n")?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// Credential reuse of these secrets, aggregated in SQL from every credential row with the

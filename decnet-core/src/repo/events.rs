@@ -21,11 +21,11 @@ use sha2::{Digest as _, Sha256};
 use super::{
     RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, insert_sql, name},
-    decode::Decoder,
+    decode::{Decoder, Src},
     limits,
     listing::{
-        NameCount, Where, each_row_of_ips, like_anywhere, name_counts, newest_first, page_limit,
-        rows_after,
+        Arg, NameCount, Where, decoded_after, each_row_of_ips, like_anywhere, name_counts,
+        newest_first, page_limit, rows_after,
     },
     sqlite_read::{CellError, Cells},
 };
@@ -106,7 +106,7 @@ fn bind<'q>(q: AnyQuery<'q>, e: &'q NewEvent) -> AnyQuery<'q> {
         .bind(key_i64(e))
 }
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Event, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Event, RepoError> {
     let d = Decoder::new(row, "events");
     Ok(Event {
         id: d.i64("id")?,
@@ -134,7 +134,7 @@ pub struct EventFact {
     pub fields: String,
 }
 
-fn decode_fact(row: &sqlx::any::AnyRow) -> Result<EventFact, RepoError> {
+fn decode_fact<'r>(row: impl Into<Src<'r>>) -> Result<EventFact, RepoError> {
     let d = Decoder::new(row, "events");
     Ok(EventFact {
         id: d.i64("id")?,
@@ -455,8 +455,7 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<EventFact>, RepoError> {
-        let rows = rows_after(self, FACT, after, limit).await?;
-        rows.iter().map(decode_fact).collect()
+        decoded_after(self, FACT, after, limit, |c| decode_fact(c)).await
     }
 
     /// The events of one (attacker, decky, service) at or after `from_ns`, in time order.
@@ -468,33 +467,29 @@ impl Repository {
         from_ns: i64,
         max_id: i64,
     ) -> Result<Vec<EventFact>, RepoError> {
-        let rows = sqlx::query(&format!(
-            "{FACT} WHERE attacker_ip = ? AND ts >= ? AND decky = ? AND service = ? \
-             AND id <= ? ORDER BY ts, id"
-        ))
-        .bind(ip.to_string())
-        .bind(from_ns)
-        .bind(name(decky))
-        .bind(name(service))
-        .bind(max_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(decode_fact).collect()
+        let mut w = Where::default();
+        w.text("attacker_ip = ?", ip.to_string());
+        w.int("ts >= ?", from_ns);
+        w.text("decky = ?", name(decky));
+        w.text("service = ?", name(service));
+        w.int("id <= ?", max_id);
+        w.decoded(self, FACT, " ORDER BY ts, id", &[], |c| decode_fact(c))
+            .await
     }
 
     /// The newest `limit` events of `ip`, in time order.
     pub async fn recent_events(&self, ip: IpAddr, limit: u32) -> Result<Vec<EventFact>, RepoError> {
-        let rows = sqlx::query(&format!(
-            "{FACT} WHERE attacker_ip = ? ORDER BY ts DESC, id DESC LIMIT ?"
-        ))
-        .bind(ip.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        let mut v = rows
-            .iter()
-            .map(decode_fact)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut w = Where::default();
+        w.text("attacker_ip = ?", ip.to_string());
+        let mut v = w
+            .decoded(
+                self,
+                FACT,
+                " ORDER BY ts DESC, id DESC LIMIT ?",
+                &[Arg::Int(i64::from(limit))],
+                |c| decode_fact(c),
+            )
+            .await?;
         v.reverse();
         Ok(v)
     }
@@ -503,18 +498,17 @@ impl Repository {
     /// for attackers with few events (the newest `limit` of each, in time order, are the tail
     /// of its run — what [`Repository::recent_events`] returns).
     pub async fn events_of(&self, ips: &[IpAddr]) -> Result<Vec<EventFact>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
             |list| format!("{FACT} WHERE attacker_ip IN ({list}) ORDER BY attacker_ip, ts, id"),
-            |row| {
+            Vec::new(),
+            |out, row| {
                 out.push(decode_fact(row)?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// Events matching `f`, newest (highest id) first.

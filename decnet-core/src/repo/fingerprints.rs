@@ -16,7 +16,7 @@ use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows},
     credentials::key_of,
-    decode::{Decoder, sat},
+    decode::{Decoder, Src, sat},
     limits,
     listing::each_row_of_ips,
 };
@@ -69,7 +69,7 @@ const MERGE: [(&str, Merge); 6] = [
 const SELECT: &str = "SELECT id, kind, value, attacker_ip, first_seen, last_seen, count, raw, label, \
                       partial, decky, port FROM fingerprints";
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Fingerprint, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Fingerprint, RepoError> {
     let d = Decoder::new(row, "fingerprints");
     Ok(Fingerprint {
         kind: d.text("kind")?,
@@ -242,18 +242,17 @@ impl Repository {
 
     /// The fingerprints of each of `ips` (any order): the profiler's batch read.
     pub async fn fingerprints_of(&self, ips: &[IpAddr]) -> Result<Vec<Fingerprint>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
             |list| format!("{SELECT} WHERE attacker_ip IN ({list})"),
-            |row| {
+            Vec::new(),
+            |out, row| {
                 out.push(decode(row)?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// A decky's own fingerprints, by port then kind.

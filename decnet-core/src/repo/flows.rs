@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, insert_sql, select_sql},
-    decode::{Decoder, sat},
+    decode::{Decoder, Src, sat},
     limits,
-    listing::{Where, newest_first, page_limit, rows_after},
+    listing::{Where, decoded_after, newest_first, page_limit},
 };
 use crate::{model::FlowRecord, time_fmt::format_ts};
 
@@ -94,7 +94,7 @@ pub struct FlowRow {
     pub flow: FlowRecord,
 }
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<FlowRow, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<FlowRow, RepoError> {
     let d = Decoder::new(row, "flows");
     Ok(FlowRow {
         id: d.i64("id")?,
@@ -117,7 +117,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<FlowRow, RepoError> {
     })
 }
 
-fn decode_flow(row: &sqlx::any::AnyRow) -> Result<FlowRecord, RepoError> {
+fn decode_flow<'r>(row: impl Into<Src<'r>>) -> Result<FlowRecord, RepoError> {
     decode(row).map(|r| r.flow)
 }
 
@@ -226,10 +226,10 @@ impl Repository {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(i64, FlowRecord)>, RepoError> {
-        let rows = rows_after(self, &SELECT, after, limit).await?;
-        rows.iter()
-            .map(|r| decode(r).map(|r| (r.id, r.flow)))
-            .collect()
+        decoded_after(self, &SELECT, after, limit, |c| {
+            decode(c).map(|r| (r.id, r.flow))
+        })
+        .await
     }
 
     /// Flows from `ip` that started at or after `from_ns`, in time order.
@@ -240,16 +240,14 @@ impl Repository {
         from_ns: i64,
         max_id: i64,
     ) -> Result<Vec<FlowRecord>, RepoError> {
-        let rows = sqlx::query(&format!(
-            "{} WHERE src_ip = ? AND first_seen >= ? AND id <= ? ORDER BY first_seen, id",
-            *SELECT
-        ))
-        .bind(ip.to_string())
-        .bind(format_ts(from_ns))
-        .bind(max_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(decode_flow).collect()
+        let mut w = Where::default();
+        w.text("src_ip = ?", ip.to_string());
+        w.text("first_seen >= ?", format_ts(from_ns));
+        w.int("id <= ?", max_id);
+        w.decoded(self, &SELECT, " ORDER BY first_seen, id", &[], |c| {
+            decode_flow(c)
+        })
+        .await
     }
 
     /// Flows that started in `[from_ns, to_ns]` with ids up to `max_id`, in id order.
@@ -259,16 +257,12 @@ impl Repository {
         to_ns: i64,
         max_id: i64,
     ) -> Result<Vec<FlowRecord>, RepoError> {
-        let rows = sqlx::query(&format!(
-            "{} WHERE first_seen >= ? AND first_seen <= ? AND id <= ? ORDER BY id",
-            *SELECT
-        ))
-        .bind(format_ts(from_ns))
-        .bind(format_ts(to_ns))
-        .bind(max_id)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(decode_flow).collect()
+        let mut w = Where::default();
+        w.text("first_seen >= ?", format_ts(from_ns));
+        w.text("first_seen <= ?", format_ts(to_ns));
+        w.int("id <= ?", max_id);
+        w.decoded(self, &SELECT, " ORDER BY id", &[], |c| decode_flow(c))
+            .await
     }
 
     /// Flows matching `f`, newest (highest id) first.

@@ -104,6 +104,29 @@ impl Where {
     }
 }
 
+impl Where {
+    /// The rows of `head` + WHERE + `tail`, each decoded by `decode` from its borrowed cells
+    /// ([`Where::each_row`]: on SQLite on a read connection's thread).
+    pub(crate) async fn decoded<T, F>(
+        self,
+        repo: &Repository,
+        head: &str,
+        tail: &str,
+        extra: &[Arg],
+        decode: F,
+    ) -> Result<Vec<T>, RepoError>
+    where
+        T: Send + 'static,
+        F: Fn(&dyn Cells) -> Result<T, RepoError> + Send + 'static,
+    {
+        self.each_row(repo, head, tail, extra, Vec::new(), move |out, cells| {
+            out.push(decode(cells)?);
+            Ok(())
+        })
+        .await
+    }
+}
+
 /// Up to `limit` rows of `select` with `id > after`, in id order: how workers and feeds read
 /// new rows from a cursor.
 pub(crate) async fn rows_after(
@@ -126,24 +149,57 @@ const IPS_PER_STATEMENT: usize = 500;
 
 /// The batch reads by attacker: runs `sql(list)` — a statement whose `IN (list)` takes attacker
 /// addresses — once per [`IPS_PER_STATEMENT`] of `ips` (bound as their canonical text), and
-/// hands every row to `each`.
-pub(crate) async fn each_row_of_ips(
+/// hands every row's cells to `each` with `state` (returned at the end): on SQLite (a file) on a
+/// read connection's thread (see `sqlite_read`), otherwise over the pool's rows.
+pub(crate) async fn each_row_of_ips<S, F>(
     repo: &Repository,
     ips: &[std::net::IpAddr],
     sql: impl Fn(&str) -> String,
-    mut each: impl FnMut(&AnyRow) -> Result<(), RepoError>,
-) -> Result<(), RepoError> {
+    state: S,
+    each: F,
+) -> Result<S, RepoError>
+where
+    S: Send + 'static,
+    F: FnMut(&mut S, &dyn Cells) -> Result<(), RepoError> + Send + 'static,
+{
+    let mut carried = (state, each);
     for chunk in ips.chunks(IPS_PER_STATEMENT) {
         let sql = sql(&super::bulk::placeholders(chunk.len()));
-        let mut q = sqlx::query(&sql);
-        for ip in chunk {
-            q = q.bind(ip.to_string());
-        }
-        for row in q.fetch_all(repo.pool()).await? {
-            each(&row)?;
-        }
+        let mut w = Where::default();
+        w.args = chunk.iter().map(|ip| Arg::Text(ip.to_string())).collect();
+        carried = w
+            .each_row(repo, &sql, "", &[], carried, |(st, each), cells| {
+                each(st, cells)
+            })
+            .await?;
     }
-    Ok(())
+    Ok(carried.0)
+}
+
+/// Up to `limit` rows of `select` with `id > after`, in id order, each decoded by `decode`
+/// from its cells (on SQLite on a read connection's thread): how workers read their input from
+/// a cursor without the pool's per-row copies.
+pub(crate) async fn decoded_after<T, F>(
+    repo: &Repository,
+    select: &str,
+    after: i64,
+    limit: u32,
+    decode: F,
+) -> Result<Vec<T>, RepoError>
+where
+    T: Send + 'static,
+    F: Fn(&dyn Cells) -> Result<T, RepoError> + Send + 'static,
+{
+    let mut w = Where::default();
+    w.int("id > ?", after);
+    w.decoded(
+        repo,
+        select,
+        " ORDER BY id LIMIT ?",
+        &[Arg::Int(i64::from(limit))],
+        decode,
+    )
+    .await
 }
 
 /// `s` as a LIKE pattern matching it anywhere, `!` escaping the wildcards (an escape character

@@ -10,7 +10,7 @@ use std::{net::IpAddr, sync::LazyLock};
 use super::{
     LIST_MAX, Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, json, name, placeholders, select_sql},
-    decode::{Decoder, sat},
+    decode::{Decoder, Src, sat},
     listing::each_row_of_ips,
 };
 use crate::{model::Scan, time_fmt::format_ts};
@@ -43,7 +43,7 @@ const REPLACE: [(&str, Merge); 8] = [
 /// `SELECT id, <COLUMNS> FROM scans`.
 static SELECT: LazyLock<String> = LazyLock::new(|| select_sql("scans", &COLUMNS));
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Scan, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Scan, RepoError> {
     let d = Decoder::new(row, "scans");
     Ok(Scan {
         attacker_ip: d.ip("attacker_ip")?,
@@ -151,7 +151,6 @@ impl Repository {
         &self,
         ips: &[IpAddr],
     ) -> Result<Vec<(IpAddr, String, i64)>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
@@ -161,14 +160,14 @@ impl Repository {
                  WHERE attacker_ip IN ({list}) GROUP BY attacker_ip, kind"
                 )
             },
-            |row| {
+            Vec::new(),
+            |out, row| {
                 let d = Decoder::new(row, "scans");
                 out.push((d.ip("attacker_ip")?, d.text("kind")?, d.ts("started_at")?));
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// Scan episodes of `ip` (`detected_only`: those that passed the thresholds), in time order.
@@ -199,7 +198,6 @@ impl Repository {
     /// The detected scan episodes of each of `ips`, each attacker's in the order of
     /// [`Repository::scan_episodes`] (start, kind): the profiler's batch read.
     pub async fn detected_scans_of(&self, ips: &[IpAddr]) -> Result<Vec<Scan>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
@@ -210,13 +208,13 @@ impl Repository {
                     *SELECT, list
                 )
             },
-            |row| {
+            Vec::new(),
+            |out, row| {
                 out.push(decode(row)?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 }
 

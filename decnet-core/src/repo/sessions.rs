@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, json, name, placeholders, select_sql},
-    decode::{Decoder, sat},
+    decode::{Decoder, Src, sat},
     limits,
     listing::{Arg, Where, each_row_of_ips, newest_first, page_limit},
 };
@@ -51,7 +51,7 @@ pub struct SessionRow {
     pub session: Session,
 }
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<SessionRow, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<SessionRow, RepoError> {
     let d = Decoder::new(row, "sessions");
     Ok(SessionRow {
         id: d.i64("id")?,
@@ -199,7 +199,6 @@ impl Repository {
     /// The newest session of every (decky, service) of each of `ips` (the correlator's starting
     /// point for extending them).
     pub async fn latest_sessions(&self, ips: &[IpAddr]) -> Result<Vec<Session>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
@@ -210,13 +209,13 @@ impl Repository {
                 *SELECT,
                 list
             ),
-            |row| {
+            Vec::new(),
+            |out, row| {
                 out.push(decode(row)?.session);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// How many sessions of one key started at or after `from_ns`.
@@ -262,7 +261,6 @@ impl Repository {
         &self,
         ips: &[IpAddr],
     ) -> Result<HashMap<IpAddr, u64>, RepoError> {
-        let mut out: HashMap<IpAddr, u64> = HashMap::with_capacity(ips.len());
         each_row_of_ips(
             self,
             ips,
@@ -272,7 +270,8 @@ impl Repository {
                  AND commands <> '[]'"
                 )
             },
-            |r| {
+            HashMap::with_capacity(ips.len()),
+            |out: &mut HashMap<IpAddr, u64>, r| {
                 let d = Decoder::new(r, "sessions");
                 let c: Vec<String> = d.json("commands")?;
                 let n = out.entry(d.ip("attacker_ip")?).or_default();
@@ -280,8 +279,7 @@ impl Repository {
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 
     /// The sessions of `ip`, in start order.

@@ -124,9 +124,11 @@ fn run<S>(
             Arg::Int(v) => stmt.raw_bind_parameter(i + 1, *v)?,
         }
     }
+    // The column names, once per statement: decoders look columns up by name on every cell.
+    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next()? {
-        each(state, &RowCells(row))?;
+        each(state, &RowCells(row, &names))?;
     }
     Ok(())
 }
@@ -134,6 +136,8 @@ fn run<S>(
 /// One result row's cells by position, borrowed (what listing visitors read rows through, on
 /// either backend). A cell of the wrong type is an error naming the column's position.
 pub(crate) trait Cells {
+    /// The position of the column named `name` in the row.
+    fn index_of(&self, name: &str) -> Option<usize>;
     fn i64(&self, i: usize) -> Result<i64, CellError>;
     fn opt_i64(&self, i: usize) -> Result<Option<i64>, CellError>;
     fn str(&self, i: usize) -> Result<&str, CellError>;
@@ -145,7 +149,7 @@ pub(crate) trait Cells {
 #[derive(Debug)]
 pub(crate) struct CellError(pub(crate) String);
 
-struct RowCells<'a, 'r>(&'a rusqlite::Row<'r>);
+struct RowCells<'a, 'r>(&'a rusqlite::Row<'r>, &'a [String]);
 
 impl RowCells<'_, '_> {
     fn get(&self, i: usize) -> Result<ValueRef<'_>, CellError> {
@@ -158,6 +162,10 @@ fn utf8(b: &[u8]) -> Result<&str, CellError> {
 }
 
 impl Cells for RowCells<'_, '_> {
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.1.iter().position(|n| n == name)
+    }
+
     fn i64(&self, i: usize) -> Result<i64, CellError> {
         match self.get(i)? {
             ValueRef::Integer(v) => Ok(v),
@@ -202,6 +210,11 @@ impl Cells for RowCells<'_, '_> {
 pub(crate) struct AnyCells<'r>(pub(crate) &'r sqlx::any::AnyRow);
 
 impl Cells for AnyCells<'_> {
+    fn index_of(&self, name: &str) -> Option<usize> {
+        use sqlx::{Column as _, Row as _};
+        self.0.columns().iter().position(|c| c.name() == name)
+    }
+
     fn i64(&self, i: usize) -> Result<i64, CellError> {
         use sqlx::Row as _;
         self.0

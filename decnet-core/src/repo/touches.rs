@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use super::{
     Merge, RepoError, Repository, WriteTx,
     bulk::{AnyQuery, Insert, insert_rows, name},
-    decode::Decoder,
+    decode::{Decoder, Src},
     listing::each_row_of_ips,
 };
 use crate::{model::Touch, time_fmt::format_ts};
@@ -18,7 +18,7 @@ use crate::{model::Touch, time_fmt::format_ts};
 const COLUMNS: [&str; 5] = ["attacker_ip", "decky", "service", "first_seen", "last_seen"];
 const MERGE: [(&str, Merge); 2] = [("first_seen", Merge::Min), ("last_seen", Merge::Max)];
 
-fn decode(row: &sqlx::any::AnyRow) -> Result<Touch, RepoError> {
+fn decode<'r>(row: impl Into<Src<'r>>) -> Result<Touch, RepoError> {
     let d = Decoder::new(row, "attacker_touches");
     Ok(Touch {
         attacker_ip: d.ip("attacker_ip")?,
@@ -77,7 +77,6 @@ impl Repository {
 
     /// The touches of each of `ips` (any order).
     pub async fn touches_of(&self, ips: &[IpAddr]) -> Result<Vec<Touch>, RepoError> {
-        let mut out = Vec::new();
         each_row_of_ips(
             self,
             ips,
@@ -88,12 +87,12 @@ impl Repository {
                     list
                 )
             },
-            |row| {
+            Vec::new(),
+            |out, row| {
                 out.push(decode(row)?);
                 Ok(())
             },
         )
-        .await?;
-        Ok(out)
+        .await
     }
 }
