@@ -10,9 +10,8 @@ use decnet_core::{
     model::Severity,
     repo::{MAX_PAGE, ProbeFilter},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
@@ -39,15 +38,49 @@ pub struct ProbeQuery {
     limit: Option<u32>,
 }
 
+/// One check's current outcome.
+#[derive(Serialize, ToSchema)]
+pub struct ProbeItem {
+    decky: String,
+    check: String,
+    subject: String,
+    /// `pass`, or the finding's severity.
+    severity: &'static str,
+    expected: String,
+    seen: String,
+    first_seen: String,
+    last_seen: String,
+    /// When a finding stopped being seen (absent while it still is).
+    resolved_at: Option<String>,
+}
+
+/// One decky's tally.
+#[derive(Serialize, ToSchema)]
+pub struct ProbeDecky {
+    decky: String,
+    findings: u64,
+    /// The worst severity seen on the decky (`pass` when clean).
+    worst: &'static str,
+}
+
+/// The answer of `GET /api/v1/probes`.
+#[derive(Serialize, ToSchema)]
+pub struct ProbeList {
+    /// Rows per severity.
+    counts: BTreeMap<&'static str, u64>,
+    deckies: Vec<ProbeDecky>,
+    items: Vec<ProbeItem>,
+}
+
 /// The prober's realism checks: each (decky, check, subject) with its current outcome —
 /// `pass`, or a finding's severity with what was expected and what was seen — worst first.
 #[utoipa::path(get, path = "/api/v1/probes", tag = "viewer", security(("bearer" = [])),
-    params(ProbeQuery), responses((status = 200), (status = 400)))]
+    params(ProbeQuery), responses((status = 200, body = ProbeList), (status = 400)))]
 async fn list_probes(
     State(s): State<Arc<AppState>>,
     _v: Viewer,
     Query(q): Query<ProbeQuery>,
-) -> ApiResult<Json2<Value>> {
+) -> ApiResult<Json2<ProbeList>> {
     let limit = match q.limit {
         None => MAX_PAGE,
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,
@@ -66,7 +99,8 @@ async fn list_probes(
             limit,
         })
         .await?;
-    let mut counts: BTreeMap<&str, u64> = Severity::ALL.iter().map(|v| (v.as_str(), 0)).collect();
+    let mut counts: BTreeMap<&'static str, u64> =
+        Severity::ALL.iter().map(|v| (v.as_str(), 0)).collect();
     let mut deckies: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
     for r in &rows {
         *counts.entry(r.severity.as_str()).or_insert(0) += 1;
@@ -78,22 +112,31 @@ async fn list_probes(
             d.1 = r.severity.as_str();
         }
     }
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
-        .map(|r| {
-            json!({
-                "decky": r.decky, "check": r.check, "subject": r.subject,
-                "severity": r.severity.as_str(), "expected": r.expected, "seen": r.seen,
-                "first_seen": ts(r.first_seen_ns), "last_seen": ts(r.last_seen_ns),
-                "resolved_at": r.resolved_at_ns.map(ts),
-            })
+        .map(|r| ProbeItem {
+            decky: r.decky.clone(),
+            check: r.check.clone(),
+            subject: r.subject.clone(),
+            severity: r.severity.as_str(),
+            expected: r.expected.clone(),
+            seen: r.seen.clone(),
+            first_seen: ts(r.first_seen_ns),
+            last_seen: ts(r.last_seen_ns),
+            resolved_at: r.resolved_at_ns.map(ts),
         })
         .collect();
-    let per_decky: Vec<Value> = deckies
+    let deckies = deckies
         .iter()
-        .map(|(d, (n, worst))| json!({"decky": d, "findings": n, "worst": worst}))
+        .map(|(d, (n, worst))| ProbeDecky {
+            decky: (*d).to_owned(),
+            findings: *n,
+            worst,
+        })
         .collect();
-    Ok(Json2(
-        json!({ "counts": counts, "deckies": per_decky, "items": items }),
-    ))
+    Ok(Json2(ProbeList {
+        counts,
+        deckies,
+        items,
+    }))
 }

@@ -165,8 +165,10 @@ where
     let mut carried = (state, each);
     for chunk in ips.chunks(IPS_PER_STATEMENT) {
         let sql = sql(&super::bulk::placeholders(chunk.len()));
-        let mut w = Where::default();
-        w.args = chunk.iter().map(|ip| Arg::Text(ip.to_string())).collect();
+        let w = Where {
+            args: chunk.iter().map(|ip| Arg::Text(ip.to_string())).collect(),
+            ..Where::default()
+        };
         carried = w
             .each_row(repo, &sql, "", &[], carried, |(st, each), cells| {
                 each(st, cells)
