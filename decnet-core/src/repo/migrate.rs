@@ -79,11 +79,29 @@ pub async fn run_on_pool(dialect: Dialect, pool: &AnyPool, url: &str) -> Result<
                 }
                 None => None,
             };
-            // WAL is a property of the file: set once, here, under the lock.
-            pool.execute("PRAGMA journal_mode = WAL")
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            SQLITE.run(pool).await.map_err(|e| err(e.to_string()))?;
+            // WAL is a property of the file: set once, here, under the lock. Other processes
+            // opening the same fresh file at this moment (their connections' pragmas) can make
+            // SQLite answer "database is locked" without waiting on its busy handler: each
+            // migration is its own transaction, so the run is retried a few times.
+            let mut attempt = 0u32;
+            loop {
+                let run = async {
+                    pool.execute("PRAGMA journal_mode = WAL").await?;
+                    SQLITE.run(pool).await.map_err(sqlx::Error::from)
+                };
+                match run.await {
+                    Ok(()) => break,
+                    Err(e) if attempt < 10 && e.to_string().contains("database is locked") => {
+                        attempt += 1;
+                        tracing::debug!("migration found the database locked, retrying: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            50 * u64::from(attempt),
+                        ))
+                        .await;
+                    }
+                    Err(e) => return Err(err(e.to_string())),
+                }
+            }
             drop(lock);
         }
         Dialect::MySql => {
